@@ -1,0 +1,30 @@
+//===- Passes.h - QLR conversion passes ---------------------*- C++ -*-===//
+// SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
+//===----------------------------------------------------------------------===//
+
+#ifndef QLR_CONVERSION_PASSES_H
+#define QLR_CONVERSION_PASSES_H
+
+#include "mlir/Pass/Pass.h"
+
+namespace mlir {
+class ModuleOp;
+namespace arith {
+class ArithDialect;
+} // namespace arith
+namespace quant {
+class QuantDialect;
+} // namespace quant
+
+namespace qlr {
+class QLRDialect;
+
+#define GEN_PASS_DECL
+#include "qlr/Conversion/Passes.h.inc"
+
+#define GEN_PASS_REGISTRATION
+#include "qlr/Conversion/Passes.h.inc"
+} // namespace qlr
+} // namespace mlir
+
+#endif // QLR_CONVERSION_PASSES_H

@@ -1,0 +1,78 @@
+//===- Passes.td - QLR conversion passes -------------------*- tablegen -*-===//
+// SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
+//===----------------------------------------------------------------------===//
+
+#ifndef QLR_CONVERSION_PASSES_TD
+#define QLR_CONVERSION_PASSES_TD
+
+include "mlir/Pass/PassBase.td"
+
+def QLRConvertQuantToQLRPass : Pass<"qlr-convert-quant-to-qlr", "ModuleOp"> {
+  let summary = "Convert upstream !quant.uniform casts into qlr ops";
+  let description = [{
+    Rewrites the upstream `quant` dialect's casts into `qlr` ops:
+
+    * `quant.scast` of a constant integer tensor becomes `qlr.pack` of the
+      packed codes and constant scales (and zero points);
+    * `quant.qcast` becomes `qlr.quantize` with constant scales;
+    * `quant.dcast` becomes `qlr.dequantize`.
+
+    Per-tensor, per-axis and sub-channel `!quant.uniform` types convert when
+    the format is expressible: storage of 2 to 8 bits over its full range,
+    an `f32`/`f16`/`bf16` expressed type (which becomes the scale type),
+    zero points inside the storage range and, for sub-channel types, blocks
+    along a single axis. Anything else (and any quantized value that flows
+    somewhere other than these casts, such as a function argument) is
+    reported with its location and the pass fails.
+
+    ```mlir
+    %q = quant.scast %c : tensor<2x4xi8> to tensor<2x4x!quant.uniform<i8:f32:0, {0.5, 0.25}>>
+    %f = quant.dcast %q : tensor<2x4x!quant.uniform<i8:f32:0, {0.5, 0.25}>> to tensor<2x4xf32>
+    // becomes
+    %f = qlr.dequantize %w : !qlr.qtensor<2x4xf32, #qlr.format<int8, channel = 0>> -> tensor<2x4xf32>
+    ```
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::qlr::QLRDialect"
+  ];
+}
+
+def QLRConvertQLRToQuantPass : Pass<"qlr-convert-qlr-to-quant", "ModuleOp"> {
+  let summary = "Convert qlr quantized tensors into upstream !quant.uniform casts";
+  let description = [{
+    The inverse of `qlr-convert-quant-to-qlr`: every `!qlr.qtensor` produced
+    by `qlr.pack` of constants or by `qlr.quantize` with constant scales is
+    rewritten into `quant.scast`/`quant.qcast`, and its uses (`qlr.dequantize`,
+    the weight of `qlr.linear`) into `quant.dcast`. Codes are unpacked into a
+    constant of the storage type.
+
+    Only uniform grids are expressible upstream; codebook formats (`nf`,
+    `lut`), scales computed at run time, groups that do not divide their
+    dimension (upstream sub-channel types need whole blocks), and quantized
+    values used by other ops are reported with their location and the pass
+    fails.
+
+    ```mlir
+    %w = qlr.pack %codes, %scales : tensor<2x2xi8>, tensor<2xf32>
+        -> !qlr.qtensor<2x4xf32, #qlr.format<int4, channel = 0>>
+    %f = qlr.dequantize %w : !qlr.qtensor<2x4xf32, #qlr.format<int4, channel = 0>> -> tensor<2x4xf32>
+    // becomes
+    %c = arith.constant dense<...> : tensor<2x4xi4>
+    %q = quant.scast %c : tensor<2x4xi4> to tensor<2x4x!quant.uniform<i4:f32:0, {...}>>
+    %f = quant.dcast %q : tensor<2x4x!quant.uniform<i4:f32:0, {...}>> to tensor<2x4xf32>
+    ```
+  }];
+  let options = [
+    Option<"signedStorage", "signed-storage", "bool", /*default=*/"true",
+           "Give symmetric formats signed storage (iN with zero point 0); "
+           "when false every format gets unsigned storage (uN) with explicit "
+           "zero points">
+  ];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::quant::QuantDialect"
+  ];
+}
+
+#endif // QLR_CONVERSION_PASSES_TD

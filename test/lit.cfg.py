@@ -1,0 +1,45 @@
+# -*- Python -*-
+# Lit configuration for the QLR test suite.
+
+import os
+
+import lit.formats
+from lit.llvm import llvm_config
+from lit.llvm.subst import ToolSubst
+
+config.name = "QLR"
+config.test_format = lit.formats.ShTest(not llvm_config.use_lit_shell)
+config.suffixes = [".mlir", ".test"]
+config.excludes = ["CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py", "Inputs"]
+config.test_source_root = os.path.dirname(__file__)
+config.test_exec_root = os.path.join(config.qlr_obj_root, "test")
+
+config.substitutions.append(("%PATH%", config.environment["PATH"]))
+config.substitutions.append(("%shlibext", config.llvm_shlib_ext))
+config.substitutions.append(("%qlr_src_root", config.qlr_src_root))
+config.substitutions.append(("%qlr_obj_root", config.qlr_obj_root))
+config.substitutions.append(("%qlr_lib_dir", config.qlr_lib_dir))
+config.substitutions.append(("%mlir_dir", config.mlir_dir))
+config.substitutions.append(("%cmake", config.cmake_command))
+config.substitutions.append(("%cmake_generator", config.cmake_generator))
+config.substitutions.append(("%cxx", config.cxx_compiler))
+config.substitutions.append(
+    ("%cxx_launcher", config.cxx_compiler_launcher or ""))
+
+llvm_config.with_system_environment(["HOME", "INCLUDE", "LIB", "TMP", "TEMP",
+                                     "CCACHE_DIR", "CCACHE_BASEDIR"])
+llvm_config.use_default_substitutions()
+
+# FileCheck, not, count and split-file come from the LLVM installation; they
+# are not targets of this build.
+llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
+
+tools = [
+    ToolSubst("quant-opt", unresolved="fatal"),
+    ToolSubst("mlir-opt", command=os.path.join(config.llvm_tools_dir, "mlir-opt"),
+              unresolved="ignore"),
+]
+llvm_config.add_tool_substitutions(tools, [config.qlr_tools_dir])
+
+if config.qlr_build_plugin:
+    config.available_features.add("plugin")
