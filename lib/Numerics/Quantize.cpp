@@ -1,0 +1,127 @@
+//===- Quantize.cpp - Round-to-nearest reference quantizer ----------------===//
+// SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
+//===----------------------------------------------------------------------===//
+
+#include "qlr/Numerics/Quantize.h"
+#include "qlr/Numerics/Codebook.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+
+using namespace qlr::numerics;
+
+static float maxCode(const QuantFormat &fmt) {
+  return float((1u << fmt.bits) - 1);
+}
+
+/// Clamps an integral float to the code range [0, 2^bits - 1].
+static uint8_t clampToCode(float v, const QuantFormat &fmt) {
+  return uint8_t(std::clamp(v, 0.0f, maxCode(fmt)));
+}
+
+/// Returns the zero point actually used by uniform formats.
+static float effectiveZeroPoint(uint8_t zeroPoint, const QuantFormat &fmt) {
+  return fmt.symmetric ? float(1u << (fmt.bits - 1)) : float(zeroPoint);
+}
+
+uint8_t qlr::numerics::quantizeOne(float x, float scale, uint8_t zeroPoint,
+                                   const QuantFormat &fmt) {
+  assert(std::isfinite(x) && "quantized values must be finite");
+  assert(std::isfinite(scale) && scale >= 0 && "invalid scale");
+  if (isCodebook(fmt))
+    return nearestCodebookIndex(fmt.codebook, scale == 0 ? 0.0f : x / scale);
+  float z = effectiveZeroPoint(zeroPoint, fmt);
+  if (scale == 0)
+    return uint8_t(z);
+  return clampToCode(std::nearbyint(x / scale) + z, fmt);
+}
+
+float qlr::numerics::dequantizeOne(uint8_t code, float scale, uint8_t zeroPoint,
+                                   const QuantFormat &fmt) {
+  assert(code < (1u << fmt.bits) && "code out of range");
+  if (isCodebook(fmt))
+    return scale * fmt.codebook[code];
+  return scale * (float(code) - effectiveZeroPoint(zeroPoint, fmt));
+}
+
+QuantizedData qlr::numerics::quantizeRTN(llvm::ArrayRef<float> x,
+                                         llvm::ArrayRef<int64_t> shape,
+                                         const QuantFormat &fmt) {
+  assert(verifyFormatForShape(fmt, shape).empty() && "invalid format");
+  assert(int64_t(x.size()) == numElements(shape) && "element count mismatch");
+  int64_t numScales = numElements(scaleShape(fmt, shape));
+
+  // lo = min(0, min x) and hi = max(0, max x) per group; max |x| is
+  // max(-lo, hi).
+  std::vector<float> lo(numScales, 0.0f), hi(numScales, 0.0f);
+  forEachScaleIndex(fmt, shape, [&](int64_t i, int64_t g) {
+    lo[g] = std::min(lo[g], x[i]);
+    hi[g] = std::max(hi[g], x[i]);
+  });
+
+  std::vector<float> scales(numScales);
+  std::vector<uint8_t> zeroPoints;
+  float qmax = maxCode(fmt);
+  for (int64_t g = 0; g < numScales; ++g) {
+    float absMax = std::max(-lo[g], hi[g]);
+    float s;
+    if (isCodebook(fmt))
+      s = absMax;
+    else if (fmt.symmetric)
+      s = 2.0f * absMax / qmax;
+    else
+      s = (hi[g] - lo[g]) / qmax;
+    scales[g] = roundToScaleType(s, fmt.scaleType);
+    if (!fmt.symmetric)
+      zeroPoints.push_back(
+          scales[g] == 0
+              ? 0
+              : clampToCode(std::nearbyint(-lo[g] / scales[g]), fmt));
+  }
+  return quantizeWithScales(x, shape, fmt, scales, zeroPoints);
+}
+
+QuantizedData qlr::numerics::quantizeWithScales(
+    llvm::ArrayRef<float> x, llvm::ArrayRef<int64_t> shape,
+    const QuantFormat &fmt, llvm::ArrayRef<float> scales,
+    llvm::ArrayRef<uint8_t> zeroPoints) {
+  assert(verifyFormatForShape(fmt, shape).empty() && "invalid format");
+  assert(int64_t(x.size()) == numElements(shape) && "element count mismatch");
+  assert(int64_t(scales.size()) == numElements(scaleShape(fmt, shape)) &&
+         "scale count mismatch");
+  assert(zeroPoints.size() == (fmt.symmetric ? 0 : scales.size()) &&
+         "zero point count mismatch");
+#ifndef NDEBUG
+  for (uint8_t z : zeroPoints)
+    assert(z <= maxCode(fmt) && "zero point out of range");
+#endif
+
+  QuantizedData q;
+  for (float s : scales)
+    q.scales.push_back(roundToScaleType(s, fmt.scaleType));
+  q.zeroPoints.assign(zeroPoints.begin(), zeroPoints.end());
+  q.codes.resize(x.size());
+  forEachScaleIndex(fmt, shape, [&](int64_t i, int64_t g) {
+    q.codes[i] = quantizeOne(x[i], q.scales[g],
+                             fmt.symmetric ? 0 : q.zeroPoints[g], fmt);
+  });
+  return q;
+}
+
+std::vector<float> qlr::numerics::dequantize(const QuantizedData &q,
+                                             llvm::ArrayRef<int64_t> shape,
+                                             const QuantFormat &fmt) {
+  assert(int64_t(q.codes.size()) == numElements(shape) &&
+         "element count mismatch");
+  assert(int64_t(q.scales.size()) == numElements(scaleShape(fmt, shape)) &&
+         "scale count mismatch");
+  assert(q.zeroPoints.size() == (fmt.symmetric ? 0 : q.scales.size()) &&
+         "zero point count mismatch");
+  std::vector<float> result(q.codes.size());
+  forEachScaleIndex(fmt, shape, [&](int64_t i, int64_t g) {
+    result[i] = dequantizeOne(q.codes[i], q.scales[g],
+                              fmt.symmetric ? 0 : q.zeroPoints[g], fmt);
+  });
+  return result;
+}
