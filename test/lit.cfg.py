@@ -10,7 +10,7 @@ from lit.llvm.subst import ToolSubst
 config.name = "QLR"
 config.test_format = lit.formats.ShTest(not llvm_config.use_lit_shell)
 config.suffixes = [".mlir", ".test"]
-config.excludes = ["CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py", "Inputs"]
+config.excludes = ["CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py", "Inputs", "project"]
 config.test_source_root = os.path.dirname(__file__)
 config.test_exec_root = os.path.join(config.qlr_obj_root, "test")
 
@@ -21,10 +21,10 @@ config.substitutions.append(("%qlr_obj_root", config.qlr_obj_root))
 config.substitutions.append(("%qlr_lib_dir", config.qlr_lib_dir))
 config.substitutions.append(("%mlir_dir", config.mlir_dir))
 config.substitutions.append(("%cmake", config.cmake_command))
-config.substitutions.append(("%cmake_generator", config.cmake_generator))
-config.substitutions.append(("%cxx", config.cxx_compiler))
+config.substitutions.append(("%generator", config.cmake_generator))
+config.substitutions.append(("%cxxcompiler", config.cxx_compiler))
 config.substitutions.append(
-    ("%cxx_launcher", config.cxx_compiler_launcher or ""))
+    ("%launcher", config.cxx_compiler_launcher or ""))
 
 llvm_config.with_system_environment(["HOME", "INCLUDE", "LIB", "TMP", "TEMP",
                                      "CCACHE_DIR", "CCACHE_BASEDIR"])

@@ -24,10 +24,12 @@ install(EXPORT QLRTargets
         NAMESPACE QLR::
         DESTINATION ${QLR_INSTALL_CMAKE_DIR})
 
+string(REPLACE ";" " " QLR_EXPORTED_LIBS_LIST "${qlr_libs}")
 configure_package_config_file(
   ${PROJECT_SOURCE_DIR}/cmake/QLRConfig.cmake.in
   ${PROJECT_BINARY_DIR}/cmake/QLRConfig.cmake
-  INSTALL_DESTINATION ${QLR_INSTALL_CMAKE_DIR})
+  INSTALL_DESTINATION ${QLR_INSTALL_CMAKE_DIR}
+  PATH_VARS CMAKE_INSTALL_INCLUDEDIR)
 write_basic_package_version_file(
   ${PROJECT_BINARY_DIR}/cmake/QLRConfigVersion.cmake
   VERSION ${PROJECT_VERSION}

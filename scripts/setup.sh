@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Shared setup for scripts/demo.sh and scripts/test.sh (sourced, not run):
+#   1. installs the Debian packages QLR needs when any is missing,
+#   2. creates the Python virtual environment .venv (numpy, pytest),
+#   3. configures and builds QLR into build/ (ccache, shared libMLIR).
+# Environment knobs: QLR_BUILD_DIR (default build), QLR_BUILD_TYPE (Release),
+# QLR_ASSERTIONS (ON), QLR_JOBS (all cores).
+
+QLR_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+QLR_BUILD_DIR=${QLR_BUILD_DIR:-$QLR_ROOT/build}
+QLR_LLVM=/usr/lib/llvm-22
+QLR_VENV=$QLR_ROOT/.venv
+export PATH=$QLR_LLVM/bin:$PATH
+
+qlr_log() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
+
+qlr_install_packages() {
+  local packages=(cmake ninja-build ccache g++ libgtest-dev python3-venv
+                  libmlir-22-dev mlir-22-tools llvm-22-dev llvm-22-tools)
+  local missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+      missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  qlr_log "installing Debian packages: ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+qlr_setup_venv() {
+  local requirements=$QLR_ROOT/python/requirements.txt
+  local stamp=$QLR_VENV/.requirements
+  if [ -x "$QLR_VENV/bin/python" ] && cmp -s "$requirements" "$stamp"; then
+    return 0
+  fi
+  qlr_log "creating the Python environment $QLR_VENV"
+  python3 -m venv "$QLR_VENV"
+  "$QLR_VENV/bin/python" -m pip install -q --upgrade pip
+  "$QLR_VENV/bin/python" -m pip install -q -r "$requirements"
+  cp "$requirements" "$stamp"
+}
+
+qlr_build() {
+  local launcher=()
+  command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+  if [ ! -f "$QLR_BUILD_DIR/build.ninja" ]; then
+    qlr_log "configuring $QLR_BUILD_DIR"
+    cmake -G Ninja -S "$QLR_ROOT" -B "$QLR_BUILD_DIR" \
+      -DCMAKE_BUILD_TYPE="${QLR_BUILD_TYPE:-Release}" \
+      -DMLIR_DIR=$QLR_LLVM/lib/cmake/mlir \
+      -DLLVM_EXTERNAL_LIT=$QLR_LLVM/bin/lit \
+      -DQLR_ENABLE_ASSERTIONS="${QLR_ASSERTIONS:-ON}" \
+      "${launcher[@]}" >/dev/null
+  fi
+  qlr_log "building"
+  cmake --build "$QLR_BUILD_DIR" -- ${QLR_JOBS:+-j "$QLR_JOBS"}
+}
+
+qlr_setup() {
+  qlr_install_packages
+  qlr_setup_venv
+  qlr_build
+}
