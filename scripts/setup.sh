@@ -15,7 +15,7 @@ export PATH=$QLR_LLVM/bin:$PATH
 qlr_log() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
 
 qlr_install_packages() {
-  local packages=(cmake ninja-build ccache g++ libgtest-dev python3-venv
+  local packages=(cmake ninja-build ccache g++ libgtest-dev python3-venv clang-format
                   libmlir-22-dev mlir-22-tools llvm-22-dev llvm-22-tools)
   local missing=()
   for p in "${packages[@]}"; do

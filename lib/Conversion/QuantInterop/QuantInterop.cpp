@@ -73,8 +73,8 @@ static FailureOr<QLRFromQuant> convertQuantType(RankedTensorType tensorType,
     return emitError(loc) << "cannot express " << quantType << " in qlr: ";
   };
   Type expressed = quantType.getExpressedType();
-  if (!expressed || !(expressed.isF32() || expressed.isF16() ||
-                      expressed.isBF16()))
+  if (!expressed ||
+      !(expressed.isF32() || expressed.isF16() || expressed.isBF16()))
     return fail() << "the expressed type must be f32, f16 or bf16 (it "
                      "becomes the scale type)";
   unsigned bits = quantType.getStorageTypeIntegralWidth();
@@ -126,6 +126,9 @@ static FailureOr<QLRFromQuant> convertQuantType(RankedTensorType tensorType,
       axis = tensorType.getRank() - 1;
       groupSize = 1;
     }
+    // Groups along the last axis are spelled with qlr's default axis (-1).
+    if (axis == tensorType.getRank() - 1)
+      axis = -1;
     for (APFloat scale : subChannel.getScales().getValues<APFloat>())
       scales.push_back(scale.convertToDouble());
     for (APInt zeroPoint : subChannel.getZeroPoints().getValues<APInt>())
@@ -153,13 +156,14 @@ static FailureOr<QLRFromQuant> convertQuantType(RankedTensorType tensorType,
 
   auto format = FormatAttr::getChecked(
       [&] { return emitError(loc); }, ctx, Scheme::Uniform, bits,
-      DenseF32ArrayAttr(), granularity, granularity == Granularity::Tensor ? 0 : axis,
-      groupSize, symmetric, expressed);
+      DenseF32ArrayAttr(), granularity,
+      granularity == Granularity::Tensor ? 0 : axis, groupSize, symmetric,
+      expressed);
   if (!format)
     return failure();
-  result.type = QTensorType::getChecked([&] { return emitError(loc); }, ctx,
-                                        tensorType.getShape(), expressed,
-                                        format);
+  result.type =
+      QTensorType::getChecked([&] { return emitError(loc); }, ctx,
+                              tensorType.getShape(), expressed, format);
   if (!result.type)
     return failure();
   return result;
@@ -202,7 +206,8 @@ static bool isQuantTensor(Value value) {
 
 namespace {
 struct QLRConvertQuantToQLRPass
-    : public mlir::qlr::impl::QLRConvertQuantToQLRPassBase<QLRConvertQuantToQLRPass> {
+    : public mlir::qlr::impl::QLRConvertQuantToQLRPassBase<
+          QLRConvertQuantToQLRPass> {
   void runOnOperation() override;
 };
 } // namespace
@@ -284,8 +289,8 @@ void QLRConvertQuantToQLRPass::runOnOperation() {
           cast<quant::QuantizedType>(
               cast<RankedTensorType>(result.getType()).getElementType())
               .isSigned();
-      auto values = readIntegers(getConstantElements(scast.getInput()),
-                                 isSigned, loc);
+      auto values =
+          readIntegers(getConstantElements(scast.getInput()), isSigned, loc);
       if (failed(values))
         return signalPassFailure();
       std::vector<uint8_t> codes;
@@ -297,9 +302,8 @@ void QLRConvertQuantToQLRPass::runOnOperation() {
       std::vector<int64_t> packedValues(packed.begin(), packed.end());
       Value codesConstant = createIntegerConstant(
           builder, loc, info.type.getCodesType(), packedValues);
-      replacement =
-          PackOp::create(builder, loc, info.type, codesConstant, scales,
-                         zeroPoints);
+      replacement = PackOp::create(builder, loc, info.type, codesConstant,
+                                   scales, zeroPoints);
     } else {
       auto qcast = cast<quant::QuantizeCastOp>(op);
       replacement = QuantizeOp::create(builder, loc, info.type,
@@ -308,8 +312,8 @@ void QLRConvertQuantToQLRPass::runOnOperation() {
     for (OpOperand &use : llvm::make_early_inc_range(result.getUses())) {
       auto dcast = cast<quant::DequantizeCastOp>(use.getOwner());
       builder.setInsertionPoint(dcast);
-      Value dequantized = DequantizeOp::create(
-          builder, dcast.getLoc(), dcast.getType(), replacement);
+      Value dequantized = DequantizeOp::create(builder, dcast.getLoc(),
+                                               dcast.getType(), replacement);
       dcast.replaceAllUsesWith(dequantized);
       dcast.erase();
     }
@@ -323,12 +327,14 @@ void QLRConvertQuantToQLRPass::runOnOperation() {
 
 /// The upstream element type for a qlr quantized tensor with constant
 /// parameters, or a diagnostic explaining why there is none.
-static FailureOr<quant::QuantizedType>
-buildQuantType(QTensorType type, const QuantParams &params, bool signedStorage,
-               Location loc) {
+static FailureOr<quant::QuantizedType> buildQuantType(QTensorType type,
+                                                      const QuantParams &params,
+                                                      bool signedStorage,
+                                                      Location loc) {
   FormatAttr format = type.getFormat();
   auto fail = [&]() {
-    return emitError(loc) << "cannot express " << type << " as !quant.uniform: ";
+    return emitError(loc) << "cannot express " << type
+                          << " as !quant.uniform: ";
   };
   if (format.isCodebook())
     return fail() << "its codebook format has no upstream equivalent; only "
@@ -350,8 +356,8 @@ buildQuantType(QTensorType type, const QuantParams &params, bool signedStorage,
   std::vector<double> scales(params.scales.begin(), params.scales.end());
   std::vector<int64_t> zeroPoints;
   for (size_t i = 0; i < scales.size(); ++i) {
-    int64_t zero = params.zeroPoints.empty() ? implicitZero
-                                             : params.zeroPoints[i];
+    int64_t zero =
+        params.zeroPoints.empty() ? implicitZero : params.zeroPoints[i];
     zeroPoints.push_back(zero - offset);
   }
   auto emit = [&] { return emitError(loc); };
@@ -371,13 +377,12 @@ buildQuantType(QTensorType type, const QuantParams &params, bool signedStorage,
     int64_t extent = type.getShape()[axis];
     if (extent % format.getGroupSize() != 0)
       return fail() << "group size " << format.getGroupSize()
-                    << " does not divide dimension " << axis << " ("
-                    << extent
+                    << " does not divide dimension " << axis << " (" << extent
                     << "); upstream sub-channel types need whole blocks";
     SmallVector<int64_t> scaleShape = format.getScaleShape(type.getShape());
-    auto scalesAttr = DenseElementsAttr::get(
-        RankedTensorType::get(scaleShape, expressedType),
-        ArrayRef<float>(params.scales));
+    auto scalesAttr =
+        DenseElementsAttr::get(RankedTensorType::get(scaleShape, expressedType),
+                               ArrayRef<float>(params.scales));
     SmallVector<APInt> zeroValues;
     for (int64_t zero : zeroPoints)
       zeroValues.push_back(APInt(bits, zero, /*isSigned=*/true,
@@ -428,7 +433,8 @@ static FailureOr<QuantParams> readParams(Operation *op, Value scales,
 
 namespace {
 struct QLRConvertQLRToQuantPass
-    : public mlir::qlr::impl::QLRConvertQLRToQuantPassBase<QLRConvertQLRToQuantPass> {
+    : public mlir::qlr::impl::QLRConvertQLRToQuantPassBase<
+          QLRConvertQLRToQuantPass> {
   using Base::Base;
   void runOnOperation() override;
 };
@@ -533,8 +539,8 @@ void QLRConvertQLRToQuantPass::runOnOperation() {
       storage.reserve(codes.size());
       for (uint8_t code : codes)
         storage.push_back(int64_t(code) - offset);
-      auto storageType = RankedTensorType::get(type.getShape(),
-                                               quantType.getStorageType());
+      auto storageType =
+          RankedTensorType::get(type.getShape(), quantType.getStorageType());
       Value storageConstant =
           createIntegerConstant(builder, loc, storageType, storage);
       replacement = quant::StorageCastOp::create(builder, loc, quantTensorType,

@@ -1,4 +1,5 @@
-//===- main.cpp - A downstream user of the installed QLR package -----------===//
+//===- main.cpp - A downstream user of the installed QLR package
+//-----------===//
 // SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
 //===----------------------------------------------------------------------===//
 //
@@ -39,8 +40,7 @@ int main(int argc, char **argv) {
   module->walk([](mlir::qlr::PackOp pack) {
     auto type = llvm::cast<mlir::qlr::QTensorType>(pack.getType());
     llvm::outs() << "bits per weight: "
-                 << type.getFormat().getBitsPerElement(type.getShape())
-                 << "\n";
+                 << type.getFormat().getBitsPerElement(type.getShape()) << "\n";
   });
 
   mlir::PassManager pm(&context);

@@ -29,7 +29,9 @@ void QLRDialect::registerAttributes() {
 static constexpr unsigned kMinBits = 2;
 static constexpr unsigned kMaxBits = 8;
 
-static bool isScaleType(Type type) { return type.isF32() || type.isF16() || type.isBF16(); }
+static bool isScaleType(Type type) {
+  return type.isF32() || type.isF16() || type.isBF16();
+}
 
 //===----------------------------------------------------------------------===//
 // Parsing and printing
@@ -72,13 +74,15 @@ Attribute FormatAttr::parse(AsmParser &parser, Type) {
   if (scheme == Scheme::LookupTable) {
     SmallVector<float> values;
     if (parser.parseCommaSeparatedList(
-            AsmParser::Delimiter::Square, [&]() -> ParseResult {
+            AsmParser::Delimiter::Square,
+            [&]() -> ParseResult {
               double value;
               if (parser.parseFloat(value))
                 return failure();
               values.push_back(static_cast<float>(value));
               return success();
-            }, " in the lookup table"))
+            },
+            " in the lookup table"))
       return {};
     table = DenseF32ArrayAttr::get(ctx, values);
   }
@@ -181,14 +185,15 @@ void FormatAttr::print(AsmPrinter &printer) const {
 // Verification and helpers
 //===----------------------------------------------------------------------===//
 
-LogicalResult
-FormatAttr::verify(function_ref<InFlightDiagnostic()> emitError, Scheme scheme,
-                   unsigned bits, DenseF32ArrayAttr table,
-                   Granularity granularity, int64_t axis, int64_t groupSize,
-                   bool symmetric, Type scaleType) {
+LogicalResult FormatAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                                 Scheme scheme, unsigned bits,
+                                 DenseF32ArrayAttr table,
+                                 Granularity granularity, int64_t axis,
+                                 int64_t groupSize, bool symmetric,
+                                 Type scaleType) {
   if (bits < kMinBits || bits > kMaxBits)
-    return emitError() << "storage bits must be between " << kMinBits
-                       << " and " << kMaxBits << ", got " << bits;
+    return emitError() << "storage bits must be between " << kMinBits << " and "
+                       << kMaxBits << ", got " << bits;
   if (scheme == Scheme::LookupTable) {
     if (!table)
       return emitError() << "a lookup-table format needs its table of values";
@@ -287,8 +292,7 @@ numerics::QuantFormat FormatAttr::toNumerics(int64_t rank) const {
   SmallVector<float> codebook = getCodebook();
   format.codebook.assign(codebook.begin(), codebook.end());
   format.granularity = static_cast<numerics::Granularity>(getGranularity());
-  format.axis =
-      getGranularity() == Granularity::Tensor ? 0 : resolveAxis(rank);
+  format.axis = getGranularity() == Granularity::Tensor ? 0 : resolveAxis(rank);
   format.groupSize = getGroupSize();
   format.symmetric = getSymmetric();
   format.scaleType = toNumericsScaleType(getScaleType());
@@ -299,11 +303,11 @@ double FormatAttr::getBitsPerElement(ArrayRef<int64_t> shape) const {
   int64_t elements = numerics::numElements(shape);
   if (elements == 0)
     return 0.0;
-  int64_t codeBytes = numerics::numElements(
-      numerics::packedShape(shape, getBits()));
+  int64_t codeBytes =
+      numerics::numElements(numerics::packedShape(shape, getBits()));
   int64_t scales = numerics::numElements(getScaleShape(shape));
-  int64_t perScaleBits = getScaleType().getIntOrFloatBitWidth() +
-                         (hasZeroPoints() ? 8 : 0);
+  int64_t perScaleBits =
+      getScaleType().getIntOrFloatBitWidth() + (hasZeroPoints() ? 8 : 0);
   return double(codeBytes * 8 + scales * perScaleBits) / double(elements);
 }
 

@@ -27,7 +27,8 @@ OpFoldResult PackOp::fold(FoldAdaptor) {
 }
 
 /// unpack(pack(codes, scales, zp)) -> codes, scales, zp.
-LogicalResult UnpackOp::fold(FoldAdaptor, SmallVectorImpl<OpFoldResult> &results) {
+LogicalResult UnpackOp::fold(FoldAdaptor,
+                             SmallVectorImpl<OpFoldResult> &results) {
   auto pack = getInput().getDefiningOp<PackOp>();
   if (!pack)
     return failure();
@@ -50,9 +51,8 @@ struct FuseDequantizeIntoLinear : public OpRewritePattern<LinearOp> {
     auto dequantize = op.getWeight().getDefiningOp<DequantizeOp>();
     if (!dequantize)
       return rewriter.notifyMatchFailure(op, "weight is not dequantized");
-    rewriter.modifyOpInPlace(op, [&] {
-      op.getWeightMutable().assign(dequantize.getInput());
-    });
+    rewriter.modifyOpInPlace(
+        op, [&] { op.getWeightMutable().assign(dequantize.getInput()); });
     return success();
   }
 };

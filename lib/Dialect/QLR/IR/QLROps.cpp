@@ -52,8 +52,9 @@ static void explainScaleDim(InFlightDiagnostic &diag, QTensorType type,
       return;
     }
     diag << ": dimension " << dim << " has ceil(" << extent << " / "
-         << format.getGroupSize() << ") = "
-         << llvm::divideCeil(extent, format.getGroupSize()) << " groups";
+         << format.getGroupSize()
+         << ") = " << llvm::divideCeil(extent, format.getGroupSize())
+         << " groups";
     if (extent % format.getGroupSize() != 0)
       diag << " (the last one partial)";
     return;
@@ -62,9 +63,10 @@ static void explainScaleDim(InFlightDiagnostic &diag, QTensorType type,
 }
 
 /// Verifies scales (and zero points) given for a quantized tensor of `type`.
-static LogicalResult verifyScalesAndZeroPoints(Operation *op, QTensorType type,
-                                               RankedTensorType scalesType,
-                                               RankedTensorType zeroPointsType) {
+static LogicalResult
+verifyScalesAndZeroPoints(Operation *op, QTensorType type,
+                          RankedTensorType scalesType,
+                          RankedTensorType zeroPointsType) {
   FormatAttr format = type.getFormat();
   RankedTensorType expected = type.getScalesType();
   if (scalesType.getElementType() != expected.getElementType())
@@ -127,19 +129,20 @@ LogicalResult PackOp::verify() {
            << " bytes";
     return diag;
   }
-  return verifyScalesAndZeroPoints(
-      *this, type, getScales().getType(),
-      getZeroPoints() ? getZeroPoints().getType() : RankedTensorType());
+  return verifyScalesAndZeroPoints(*this, type, getScales().getType(),
+                                   getZeroPoints() ? getZeroPoints().getType()
+                                                   : RankedTensorType());
 }
 
 //===----------------------------------------------------------------------===//
 // UnpackOp
 //===----------------------------------------------------------------------===//
 
-LogicalResult UnpackOp::inferReturnTypes(
-    MLIRContext *, std::optional<Location> location, ValueRange operands,
-    DictionaryAttr attributes, OpaqueProperties properties, RegionRange regions,
-    SmallVectorImpl<Type> &inferredReturnTypes) {
+LogicalResult
+UnpackOp::inferReturnTypes(MLIRContext *, std::optional<Location> location,
+                           ValueRange operands, DictionaryAttr attributes,
+                           OpaqueProperties properties, RegionRange regions,
+                           SmallVectorImpl<Type> &inferredReturnTypes) {
   UnpackOp::Adaptor adaptor(operands, attributes, properties, regions);
   auto type = dyn_cast<QTensorType>(adaptor.getInput().getType());
   if (!type)
@@ -167,9 +170,9 @@ LogicalResult QuantizeOp::verify() {
       return emitOpError("zero points are given without scales");
     return success();
   }
-  return verifyScalesAndZeroPoints(
-      *this, type, getScales().getType(),
-      getZeroPoints() ? getZeroPoints().getType() : RankedTensorType());
+  return verifyScalesAndZeroPoints(*this, type, getScales().getType(),
+                                   getZeroPoints() ? getZeroPoints().getType()
+                                                   : RankedTensorType());
 }
 
 //===----------------------------------------------------------------------===//
@@ -267,11 +270,10 @@ LogicalResult LinearOp::verify() {
 
 /// Checks the epsilon attribute and that every parameter is a 1-D tensor of
 /// `channels` elements of the input's element type.
-static LogicalResult verifyNormParameters(Operation *op, APFloat epsilon,
-                                          Type elementType, int64_t channels,
-                                          StringRef what,
-                                          ArrayRef<std::pair<StringRef, Value>>
-                                              parameters) {
+static LogicalResult
+verifyNormParameters(Operation *op, APFloat epsilon, Type elementType,
+                     int64_t channels, StringRef what,
+                     ArrayRef<std::pair<StringRef, Value>> parameters) {
   if (epsilon.isNegative() || !epsilon.isFinite())
     return op->emitOpError("epsilon must be finite and non-negative, got ")
            << epsilon.convertToDouble();

@@ -48,9 +48,9 @@ static void printShapeAndElementType(AsmPrinter &printer,
   printer << elementType;
 }
 
-static LogicalResult verifyShapeAndElementType(
-    function_ref<InFlightDiagnostic()> emitError, ArrayRef<int64_t> shape,
-    Type elementType) {
+static LogicalResult
+verifyShapeAndElementType(function_ref<InFlightDiagnostic()> emitError,
+                          ArrayRef<int64_t> shape, Type elementType) {
   for (int64_t dim : shape)
     if (!ShapedType::isDynamic(dim) && dim < 0)
       return emitError() << "dimensions must be non-negative, got " << dim;
@@ -74,8 +74,8 @@ Type QTensorType::parse(AsmParser &parser) {
       parser.parseComma() || parser.parseAttribute(format) ||
       parser.parseGreater())
     return {};
-  return getChecked([&] { return parser.emitError(loc); },
-                    parser.getContext(), shape, elementType, format);
+  return getChecked([&] { return parser.emitError(loc); }, parser.getContext(),
+                    shape, elementType, format);
 }
 
 void QTensorType::print(AsmPrinter &printer) const {
@@ -157,9 +157,8 @@ Type LowRankType::parse(AsmParser &parser) {
   }
   if (parser.parseGreater())
     return {};
-  return getChecked([&] { return parser.emitError(loc); },
-                    parser.getContext(), shape, elementType, rank, base,
-                    aFormat, bFormat);
+  return getChecked([&] { return parser.emitError(loc); }, parser.getContext(),
+                    shape, elementType, rank, base, aFormat, bFormat);
 }
 
 void LowRankType::print(AsmPrinter &printer) const {
@@ -188,9 +187,8 @@ LogicalResult LowRankType::verify(function_ref<InFlightDiagnostic()> emitError,
     return emitError() << "low-rank weights must be static 2-D matrices";
   int64_t maxRank = std::min(shape[0], shape[1]);
   if (rank < 1 || rank > maxRank)
-    return emitError() << "rank must be between 1 and min(" << shape[0]
-                       << ", " << shape[1] << ") = " << maxRank << ", got "
-                       << rank;
+    return emitError() << "rank must be between 1 and min(" << shape[0] << ", "
+                       << shape[1] << ") = " << maxRank << ", got " << rank;
   for (FormatAttr format : {base, aFormat, bFormat})
     if (format && failed(format.verifyForRank(emitError, 2)))
       return failure();

@@ -43,7 +43,7 @@ getRawData(ElementsAttr elements, Location loc) {
 }
 
 FailureOr<std::vector<float>> mlir::qlr::readFloats(ElementsAttr elements,
-                                                     Location loc) {
+                                                    Location loc) {
   Type elementType = elements.getElementType();
   unsigned width = elementType.getIntOrFloatBitWidth();
   if (!elementType.isF32() && !elementType.isF16() && !elementType.isBF16())
@@ -74,7 +74,7 @@ FailureOr<std::vector<float>> mlir::qlr::readFloats(ElementsAttr elements,
 }
 
 FailureOr<std::vector<uint8_t>> mlir::qlr::readBytes(ElementsAttr elements,
-                                                      Location loc) {
+                                                     Location loc) {
   if (!elements.getElementType().isInteger(8))
     return emitError(loc, "expected an i8 constant, got ")
            << elements.getElementType();

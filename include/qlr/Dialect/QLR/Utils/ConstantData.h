@@ -37,7 +37,7 @@ FailureOr<std::vector<uint8_t>> readBytes(ElementsAttr elements, Location loc);
 /// Reads a constant integer tensor of any width as int64 values, sign- or
 /// zero-extended according to `isSigned`.
 FailureOr<std::vector<int64_t>> readIntegers(ElementsAttr elements,
-                                              bool isSigned, Location loc);
+                                             bool isSigned, Location loc);
 
 /// Builds an `arith.constant` of `type` (f32/f16/bf16 elements) from floats
 /// (rounded to the element type).
