@@ -85,6 +85,11 @@ func.func @rank_zero(%x: !qlr.qtensor<f32, #qlr.format<int8>>)
 
 // -----
 
+// expected-error@+1 {{tensor has more than 2^56 elements}}
+func.func @too_many_elements(%x: !qlr.qtensor<4294967296x4294967296xf32, #qlr.format<int8>>)
+
+// -----
+
 // expected-error@+1 {{rank must be between 1 and min(64, 32) = 32, got 33}}
 func.func @lowrank_rank_too_large(%x: !qlr.lowrank<64x32xf32, rank = 33>)
 

@@ -51,9 +51,19 @@ static void printShapeAndElementType(AsmPrinter &printer,
 static LogicalResult
 verifyShapeAndElementType(function_ref<InFlightDiagnostic()> emitError,
                           ArrayRef<int64_t> shape, Type elementType) {
-  for (int64_t dim : shape)
-    if (!ShapedType::isDynamic(dim) && dim < 0)
+  // Sizes are computed in int64 (packed bytes are elements * bits / 8), so
+  // bound the element count far below where that could overflow.
+  constexpr int64_t kMaxElements = int64_t(1) << 56;
+  int64_t elements = 1;
+  for (int64_t dim : shape) {
+    if (ShapedType::isDynamic(dim))
+      continue;
+    if (dim < 0)
       return emitError() << "dimensions must be non-negative, got " << dim;
+    if (dim > kMaxElements || (dim && elements > kMaxElements / dim))
+      return emitError() << "tensor has more than 2^56 elements";
+    elements *= dim;
+  }
   if (!isExpressedType(elementType))
     return emitError() << "element type must be f32, f16 or bf16, got "
                        << elementType;
