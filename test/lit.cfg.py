@@ -34,10 +34,21 @@ llvm_config.use_default_substitutions()
 # are not targets of this build.
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 
+llvm_lib_dir = os.path.join(os.path.dirname(config.llvm_tools_dir), "lib")
+config.substitutions.append(
+    ("%mlir_runner_utils",
+     os.path.join(llvm_lib_dir, "libmlir_runner_utils" + config.llvm_shlib_ext)))
+config.substitutions.append(
+    ("%mlir_c_runner_utils",
+     os.path.join(llvm_lib_dir, "libmlir_c_runner_utils" + config.llvm_shlib_ext)))
+
 tools = [
     ToolSubst("quant-opt", unresolved="fatal"),
     ToolSubst("mlir-opt", command=os.path.join(config.llvm_tools_dir, "mlir-opt"),
               unresolved="ignore"),
+    ToolSubst("mlir-runner",
+              command=os.path.join(config.llvm_tools_dir, "mlir-runner"),
+              unresolved="fatal"),
 ]
 llvm_config.add_tool_substitutions(tools, [config.qlr_tools_dir])
 

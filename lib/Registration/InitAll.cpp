@@ -5,6 +5,7 @@
 #include "qlr/InitAll.h"
 #include "qlr/Conversion/Passes.h"
 #include "qlr/Dialect/QLR/IR/QLR.h"
+#include "qlr/Pipelines/Pipelines.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Quant/IR/Quant.h"
@@ -14,4 +15,7 @@ void mlir::qlr::registerQLRDialects(DialectRegistry &registry) {
   registry.insert<QLRDialect, arith::ArithDialect, quant::QuantDialect>();
 }
 
-void mlir::qlr::registerQLRPasses() { registerQLRConversionPasses(); }
+void mlir::qlr::registerQLRPasses() {
+  registerQLRConversionPasses();
+  registerQLRPipelines();
+}

@@ -5,6 +5,7 @@
 #ifndef QLR_CONVERSION_PASSES_H
 #define QLR_CONVERSION_PASSES_H
 
+#include "mlir/IR/PatternMatch.h"
 #include "mlir/Pass/Pass.h"
 
 namespace mlir {
@@ -15,12 +16,24 @@ class ArithDialect;
 namespace quant {
 class QuantDialect;
 } // namespace quant
+namespace linalg {
+class LinalgDialect;
+} // namespace linalg
+namespace math {
+class MathDialect;
+} // namespace math
+namespace tensor {
+class TensorDialect;
+} // namespace tensor
 
 namespace qlr {
 class QLRDialect;
 
 #define GEN_PASS_DECL
 #include "qlr/Conversion/Passes.h.inc"
+
+/// Adds the patterns of qlr-lower-to-linalg to `patterns`.
+void populateQLRToLinalgPatterns(RewritePatternSet &patterns);
 
 #define GEN_PASS_REGISTRATION
 #include "qlr/Conversion/Passes.h.inc"

@@ -75,4 +75,38 @@ def QLRConvertQLRToQuantPass : Pass<"qlr-convert-qlr-to-quant", "ModuleOp"> {
   ];
 }
 
+def QLRLowerToLinalgPass : Pass<"qlr-lower-to-linalg", "ModuleOp"> {
+  let summary = "Lower qlr ops to linalg, tensor, arith and math on tensors";
+  let description = [{
+    The first step of every CPU lowering: after it the module contains no
+    qlr op, only upstream dialects on tensors.
+
+    * `qlr.linear` with a float weight becomes a `linalg.generic` contraction
+      `y[m, n] = sum_k x[m, k] * w[n, k]` on the input collapsed to 2-D,
+      plus a broadcast bias;
+    * a low-rank weight `A·B` becomes two thin products `(x·Bᵀ)·Aᵀ` (plus
+      `x·Qᵀ` for a quantized base): `A·B` is never materialised;
+    * a quantized weight is decoded by a `linalg.generic` that reads the
+      packed codes (docs/Design.md) and scales and feeds the contraction;
+    * `qlr.rms_norm`, `qlr.layer_norm` and `qlr.batch_norm` become reductions
+      and element-wise `linalg.generic` ops computed in f32.
+
+    `qlr.quantize` (run-time quantization) has no lowering yet and is
+    reported; so is a quantized or low-rank value that is not built by
+    `qlr.pack` / `qlr.lowrank` in the same function (for example a function
+    argument), whose storage the lowering cannot see.
+
+    ```mlir
+    %y = qlr.rms_norm %x, %w eps = 1.0e-5 : tensor<?x64xf32>, tensor<64xf32>
+    // becomes a sum-of-squares reduction and an element-wise scaling
+    ```
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::linalg::LinalgDialect",
+    "::mlir::math::MathDialect",
+    "::mlir::tensor::TensorDialect"
+  ];
+}
+
 #endif // QLR_CONVERSION_PASSES_TD
