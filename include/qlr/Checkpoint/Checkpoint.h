@@ -46,15 +46,15 @@
 namespace qlr::checkpoint {
 
 struct ModelConfig {
-  int64_t dim = 0;        ///< Embedding width.
-  int64_t hiddenDim = 0;  ///< Feed-forward width.
+  int64_t dim = 0;       ///< Embedding width.
+  int64_t hiddenDim = 0; ///< Feed-forward width.
   int64_t numLayers = 0;
   int64_t numHeads = 0;
   int64_t numKVHeads = 0; ///< Grouped-query attention: divides numHeads.
   int64_t headDim = 0;    ///< Usually dim / numHeads.
   int64_t vocabSize = 0;
-  int64_t maxSeqLen = 0;  ///< Context length the model was trained for.
-  float normEps = 1e-5f;  ///< RMSNorm epsilon.
+  int64_t maxSeqLen = 0; ///< Context length the model was trained for.
+  float normEps = 1e-5f; ///< RMSNorm epsilon.
   float ropeTheta = 10000.0f;
   bool tiedEmbeddings = false; ///< `output` reuses `tok_embeddings`.
 };
@@ -96,7 +96,8 @@ public:
 /// starting with the GGUF magic is GGUF, anything else is tried as llama2.c.
 /// Errors name the file and what is wrong (truncated data, header/size
 /// mismatch, unknown dtype, missing tensor or config key, ...).
-llvm::Expected<std::unique_ptr<Checkpoint>> openCheckpoint(llvm::StringRef path);
+llvm::Expected<std::unique_ptr<Checkpoint>>
+openCheckpoint(llvm::StringRef path);
 
 } // namespace qlr::checkpoint
 

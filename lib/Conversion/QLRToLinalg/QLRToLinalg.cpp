@@ -84,7 +84,8 @@ static Value buildContraction(OpBuilder &b, Location loc, Value x, Value w) {
   MLIRContext *ctx = b.getContext();
   // Loops: the batch dims of x, then n, then k.
   int64_t numLoops = batch + 2;
-  AffineExpr n = getAffineDimExpr(batch, ctx), k = getAffineDimExpr(batch + 1, ctx);
+  AffineExpr n = getAffineDimExpr(batch, ctx),
+             k = getAffineDimExpr(batch + 1, ctx);
   SmallVector<AffineExpr> batchDims;
   for (int64_t i = 0; i < batch; ++i)
     batchDims.push_back(getAffineDimExpr(i, ctx));
@@ -163,8 +164,7 @@ static FailureOr<Value> buildDequantize(OpBuilder &b, Location loc,
                                         PackOp pack) {
   auto type = cast<QTensorType>(pack.getType());
   if (!type.hasStaticShape())
-    return pack.emitOpError("lowering needs a static shape, got ")
-           << type;
+    return pack.emitOpError("lowering needs a static shape, got ") << type;
   FormatAttr format = type.getFormat();
   MLIRContext *ctx = b.getContext();
   int64_t rank = type.getRank();
@@ -194,7 +194,8 @@ static FailureOr<Value> buildDequantize(OpBuilder &b, Location loc,
   Value codes = pack.getCodes();
   auto generic = linalg::GenericOp::create(
       b, loc, init.getType(), inputs, ValueRange{init}, maps,
-      parallelThen(rank, 0), [&](OpBuilder &nb, Location nloc, ValueRange args) {
+      parallelThen(rank, 0),
+      [&](OpBuilder &nb, Location nloc, ValueRange args) {
         auto constI32 = [&](int64_t v) -> Value {
           return arith::ConstantIntOp::create(nb, nloc, i32, v);
         };
@@ -205,8 +206,8 @@ static FailureOr<Value> buildDequantize(OpBuilder &b, Location loc,
         SmallVector<Value> indices;
         for (int64_t dim = 0; dim < rank; ++dim)
           indices.push_back(linalg::IndexOp::create(nb, nloc, dim));
-        Value bitPos = arith::MulIOp::create(nb, nloc, indices.back(),
-                                             constIndex(bits));
+        Value bitPos =
+            arith::MulIOp::create(nb, nloc, indices.back(), constIndex(bits));
         Value byteIdx = arith::ShRUIOp::create(nb, nloc, bitPos, constIndex(3));
         Value shift = arith::IndexCastOp::create(
             nb, nloc, i32,
@@ -223,11 +224,10 @@ static FailureOr<Value> buildDequantize(OpBuilder &b, Location loc,
           // that byte is not needed, so clamp the index instead of reading
           // past the row.
           Value next = arith::MinUIOp::create(
-              nb, nloc,
-              arith::AddIOp::create(nb, nloc, byteIdx, constIndex(1)),
+              nb, nloc, arith::AddIOp::create(nb, nloc, byteIdx, constIndex(1)),
               constIndex(rowBytes - 1));
-          Value high = arith::ShLIOp::create(nb, nloc, loadByte(next),
-                                             constI32(8));
+          Value high =
+              arith::ShLIOp::create(nb, nloc, loadByte(next), constI32(8));
           word = arith::OrIOp::create(nb, nloc, word, high);
         }
         Value code = arith::AndIOp::create(
@@ -238,14 +238,14 @@ static FailureOr<Value> buildDequantize(OpBuilder &b, Location loc,
         if (format.isCodebook()) {
           Value entry = tensor::ExtractOp::create(
               nb, nloc, table,
-              ValueRange{arith::IndexCastOp::create(nb, nloc,
-                                                    nb.getIndexType(), code)});
+              ValueRange{arith::IndexCastOp::create(nb, nloc, nb.getIndexType(),
+                                                    code)});
           value = arith::MulFOp::create(nb, nloc, scale, entry);
         } else {
-          Value zero = format.hasZeroPoints()
-                           ? arith::ExtUIOp::create(nb, nloc, i32, args[1])
-                                 .getResult()
-                           : constI32(1 << (bits - 1));
+          Value zero =
+              format.hasZeroPoints()
+                  ? arith::ExtUIOp::create(nb, nloc, i32, args[1]).getResult()
+                  : constI32(1 << (bits - 1));
           Value centered = arith::SIToFPOp::create(
               nb, nloc, f32, arith::SubIOp::create(nb, nloc, code, zero));
           value = arith::MulFOp::create(nb, nloc, scale, centered);
@@ -287,14 +287,15 @@ struct LowerDequantize : public OpRewritePattern<DequantizeOp> {
     };
     Value a = toFloat(lowRank.getA()), b = toFloat(lowRank.getB());
     auto bType = cast<RankedTensorType>(b.getType());
-    Value bT = linalg::TransposeOp::create(
-                   rewriter, loc, b,
-                   tensor::EmptyOp::create(
-                       rewriter, loc,
-                       ArrayRef<int64_t>{bType.getDimSize(1), bType.getDimSize(0)},
-                       bType.getElementType()),
-                   ArrayRef<int64_t>{1, 0})
-                   .getResult()[0];
+    Value bT =
+        linalg::TransposeOp::create(
+            rewriter, loc, b,
+            tensor::EmptyOp::create(
+                rewriter, loc,
+                ArrayRef<int64_t>{bType.getDimSize(1), bType.getDimSize(0)},
+                bType.getElementType()),
+            ArrayRef<int64_t>{1, 0})
+            .getResult()[0];
     Value product = buildContraction(rewriter, loc, a, bT);
     if (Value base = lowRank.getBase())
       product = buildAdd(rewriter, loc, product, toFloat(base),
@@ -324,10 +325,10 @@ struct LowerLinear : public OpRewritePattern<LinearOp> {
         auto inType = cast<RankedTensorType>(in.getType());
         SmallVector<int64_t> shape(inType.getShape());
         shape.back() = wType.getDimSize(0);
-        return LinearOp::create(rewriter, loc,
-                                RankedTensorType::get(shape,
-                                                      inType.getElementType()),
-                                in, w, Value());
+        return LinearOp::create(
+            rewriter, loc,
+            RankedTensorType::get(shape, inType.getElementType()), in, w,
+            Value());
       };
       result = linear(linear(x, lowRank.getB()), lowRank.getA());
       if (Value base = lowRank.getBase())
@@ -370,8 +371,7 @@ static Value buildLastDimReduction(
       sizes.push_back(b.getIndexAttr(type.getDimSize(dim)));
   }
   AffineMap outerMap = AffineMap::get(rank, 0, outer, ctx);
-  Value init =
-      zeroFilled(b, loc, tensor::EmptyOp::create(b, loc, sizes, f32));
+  Value init = zeroFilled(b, loc, tensor::EmptyOp::create(b, loc, sizes, f32));
   SmallVector<Value> inputs = {x};
   inputs.append(extra.begin(), extra.end());
   SmallVector<AffineMap> maps = {AffineMap::getMultiDimIdentityMap(rank, ctx)};
@@ -382,8 +382,7 @@ static Value buildLastDimReduction(
              parallelThen(rank - 1, 1),
              [&](OpBuilder &nb, Location nloc, ValueRange args) {
                Value value = castFloat(nb, nloc, args[0], f32);
-               Value t = term(nb, nloc, value,
-                              args.drop_front().drop_back());
+               Value t = term(nb, nloc, value, args.drop_front().drop_back());
                linalg::YieldOp::create(
                    nb, nloc,
                    arith::AddFOp::create(nb, nloc, args.back(), t).getResult());
@@ -419,14 +418,14 @@ static Value buildNormalize(
              parallelThen(rank, 0),
              [&](OpBuilder &nb, Location nloc, ValueRange args) {
                Value value = castFloat(nb, nloc, args[0], f32);
-               SmallVector<Value> statValues(
-                   args.slice(1, stats.size()));
+               SmallVector<Value> statValues(args.slice(1, stats.size()));
                SmallVector<Value> paramValues;
                for (Value p : args.slice(1 + stats.size(), params.size()))
                  paramValues.push_back(castFloat(nb, nloc, p, f32));
                Value result = body(nb, nloc, value, statValues, paramValues);
                linalg::YieldOp::create(
-                   nb, nloc, castFloat(nb, nloc, result, type.getElementType()));
+                   nb, nloc,
+                   castFloat(nb, nloc, result, type.getElementType()));
              })
       .getResult(0);
 }
@@ -455,8 +454,8 @@ struct LowerRMSNorm : public OpRewritePattern<RMSNormOp> {
         rewriter, loc, x, sumSquares, op.getWeight(),
         [&](OpBuilder &b, Location l, Value v, ValueRange stats,
             ValueRange params) -> Value {
-          Value mean = arith::DivFOp::create(b, l, stats[0],
-                                             constF32(b, l, channels));
+          Value mean =
+              arith::DivFOp::create(b, l, stats[0], constF32(b, l, channels));
           Value inv = math::RsqrtOp::create(
               b, l, arith::AddFOp::create(b, l, mean, constF32(b, l, epsilon)));
           return arith::MulFOp::create(
@@ -532,8 +531,8 @@ struct LowerBatchNorm : public OpRewritePattern<BatchNormOp> {
             ValueRange{x, op.getScale(), op.getBias(), op.getMean(),
                        op.getVariance()},
             ValueRange{init},
-            SmallVector<AffineMap>{identity, channelMap, channelMap,
-                                   channelMap, channelMap, identity},
+            SmallVector<AffineMap>{identity, channelMap, channelMap, channelMap,
+                                   channelMap, identity},
             parallelThen(rank, 0),
             [&](OpBuilder &b, Location l, ValueRange args) {
               SmallVector<Value> v;
