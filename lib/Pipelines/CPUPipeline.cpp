@@ -31,6 +31,7 @@ void mlir::qlr::buildCPUPipeline(OpPassManager &pm,
       bufferization::LayoutMapOption::IdentityLayoutMap;
   pm.addPass(bufferization::createOneShotBufferizePass(bufferize));
   pm.addPass(bufferization::createDropEquivalentBufferResultsPass());
+  pm.addPass(createQLRDropArgumentResultsPass());
   if (options.dealloc) {
     bufferization::BufferDeallocationPipelineOptions deallocOptions;
     bufferization::buildBufferDeallocationPipeline(pm, deallocOptions);

@@ -109,4 +109,24 @@ def QLRLowerToLinalgPass : Pass<"qlr-lower-to-linalg", "ModuleOp"> {
   ];
 }
 
+def QLRDropArgumentResultsPass : Pass<"qlr-drop-argument-results", "ModuleOp"> {
+  let summary = "Drop function results that return a buffer argument unchanged";
+  let description = [{
+    After bufferization, a function that updates writable tensor arguments
+    in place returns those arguments' buffers. Upstream
+    `drop-equivalent-buffer-results` removes such results from private
+    functions only; entry points called from outside (the model's
+    `@forward`, called by qlr-run through its C interface) keep them, and
+    buffer deallocation would then clone every returned buffer on every call.
+    This pass removes results that are exactly a block argument of the
+    function, for public functions that are not called inside the module.
+
+    ```mlir
+    func.func @f(%a: memref<4xf32>) -> memref<4xf32> { return %a : memref<4xf32> }
+    // becomes
+    func.func @f(%a: memref<4xf32>) { return }
+    ```
+  }];
+}
+
 #endif // QLR_CONVERSION_PASSES_TD

@@ -1,0 +1,70 @@
+//===- LlamaImporter.h - Checkpoint -> qlr module -----------*- C++ -*-===//
+// SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
+//===----------------------------------------------------------------------===//
+//
+// Builds the qlr module of a LLaMA-family model from a checkpoint:
+//
+//   module attributes {qlr.model = {...config...},
+//                      qlr.tokenizer = dense_resource<tokenizer> :
+//                      tensor<Nxi8>} {
+//     func.func @forward(%tokens: tensor<?xi32>, %pos: index,
+//                        %logits: tensor<?xVxf32> {bufferization.writable},
+//                        %k_cache: tensor<LxSxKVxDxf32>
+//                        {bufferization.writable}, %v_cache:
+//                        tensor<LxSxKVxDxf32> {bufferization.writable})
+//         -> (tensor<?xVxf32>, tensor<LxSxKVxDxf32>, tensor<LxSxKVxDxf32>)
+//   }
+//
+// `@forward` runs T tokens at positions pos .. pos+T-1: it writes their keys
+// and values into the caches, attends to cache rows 0 .. pos+T-1 (causally)
+// and writes the T rows of logits. A window from position 0 is a prefill; a
+// single token at pos is a decode step. Linear layers and norms are
+// qlr.linear / qlr.rms_norm; embedding lookup, rotary embeddings and
+// attention are linalg on tensors. Every weight is a dense_resource blob
+// named after its canonical tensor name.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef QLR_IMPORT_LLAMAIMPORTER_H
+#define QLR_IMPORT_LLAMAIMPORTER_H
+
+#include "qlr/Checkpoint/Checkpoint.h"
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/OwningOpRef.h"
+
+#include <memory>
+
+namespace mlir::qlr {
+
+struct ImportOptions {
+  /// Rows of the KV cache (longest context qlr-run can use); 0 = the
+  /// model's own maximum.
+  int64_t maxSeqLen = 0;
+};
+
+/// Builds the module for `checkpoint`, embedding `tokenizer` when given.
+/// Reads one tensor at a time straight into its resource blob.
+FailureOr<OwningOpRef<ModuleOp>>
+importLlama(MLIRContext *context,
+            const ::qlr::checkpoint::Checkpoint &checkpoint,
+            const ::qlr::tokenizer::TokenizerData *tokenizer,
+            const ImportOptions &options);
+
+/// A checkpoint of random weights (fixed `seed`) for `config`, with a
+/// byte-level SentencePiece tokenizer: for demos and tests without a model.
+std::unique_ptr<::qlr::checkpoint::Checkpoint>
+createSyntheticCheckpoint(const ::qlr::checkpoint::ModelConfig &config,
+                          uint64_t seed);
+
+/// The names of the module attributes the importer writes.
+constexpr llvm::StringLiteral kModelAttrName = "qlr.model";
+constexpr llvm::StringLiteral kTokenizerAttrName = "qlr.tokenizer";
+constexpr llvm::StringLiteral kForwardFuncName = "forward";
+
+/// Reads the model configuration back from a module built by importLlama.
+FailureOr<::qlr::checkpoint::ModelConfig> readModelConfig(ModuleOp module);
+
+} // namespace mlir::qlr
+
+#endif // QLR_IMPORT_LLAMAIMPORTER_H

@@ -1,0 +1,59 @@
+//===- ModelRunner.h - JIT-run an imported model ------------*- C++ -*-===//
+// SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
+//===----------------------------------------------------------------------===//
+//
+// Loads a module made by qlr-import (possibly transformed by quant-opt),
+// compiles it for the host CPU with qlr-cpu-pipeline and MLIR's
+// ExecutionEngine, and runs its @forward function with a KV cache it owns.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef QLR_RUNTIME_MODELRUNNER_H
+#define QLR_RUNTIME_MODELRUNNER_H
+
+#include "qlr/Checkpoint/Checkpoint.h"
+#include "qlr/Tokenizer/TokenizerData.h"
+
+#include "llvm/ADT/ArrayRef.h"
+#include "llvm/ADT/StringRef.h"
+#include "llvm/Support/Error.h"
+
+#include <memory>
+#include <optional>
+
+namespace mlir::qlr {
+
+struct RunnerOptions {
+  /// LLVM optimisation level for the JIT (0-3).
+  unsigned optLevel = 3;
+};
+
+class ModelRunner {
+public:
+  /// Parses `path` (bytecode or text), compiles it and allocates the cache.
+  static llvm::Expected<std::unique_ptr<ModelRunner>>
+  load(llvm::StringRef path, const RunnerOptions &options = {});
+  ~ModelRunner();
+
+  const ::qlr::checkpoint::ModelConfig &config() const;
+  /// The tokenizer embedded by qlr-import, if any.
+  const std::optional<::qlr::tokenizer::TokenizerData> &tokenizer() const;
+  /// Seconds spent parsing and compiling.
+  double compileSeconds() const;
+
+  /// Runs `tokens` at positions pos .. pos+T-1 (keys/values of positions
+  /// before pos come from earlier calls) and writes T rows of logits
+  /// [T, vocab] into `logits`.
+  llvm::Error forward(llvm::ArrayRef<int32_t> tokens, int64_t pos,
+                      llvm::MutableArrayRef<float> logits);
+
+  struct Impl;
+
+private:
+  explicit ModelRunner(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl;
+};
+
+} // namespace mlir::qlr
+
+#endif // QLR_RUNTIME_MODELRUNNER_H
