@@ -48,13 +48,17 @@ struct TokenizerData {
   std::vector<std::string> tokens;
   /// SentencePiece merge priorities (higher merges first); empty otherwise.
   std::vector<float> scores;
-  /// Per-token TokenType; empty means "all normal" except byte tokens.
+  /// Per-token TokenType; empty means "all normal" except byte tokens
+  /// (SentencePiece <0xXX> pieces), which are Byte, bosId/eosId/padId, which
+  /// are Control, and unkId, which is Unknown.
   std::vector<int32_t> tokenTypes;
-  /// Byte-level BPE merges "left right", highest priority first.
+  /// Byte-level BPE merges "left right" (split at the first space after the
+  /// first byte, as llama.cpp does), highest priority first.
   std::vector<std::string> merges;
   /// Pre-tokenizer name for byte-level BPE (llama.cpp's names: "gpt2",
   /// "smollm", "llama-bpe", ...); empty for SentencePiece.
   std::string preTokenizer;
+  /// Special token ids; -1 when the vocabulary has none.
   int32_t bosId = -1, eosId = -1, unkId = -1, padId = -1;
   /// Whether encoding a text starts with BOS by default.
   bool addBos = true;
@@ -63,8 +67,21 @@ struct TokenizerData {
 };
 
 /// A stable binary encoding (little-endian, versioned) for embedding in a
-/// module as a resource blob.
+/// module as a resource blob:
+///
+///   "QLRTOK" u16 version(=1) u8 kind u8 flags(bit 0 addBos, bit 1
+///   addSpacePrefix) i32 bosId i32 eosId i32 unkId i32 padId
+///   u32 n, n x (u32 length, bytes)          tokens
+///   u32 n, n x f32                          scores
+///   u32 n, n x i32                          tokenTypes
+///   u32 n, n x (u32 length, bytes)          merges
+///   u32 length, bytes                       preTokenizer
+///
+/// The round trip is exact (float bit patterns included).
 std::vector<uint8_t> serialize(const TokenizerData &data);
+/// Decodes serialize()'s format, bounds-checking every field: truncated,
+/// trailing or otherwise malformed input gives an error, never a crash. It
+/// checks the format only; Tokenizer::create checks the contents.
 llvm::Expected<TokenizerData> deserialize(llvm::ArrayRef<uint8_t> bytes);
 
 } // namespace qlr::tokenizer
