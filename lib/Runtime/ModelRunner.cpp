@@ -23,6 +23,7 @@
 #include "mlir/Support/FileUtilities.h"
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h"
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/TargetSelect.h"
 
@@ -204,13 +205,28 @@ ModelRunner::load(llvm::StringRef path, const RunnerOptions &options) {
   if (failed(pm.run(*module)))
     return error("cannot compile the model");
 
+  // Optimise for this machine: without a TargetMachine, LLVM's loop
+  // vectoriser has no cost model and leaves the loops scalar.
+  auto machineBuilder = llvm::orc::JITTargetMachineBuilder::detectHost();
+  if (!machineBuilder)
+    return error("cannot describe the host CPU: " +
+                 llvm::toString(machineBuilder.takeError()));
+  machineBuilder->setCodeGenOptLevel(llvm::CodeGenOptLevel::Aggressive);
+  auto targetMachine = machineBuilder->createTargetMachine();
+  if (!targetMachine)
+    return error("cannot create a target machine: " +
+                 llvm::toString(targetMachine.takeError()));
   ExecutionEngineOptions engineOptions;
   llvm::SmallVector<llvm::StringRef, 1> sharedLibs = {QLR_MLIR_C_RUNNER_UTILS};
   engineOptions.sharedLibPaths = sharedLibs;
-  engineOptions.transformer =
-      makeOptimizingTransformer(options.optLevel, /*sizeLevel=*/0,
-                                /*targetMachine=*/nullptr);
-  auto engine = ExecutionEngine::create(*module, engineOptions);
+  // QLR_PERF_MAP=1: name the JIT's functions for `perf` (/tmp/perf-PID.map).
+  engineOptions.enablePerfNotificationListener =
+      llvm::StringRef(std::getenv("QLR_PERF_MAP") ? std::getenv("QLR_PERF_MAP")
+                                                  : "") == "1";
+  engineOptions.transformer = makeOptimizingTransformer(
+      options.optLevel, /*sizeLevel=*/0, targetMachine->get());
+  auto engine = ExecutionEngine::create(*module, engineOptions,
+                                        std::move(*targetMachine));
   if (!engine)
     return error("JIT compilation failed: " +
                  llvm::toString(engine.takeError()));

@@ -25,6 +25,18 @@ class MathDialect;
 namespace tensor {
 class TensorDialect;
 } // namespace tensor
+namespace func {
+class FuncDialect;
+} // namespace func
+namespace memref {
+class MemRefDialect;
+} // namespace memref
+namespace scf {
+class SCFDialect;
+} // namespace scf
+namespace vector {
+class VectorDialect;
+} // namespace vector
 
 namespace qlr {
 class QLRDialect;

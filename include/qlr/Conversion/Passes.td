@@ -129,4 +129,56 @@ def QLRDropArgumentResultsPass : Pass<"qlr-drop-argument-results", "ModuleOp"> {
   }];
 }
 
+def QLRLowerContractionsPass : Pass<"qlr-lower-contractions", "ModuleOp"> {
+  let summary = "Lower linear-layer contractions to shared, vectorised kernels";
+  let description = [{
+    Runs on bufferized IR. Every 2-D contraction that `qlr-lower-to-linalg`
+    created for a linear layer (`linalg.generic` tagged `qlr.contraction`,
+    `y[m, n] += sum_k x[m, k] * w[n, k]` with a static weight `[N, K]`)
+    becomes a call to a private kernel function, one per `[N, K]`, shared by
+    every layer of that shape (a 30-layer model compiles each kernel once).
+
+    A kernel is a register-tiled loop nest in the `vector` dialect: tiles of
+    `rows` tokens x `cols` weight rows keep `rows * cols` accumulators of
+    `vector-width` lanes, so every weight vector loaded is used for `rows`
+    tokens; a single token (decoding) uses a 1 x `cols` tile; leftover rows
+    and columns use smaller tiles and a masked read covers a `K` that is not a
+    multiple of the vector width. Each accumulator is reduced once per
+    output.
+
+    ```mlir
+    linalg.generic {..., qlr.contraction} ins(%x, %w : memref<?x576xf32>, memref<1536x576xf32>) ...
+    // becomes
+    call @qlr_contraction_1536x576(%x, %w, %y) : (...) -> ()
+    ```
+  }];
+  let options = [
+    Option<"vectorWidth", "vector-width", "int64_t", /*default=*/"16",
+           "Lanes per vector (16 f32 lanes fill an AVX-512 register)">,
+    Option<"rows", "rows", "int64_t", /*default=*/"4",
+           "Tokens per register tile">,
+    Option<"cols", "cols", "int64_t", /*default=*/"4",
+           "Weight rows per register tile">
+  ];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::func::FuncDialect",
+    "::mlir::memref::MemRefDialect",
+    "::mlir::scf::SCFDialect",
+    "::mlir::vector::VectorDialect"
+  ];
+}
+
+def QLRFuseElementwisePass : Pass<"qlr-fuse-elementwise", "ModuleOp"> {
+  let summary = "Fuse element-wise linalg ops, but never into linear layers";
+  let description = [{
+    Upstream element-wise fusion, with one rule: a producer is never fused
+    into a linear-layer contraction (`linalg.generic` tagged
+    `qlr.contraction`). Fusing, say, `silu(gate) * up` into the down
+    projection would recompute it for every output feature (N times the
+    work) and hide the contraction from `qlr-lower-contractions`.
+  }];
+  let dependentDialects = ["::mlir::linalg::LinalgDialect"];
+}
+
 #endif // QLR_CONVERSION_PASSES_TD

@@ -102,8 +102,13 @@ static Value buildContraction(OpBuilder &b, Location loc, Value x, Value w) {
       b, loc, init.getType(), ValueRange{x, w}, ValueRange{init}, maps,
       parallelThen(batch + 1, 1),
       [&](OpBuilder &nb, Location nloc, ValueRange args) {
-        Value product = arith::MulFOp::create(nb, nloc, args[0], args[1]);
-        Value sum = arith::AddFOp::create(nb, nloc, args[2], product);
+        // Reassociation lets the reduction over k be vectorised; contraction
+        // allows fused multiply-adds.
+        auto fm = arith::FastMathFlagsAttr::get(
+            nb.getContext(),
+            arith::FastMathFlags::reassoc | arith::FastMathFlags::contract);
+        Value product = arith::MulFOp::create(nb, nloc, args[0], args[1], fm);
+        Value sum = arith::AddFOp::create(nb, nloc, args[2], product, fm);
         linalg::YieldOp::create(nb, nloc, sum);
       });
   generic->setAttr(kContractionAttr, b.getUnitAttr());
