@@ -83,6 +83,12 @@ private:
   Value rope(Value x, int64_t heads);
   Value attention(Value q, Value keys, Value values);
   Value swiglu(Value gate, Value up);
+  /// Reassociation and contraction for sums whose order does not matter.
+  static arith::FastMathFlagsAttr fastMath(OpBuilder &nb) {
+    return arith::FastMathFlagsAttr::get(nb.getContext(),
+                                         arith::FastMathFlags::reassoc |
+                                             arith::FastMathFlags::contract);
+  }
   Value add(Value a, Value c) { return arith::AddFOp::create(b, loc, a, c); }
 };
 } // namespace
@@ -202,9 +208,10 @@ Value LlamaBuilder::attention(Value q, Value keys, Value values) {
        map(5, {dim(3), dim(0), dim(4)}),
        map(5, {dim(0), dim(1), dim(2), dim(3)})},
       {par, par, par, par, red}, [&](OpBuilder &nb, Location l, ValueRange a) {
-        Value prod = arith::MulFOp::create(nb, l, a[0], a[1]);
+        Value prod = arith::MulFOp::create(nb, l, a[0], a[1], fastMath(nb));
         linalg::YieldOp::create(
-            nb, l, arith::AddFOp::create(nb, l, a[2], prod).getResult());
+            nb, l,
+            arith::AddFOp::create(nb, l, a[2], prod, fastMath(nb)).getResult());
       });
 
   // Causal mask and scale, then max over s.
@@ -275,16 +282,19 @@ Value LlamaBuilder::attention(Value q, Value keys, Value values) {
           tensor::EmptyOp::create(b, loc, outType, ValueRange{numTokens})
               .getResult())
           .getResult(0);
-  // dims: t=0, kv=1, g=2, e=3, s=4
+  // dims: t=0, kv=1, g=2, s=3, e=4
   Value weighted = generic(
       outType, ValueRange{weights, values}, outInit,
-      {map(5, {dim(1), dim(2), dim(0), dim(4)}),
-       map(5, {dim(4), dim(1), dim(3)}),
-       map(5, {dim(0), dim(1), dim(2), dim(3)})},
-      {par, par, par, par, red}, [&](OpBuilder &nb, Location l, ValueRange a) {
-        Value prod = arith::MulFOp::create(nb, l, a[0], a[1]);
+      // Loops (t, kv, g, s, e): the unit-stride e innermost and parallel,
+      // so the innermost loop is a plain vectorisable multiply-add.
+      {map(5, {dim(1), dim(2), dim(0), dim(3)}),
+       map(5, {dim(3), dim(1), dim(4)}),
+       map(5, {dim(0), dim(1), dim(2), dim(4)})},
+      {par, par, par, red, par}, [&](OpBuilder &nb, Location l, ValueRange a) {
+        Value prod = arith::MulFOp::create(nb, l, a[0], a[1], fastMath(nb));
         linalg::YieldOp::create(
-            nb, l, arith::AddFOp::create(nb, l, a[2], prod).getResult());
+            nb, l,
+            arith::AddFOp::create(nb, l, a[2], prod, fastMath(nb)).getResult());
       });
   Value normInit =
       tensor::EmptyOp::create(b, loc, outType, ValueRange{numTokens});
