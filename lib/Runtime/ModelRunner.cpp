@@ -23,12 +23,15 @@
 #include "mlir/Support/FileUtilities.h"
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/OpenMP/OpenMPToLLVMIRTranslation.h"
 #include "llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h"
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/TargetSelect.h"
 
 #include <chrono>
+#include <cstdlib>
 #include <mutex>
+#include <thread>
 
 using namespace mlir;
 using namespace mlir::qlr;
@@ -142,6 +145,14 @@ ModelRunner::tokenizer() const {
 }
 double ModelRunner::compileSeconds() const { return impl->compileSeconds; }
 
+bool ModelRunner::supportsThreads() {
+#ifdef QLR_OMP_LIBRARY
+  return true;
+#else
+  return false;
+#endif
+}
+
 static void initializeNativeTarget() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -161,6 +172,7 @@ ModelRunner::load(llvm::StringRef path, const RunnerOptions &options) {
   registerQLRDialects(registry);
   registerBuiltinDialectTranslation(registry);
   registerLLVMDialectTranslation(registry);
+  registerOpenMPDialectTranslation(registry);
   impl->context = std::make_unique<MLIRContext>(registry);
   MLIRContext &ctx = *impl->context;
   DiagnosticCollector diagnostics(ctx);
@@ -201,7 +213,16 @@ ModelRunner::load(llvm::StringRef path, const RunnerOptions &options) {
   impl->weights = std::move(*weights);
 
   PassManager pm(&ctx, ModuleOp::getOperationName());
-  buildCPUPipeline(pm, CPUPipelineOptions());
+  CPUPipelineOptions pipelineOptions;
+  unsigned threads =
+      options.threads ? options.threads : std::thread::hardware_concurrency();
+  pipelineOptions.openmp = supportsThreads() && threads > 1;
+  if (pipelineOptions.openmp) {
+    // libomp reads OMP_NUM_THREADS when its first parallel region starts.
+    setenv("OMP_NUM_THREADS", std::to_string(threads).c_str(),
+           /*overwrite=*/1);
+  }
+  buildCPUPipeline(pm, pipelineOptions);
   if (failed(pm.run(*module)))
     return error("cannot compile the model");
 
@@ -217,7 +238,10 @@ ModelRunner::load(llvm::StringRef path, const RunnerOptions &options) {
     return error("cannot create a target machine: " +
                  llvm::toString(targetMachine.takeError()));
   ExecutionEngineOptions engineOptions;
-  llvm::SmallVector<llvm::StringRef, 1> sharedLibs = {QLR_MLIR_C_RUNNER_UTILS};
+  llvm::SmallVector<llvm::StringRef, 2> sharedLibs = {QLR_MLIR_C_RUNNER_UTILS};
+#ifdef QLR_OMP_LIBRARY
+  sharedLibs.push_back(QLR_OMP_LIBRARY);
+#endif
   engineOptions.sharedLibPaths = sharedLibs;
   // QLR_PERF_MAP=1: name the JIT's functions for `perf` (/tmp/perf-PID.map).
   engineOptions.enablePerfNotificationListener =

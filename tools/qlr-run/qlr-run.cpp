@@ -75,6 +75,14 @@ static cl::opt<double>
                 cl::init(0.0), cl::cat(runCategory));
 static cl::opt<uint64_t> seed("seed", cl::desc("Sampling seed"), cl::init(0),
                               cl::cat(runCategory));
+// (`--threads` is taken by an option inside libLLVM.)
+static cl::opt<unsigned> threads(
+    "t",
+    cl::desc("Threads to run on (default: one per core; 1 when this build "
+             "has no OpenMP runtime)"),
+    cl::value_desc("n"), cl::init(0), cl::cat(runCategory));
+static cl::alias threadsAlias("num-threads", cl::desc("Alias for -t"),
+                              cl::aliasopt(threads), cl::cat(runCategory));
 static cl::opt<bool> json("json", cl::desc("Print one JSON object"),
                           cl::init(false), cl::cat(runCategory));
 static cl::opt<bool> quiet("quiet", cl::desc("No progress on stderr"),
@@ -284,7 +292,12 @@ int main(int argc, char **argv) {
     return fail("give exactly one of --perplexity FILE, --prompt TEXT "
                 "(or --prompt-ids), --tokenize FILE");
 
-  auto runner = mlir::qlr::ModelRunner::load(modelPath);
+  mlir::qlr::RunnerOptions runnerOptions;
+  runnerOptions.threads = threads;
+  if (threads > 1 && !mlir::qlr::ModelRunner::supportsThreads())
+    llvm::WithColor::warning(llvm::errs(), "qlr-run")
+        << "this build has no OpenMP runtime: running on one thread\n";
+  auto runner = mlir::qlr::ModelRunner::load(modelPath, runnerOptions);
   if (!runner)
     return fail(llvm::toString(runner.takeError()));
   if (!quiet)

@@ -16,6 +16,11 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
       *this, "dealloc",
       llvm::cl::desc("Free temporary buffers (ownership-based deallocation)"),
       llvm::cl::init(true)};
+  PassOptions::Option<bool> openmp{
+      *this, "openmp",
+      llvm::cl::desc("Run the linear-layer kernels' parallel loops on OpenMP "
+                     "threads; the program then needs libomp at run time"),
+      llvm::cl::init(false)};
 };
 
 /// qlr (and linalg on tensors) -> LLVM dialect for the host CPU: lowers qlr

@@ -26,6 +26,9 @@ namespace mlir::qlr {
 struct RunnerOptions {
   /// LLVM optimisation level for the JIT (0-3).
   unsigned optLevel = 3;
+  /// Threads for parallel loops; 0 = one per core. Needs libomp (see
+  /// ModelRunner::supportsThreads); otherwise everything runs on one thread.
+  unsigned threads = 0;
 };
 
 class ModelRunner {
@@ -40,6 +43,8 @@ public:
   const std::optional<::qlr::tokenizer::TokenizerData> &tokenizer() const;
   /// Seconds spent parsing and compiling.
   double compileSeconds() const;
+  /// Whether this build can run on several threads (found libomp).
+  static bool supportsThreads();
 
   /// Runs `tokens` at positions pos .. pos+T-1 (keys/values of positions
   /// before pos come from earlier calls) and writes T rows of logits

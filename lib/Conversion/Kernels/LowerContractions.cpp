@@ -45,8 +45,8 @@ private:
   }
   /// One rows x cols tile at (m, n) over the whole depth.
   void emitTile(Value m, Value n, int64_t rows, int64_t cols);
-  /// Tiles over weight rows [0, numCols) for tokens m .. m+rows-1.
-  void emitColumns(Value m, int64_t rows, int64_t cols);
+  /// Every token against the `cols` weight rows starting at n.
+  void emitTokens(Value n, int64_t rows, int64_t cols);
 };
 } // namespace
 
@@ -101,47 +101,47 @@ void KernelBuilder::emitTile(Value m, Value n, int64_t rows, int64_t cols) {
     }
 }
 
-void KernelBuilder::emitColumns(Value m, int64_t rows, int64_t cols) {
-  int64_t mainCols = numCols - numCols % cols;
-  if (mainCols > 0)
-    scf::ForOp::create(b, loc, index(0), index(mainCols), index(cols),
-                       ValueRange{},
-                       [&](OpBuilder &nb, Location, Value n, ValueRange) {
+/// Tokens [0, T) for one block of `cols` weight rows at n: full tiles of
+/// `rows` tokens, then one token at a time. The block (cols x K weights)
+/// stays in cache while every token passes over it.
+void KernelBuilder::emitTokens(Value n, int64_t rows, int64_t cols) {
+  Value tokens = memref::DimOp::create(b, loc, x, 0);
+  Value rem = arith::RemUIOp::create(b, loc, tokens, index(rows));
+  Value mainTokens = arith::SubIOp::create(b, loc, tokens, rem);
+  auto loop = [&](Value from, Value to, int64_t tileRows) {
+    scf::ForOp::create(b, loc, from, to, index(tileRows), ValueRange{},
+                       [&](OpBuilder &nb, Location, Value m, ValueRange) {
                          OpBuilder::InsertionGuard guard(b);
                          b.setInsertionPointToStart(nb.getInsertionBlock());
-                         emitTile(m, n, rows, cols);
+                         emitTile(m, n, tileRows, cols);
                          scf::YieldOp::create(b, loc);
                        });
+  };
+  loop(index(0), mainTokens, rows);
+  loop(mainTokens, tokens, 1);
+}
+
+void KernelBuilder::build(int64_t rows, int64_t cols) {
+  // Blocks of weight rows are independent: run them in parallel (OpenMP when
+  // the pipeline lowers scf.parallel to it). Leftover rows follow.
+  int64_t mainCols = numCols - numCols % cols;
+  if (mainCols > 0)
+    scf::ParallelOp::create(
+        b, loc, ValueRange{index(0)}, ValueRange{index(mainCols)},
+        ValueRange{index(cols)}, [&](OpBuilder &nb, Location, ValueRange n) {
+          OpBuilder::InsertionGuard guard(b);
+          b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
+          emitTokens(n[0], rows, cols);
+        });
   if (mainCols < numCols)
     scf::ForOp::create(b, loc, index(mainCols), index(numCols), index(1),
                        ValueRange{},
                        [&](OpBuilder &nb, Location, Value n, ValueRange) {
                          OpBuilder::InsertionGuard guard(b);
                          b.setInsertionPointToStart(nb.getInsertionBlock());
-                         emitTile(m, n, rows, 1);
+                         emitTokens(n, rows, 1);
                          scf::YieldOp::create(b, loc);
                        });
-}
-
-void KernelBuilder::build(int64_t rows, int64_t cols) {
-  Value tokens = memref::DimOp::create(b, loc, x, 0);
-  // Full tiles of `rows` tokens, then one token at a time.
-  Value rem = arith::RemUIOp::create(b, loc, tokens, index(rows));
-  Value mainTokens = arith::SubIOp::create(b, loc, tokens, rem);
-  scf::ForOp::create(b, loc, index(0), mainTokens, index(rows), ValueRange{},
-                     [&](OpBuilder &nb, Location, Value m, ValueRange) {
-                       OpBuilder::InsertionGuard guard(b);
-                       b.setInsertionPointToStart(nb.getInsertionBlock());
-                       emitColumns(m, rows, cols);
-                       scf::YieldOp::create(b, loc);
-                     });
-  scf::ForOp::create(b, loc, mainTokens, tokens, index(1), ValueRange{},
-                     [&](OpBuilder &nb, Location, Value m, ValueRange) {
-                       OpBuilder::InsertionGuard guard(b);
-                       b.setInsertionPointToStart(nb.getInsertionBlock());
-                       emitColumns(m, 1, cols);
-                       scf::YieldOp::create(b, loc);
-                     });
 }
 
 /// Matches the bufferized contraction qlr-lower-to-linalg creates for a
