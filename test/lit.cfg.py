@@ -44,6 +44,8 @@ config.substitutions.append(
 
 tools = [
     ToolSubst("quant-opt", unresolved="fatal"),
+    ToolSubst("qlr-import", unresolved="fatal"),
+    ToolSubst("qlr-run", unresolved="fatal"),
     ToolSubst("mlir-opt", command=os.path.join(config.llvm_tools_dir, "mlir-opt"),
               unresolved="ignore"),
     ToolSubst("mlir-runner",
