@@ -203,6 +203,8 @@ ModelRunner::load(llvm::StringRef path, const RunnerOptions &options) {
                    llvm::toString(data.takeError()));
     impl->tokenizer = std::move(*data);
   }
+  if (!options.compile)
+    return std::unique_ptr<ModelRunner>(new ModelRunner(std::move(impl)));
 
   auto forward = module->lookupSymbol<func::FuncOp>(kForwardFuncName);
   if (!forward)
@@ -277,6 +279,8 @@ ModelRunner::load(llvm::StringRef path, const RunnerOptions &options) {
 llvm::Error ModelRunner::forward(llvm::ArrayRef<int32_t> tokens, int64_t pos,
                                  llvm::MutableArrayRef<float> logits) {
   const ModelConfig &c = impl->config;
+  if (!impl->forward)
+    return llvm::createStringError("the model was loaded without compiling");
   int64_t count = tokens.size();
   if (count == 0)
     return llvm::createStringError("no tokens to run");

@@ -294,13 +294,14 @@ int main(int argc, char **argv) {
 
   mlir::qlr::RunnerOptions runnerOptions;
   runnerOptions.threads = threads;
+  runnerOptions.compile = !wantTokenize; // tokenizing needs no code
   if (threads > 1 && !mlir::qlr::ModelRunner::supportsThreads())
     llvm::WithColor::warning(llvm::errs(), "qlr-run")
         << "this build has no OpenMP runtime: running on one thread\n";
   auto runner = mlir::qlr::ModelRunner::load(modelPath, runnerOptions);
   if (!runner)
     return fail(llvm::toString(runner.takeError()));
-  if (!quiet)
+  if (!quiet && runnerOptions.compile)
     llvm::errs() << llvm::formatv("compiled {0} in {1:F2} s\n", modelPath,
                                   (*runner)->compileSeconds());
 

@@ -29,6 +29,9 @@ struct RunnerOptions {
   /// Threads for parallel loops; 0 = one per core. Needs libomp (see
   /// ModelRunner::supportsThreads); otherwise everything runs on one thread.
   unsigned threads = 0;
+  /// Compile the model. Without it only the configuration and tokenizer are
+  /// read (fast), and forward() fails.
+  bool compile = true;
 };
 
 class ModelRunner {
