@@ -5,6 +5,7 @@
 #include "qlr/InitAll.h"
 #include "qlr/Conversion/Passes.h"
 #include "qlr/Dialect/QLR/IR/QLR.h"
+#include "qlr/Dialect/QLR/Transforms/Passes.h"
 #include "qlr/Pipelines/Pipelines.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -17,5 +18,6 @@ void mlir::qlr::registerQLRDialects(DialectRegistry &registry) {
 
 void mlir::qlr::registerQLRPasses() {
   registerQLRConversionPasses();
+  registerQLRTransformsPasses();
   registerQLRPipelines();
 }
