@@ -89,6 +89,18 @@ private:
                                          arith::FastMathFlags::reassoc |
                                              arith::FastMathFlags::contract);
   }
+  /// A tensor of `type` (dynamic sizes `sizes`) filled with `value`.
+  Value filled(RankedTensorType type, ValueRange sizes, Value value) {
+    Value empty = tensor::EmptyOp::create(b, loc, type, sizes);
+    return linalg::FillOp::create(b, loc, value, empty).getResult(0);
+  }
+  /// The body of a multiply-accumulate contraction: out += lhs * rhs.
+  static void multiplyAccumulate(OpBuilder &nb, Location l, ValueRange a) {
+    Value prod = arith::MulFOp::create(nb, l, a[0], a[1], fastMath(nb));
+    linalg::YieldOp::create(
+        nb, l,
+        arith::AddFOp::create(nb, l, a[2], prod, fastMath(nb)).getResult());
+  }
   Value add(Value a, Value c) { return arith::AddFOp::create(b, loc, a, c); }
 };
 } // namespace
@@ -195,24 +207,13 @@ Value LlamaBuilder::attention(Value q, Value keys, Value values) {
   // scores[kv, g, t, s] = sum_e q[t, kv, g, e] * k[s, kv, e] / sqrt(E)
   auto scoresType =
       tensorType({kv, g, ShapedType::kDynamic, ShapedType::kDynamic});
-  Value scoresInit = linalg::FillOp::create(
-                         b, loc, zero,
-                         tensor::EmptyOp::create(b, loc, scoresType,
-                                                 ValueRange{numTokens, rows})
-                             .getResult())
-                         .getResult(0);
+  Value scoresInit = filled(scoresType, {numTokens, rows}, zero);
   // dims: kv=0, g=1, t=2, s=3, e=4
-  Value scores = generic(
-      scoresType, ValueRange{q4, keys}, scoresInit,
-      {map(5, {dim(2), dim(0), dim(1), dim(4)}),
-       map(5, {dim(3), dim(0), dim(4)}),
-       map(5, {dim(0), dim(1), dim(2), dim(3)})},
-      {par, par, par, par, red}, [&](OpBuilder &nb, Location l, ValueRange a) {
-        Value prod = arith::MulFOp::create(nb, l, a[0], a[1], fastMath(nb));
-        linalg::YieldOp::create(
-            nb, l,
-            arith::AddFOp::create(nb, l, a[2], prod, fastMath(nb)).getResult());
-      });
+  Value scores = generic(scoresType, ValueRange{q4, keys}, scoresInit,
+                         {map(5, {dim(2), dim(0), dim(1), dim(4)}),
+                          map(5, {dim(3), dim(0), dim(4)}),
+                          map(5, {dim(0), dim(1), dim(2), dim(3)})},
+                         {par, par, par, par, red}, multiplyAccumulate);
 
   // Causal mask and scale, then max over s.
   double scale = 1.0 / std::sqrt(double(e));
@@ -225,12 +226,7 @@ Value LlamaBuilder::attention(Value q, Value keys, Value values) {
   };
   AffineMap full = map(4, {dim(0), dim(1), dim(2), dim(3)});
   AffineMap stats = map(4, {dim(0), dim(1), dim(2)});
-  Value maxInit =
-      linalg::FillOp::create(
-          b, loc, negInf,
-          tensor::EmptyOp::create(b, loc, statsType, ValueRange{numTokens})
-              .getResult())
-          .getResult(0);
+  Value maxInit = filled(statsType, {numTokens}, negInf);
   Value maxima = generic(
       statsType, scores, maxInit, {full, stats}, {par, par, par, red},
       [&](OpBuilder &nb, Location l, ValueRange a) {
@@ -261,27 +257,18 @@ Value LlamaBuilder::attention(Value q, Value keys, Value values) {
             arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(0.0)));
         linalg::YieldOp::create(nb, l, w);
       });
-  Value sumInit =
-      linalg::FillOp::create(
-          b, loc, zero,
-          tensor::EmptyOp::create(b, loc, statsType, ValueRange{numTokens})
-              .getResult())
-          .getResult(0);
+  Value sumInit = filled(statsType, {numTokens}, zero);
   Value sums = generic(
       statsType, weights, sumInit, {full, stats}, {par, par, par, red},
       [&](OpBuilder &nb, Location l, ValueRange a) {
         linalg::YieldOp::create(
-            nb, l, arith::AddFOp::create(nb, l, a[0], a[1]).getResult());
+            nb, l,
+            arith::AddFOp::create(nb, l, a[0], a[1], fastMath(nb)).getResult());
       });
 
   // out[t, kv, g, e] = sum_s weights[kv, g, t, s] * v[s, kv, e] / sum
   auto outType = tensorType({ShapedType::kDynamic, kv, g, e});
-  Value outInit =
-      linalg::FillOp::create(
-          b, loc, zero,
-          tensor::EmptyOp::create(b, loc, outType, ValueRange{numTokens})
-              .getResult())
-          .getResult(0);
+  Value outInit = filled(outType, {numTokens}, zero);
   // dims: t=0, kv=1, g=2, s=3, e=4
   Value weighted = generic(
       outType, ValueRange{weights, values}, outInit,
@@ -290,12 +277,7 @@ Value LlamaBuilder::attention(Value q, Value keys, Value values) {
       {map(5, {dim(1), dim(2), dim(0), dim(3)}),
        map(5, {dim(3), dim(1), dim(4)}),
        map(5, {dim(0), dim(1), dim(2), dim(4)})},
-      {par, par, par, red, par}, [&](OpBuilder &nb, Location l, ValueRange a) {
-        Value prod = arith::MulFOp::create(nb, l, a[0], a[1], fastMath(nb));
-        linalg::YieldOp::create(
-            nb, l,
-            arith::AddFOp::create(nb, l, a[2], prod, fastMath(nb)).getResult());
-      });
+      {par, par, par, red, par}, multiplyAccumulate);
   Value normInit =
       tensor::EmptyOp::create(b, loc, outType, ValueRange{numTokens});
   Value normalized = generic(
