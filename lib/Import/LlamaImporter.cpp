@@ -49,9 +49,6 @@ private:
   Value cst(double v) {
     return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(v));
   }
-  Value cstIndex(int64_t v) {
-    return arith::ConstantIndexOp::create(b, loc, v);
-  }
   RankedTensorType tensorType(ArrayRef<int64_t> shape) {
     return RankedTensorType::get(shape, f32());
   }
@@ -357,7 +354,6 @@ LogicalResult LlamaBuilder::build(func::FuncOp func) {
                 .getResult());
       });
 
-  Value one = cstIndex(1), zeroIdx = cstIndex(0);
   Value rows = arith::AddIOp::create(b, loc, pos, numTokens);
   for (int64_t layer = 0; layer < cfg.numLayers; ++layer) {
     std::string prefix = "layers." + std::to_string(layer) + ".";
@@ -407,8 +403,6 @@ LogicalResult LlamaBuilder::build(func::FuncOp func) {
     Value h2 = rmsNorm(x, *ffnNorm);
     x = add(x, linear(swiglu(linear(h2, *w1), linear(h2, *w3)), *w2));
   }
-  (void)one;
-  (void)zeroIdx;
 
   auto finalNorm = weight("norm");
   if (failed(finalNorm))
