@@ -42,6 +42,11 @@ config.substitutions.append(
     ("%mlir_c_runner_utils",
      os.path.join(llvm_lib_dir, "libmlir_c_runner_utils" + config.llvm_shlib_ext)))
 
+libomp = os.path.join(llvm_lib_dir, "libomp" + config.llvm_shlib_ext)
+if os.path.exists(libomp):
+    config.available_features.add("openmp")
+    config.substitutions.append(("%libomp", libomp))
+
 tools = [
     ToolSubst("quant-opt", unresolved="fatal"),
     ToolSubst("qlr-import", unresolved="fatal"),
