@@ -85,17 +85,19 @@ static constexpr size_t kExternalizeBytes = 4096;
 /// argument, so that the JIT reads the weights in place from their resource
 /// blobs instead of copying them into LLVM globals. Returns the descriptors
 /// of the blobs, in argument order.
+/// The bytes a dense_resource constant's type says its blob holds.
+static int64_t byteSize(DenseResourceElementsAttr attr) {
+  auto type = cast<RankedTensorType>(attr.getType());
+  return type.getNumElements() * type.getElementTypeBitWidth() / 8;
+}
+
 static FailureOr<std::vector<Descriptor>>
 externalizeWeights(func::FuncOp func) {
   std::vector<Descriptor> weights;
   SmallVector<arith::ConstantOp> constants;
   func.walk([&](arith::ConstantOp op) {
     auto attr = dyn_cast<DenseResourceElementsAttr>(op.getValue());
-    if (!attr)
-      return;
-    auto type = cast<RankedTensorType>(attr.getType());
-    if (type.getNumElements() * type.getElementTypeBitWidth() / 8 >=
-        int64_t(kExternalizeBytes))
+    if (attr && byteSize(attr) >= int64_t(kExternalizeBytes))
       constants.push_back(op);
   });
   Block &entry = func.getBody().front();
@@ -106,12 +108,10 @@ externalizeWeights(func::FuncOp func) {
       return op.emitOpError("weight '")
              << attr.getRawHandle().getKey() << "' has no data";
     auto type = cast<RankedTensorType>(attr.getType());
-    if (blob->getData().size() !=
-        size_t(type.getNumElements() * type.getElementTypeBitWidth() / 8))
+    if (int64_t(blob->getData().size()) != byteSize(attr))
       return op.emitOpError("weight '")
              << attr.getRawHandle().getKey() << "' holds "
-             << blob->getData().size() << " bytes, not the "
-             << type.getNumElements() * type.getElementTypeBitWidth() / 8
+             << blob->getData().size() << " bytes, not the " << byteSize(attr)
              << " its type needs";
     weights.emplace_back(blob->getData().data(), type.getShape());
     BlockArgument arg = entry.addArgument(type, op.getLoc());
