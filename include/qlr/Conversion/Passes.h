@@ -44,6 +44,10 @@ class QLRDialect;
 #define GEN_PASS_DECL
 #include "qlr/Conversion/Passes.h.inc"
 
+/// The unit attribute qlr-lower-to-linalg puts on the linalg.generic of a
+/// linear layer; qlr-fuse-elementwise and qlr-lower-contractions look for it.
+constexpr llvm::StringLiteral kContractionAttrName = "qlr.contraction";
+
 /// Adds the patterns of qlr-lower-to-linalg to `patterns`.
 void populateQLRToLinalgPatterns(RewritePatternSet &patterns);
 

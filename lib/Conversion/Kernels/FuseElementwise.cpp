@@ -24,7 +24,7 @@ struct QLRFuseElementwisePass
     RewritePatternSet patterns(&getContext());
     linalg::ControlFusionFn control = [](OpOperand *fused) {
       Operation *consumer = fused->getOwner();
-      return !consumer->hasAttr("qlr.contraction");
+      return !consumer->hasAttr(mlir::qlr::kContractionAttrName);
     };
     linalg::populateElementwiseOpsFusionPatterns(patterns, control);
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))

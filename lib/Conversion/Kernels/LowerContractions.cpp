@@ -147,8 +147,9 @@ void KernelBuilder::build(int64_t rows, int64_t cols) {
 /// Matches the bufferized contraction qlr-lower-to-linalg creates for a
 /// linear layer with 2-D input: x [M, K], w [N, K] static, y [M, N], f32.
 static bool isLinearContraction(linalg::GenericOp op) {
-  if (!op->hasAttr("qlr.contraction") || !op.hasPureBufferSemantics() ||
-      op.getNumDpsInputs() != 2 || op.getNumDpsInits() != 1)
+  if (!op->hasAttr(mlir::qlr::kContractionAttrName) ||
+      !op.hasPureBufferSemantics() || op.getNumDpsInputs() != 2 ||
+      op.getNumDpsInits() != 1)
     return false;
   auto x = dyn_cast<MemRefType>(op.getDpsInputs()[0].getType());
   auto w = dyn_cast<MemRefType>(op.getDpsInputs()[1].getType());

@@ -28,10 +28,6 @@ namespace mlir::qlr {
 using namespace mlir;
 using namespace mlir::qlr;
 
-/// The attribute marking the contractions this lowering creates, so that
-/// later tiling/vectorisation can find them.
-static constexpr llvm::StringLiteral kContractionAttr = "qlr.contraction";
-
 //===----------------------------------------------------------------------===//
 // Builders
 //===----------------------------------------------------------------------===//
@@ -111,7 +107,7 @@ static Value buildContraction(OpBuilder &b, Location loc, Value x, Value w) {
         Value sum = arith::AddFOp::create(nb, nloc, args[2], product, fm);
         linalg::YieldOp::create(nb, nloc, sum);
       });
-  generic->setAttr(kContractionAttr, b.getUnitAttr());
+  generic->setAttr(kContractionAttrName, b.getUnitAttr());
   return generic.getResult(0);
 }
 
