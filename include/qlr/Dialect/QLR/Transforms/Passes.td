@@ -95,4 +95,169 @@ def QLRRaiseTransformerPass : Pass<"qlr-raise-transformer", "ModuleOp"> {
   let dependentDialects = ["::mlir::qlr::QLRDialect"];
 }
 
+//===----------------------------------------------------------------------===//
+// Post-training quantization
+//===----------------------------------------------------------------------===//
+
+// Options every weight-compressing pass shares: which linear layers to touch.
+defvar QLR_LinearFilterOptions = [
+  ListOption<"include", "include", "std::string",
+             "Glob patterns of weight names to compress (default: every "
+             "linear layer with a constant weight). A weight's name is its "
+             "dense_resource key, e.g. layers.3.attention.wq">,
+  ListOption<"exclude", "exclude", "std::string",
+             "Glob patterns of weight names to leave alone">,
+  Option<"classifier", "classifier", "bool", /*default=*/"false",
+         "Also compress the classifier (weights named output, lm_head or "
+         "tok_embeddings); it stays float by default">
+];
+
+// Options of the self-calibrating passes: where calibration tokens come from.
+defvar QLR_CalibrationOptions = [
+  Option<"calibration", "calibration", "std::string", /*default=*/"\"\"",
+         "Calibration text: a UTF-8 text FILE tokenized with the module's "
+         "embedded tokenizer, or `generate` to sample text from the float "
+         "model itself (random first token, 4 greedy tokens, then sampling)">,
+  Option<"samples", "samples", "int64_t", /*default=*/"32",
+         "Number of calibration sequences">,
+  Option<"seqLen", "seq-len", "int64_t", /*default=*/"256",
+         "Tokens per calibration sequence">,
+  Option<"seed", "seed", "uint64_t", /*default=*/"0",
+         "Seed for picking windows of the calibration file or for "
+         "generating calibration text">
+];
+
+def QLRQuantizeLinearPass : Pass<"qlr-quantize-linear", "ModuleOp"> {
+  let summary = "Quantize the constant weights of linear layers (RTN or GPTQ)";
+  let description = [{
+    Replaces the float constant weight `W [N, K]` of each selected
+    `qlr.linear` by a quantized weight: `qlr.pack` of packed codes, scales
+    and (asymmetric formats) zero points, stored as `dense_resource` blobs
+    named `NAME.codes`, `NAME.scales` and `NAME.zero_points` after the
+    weight's own resource name `NAME`. Groups run along `K` (the input
+    dimension); `group-size=0` gives one scale per output channel. A group
+    size that does not divide `K` leaves a partial last group.
+
+    * `method=rtn` rounds every weight to the nearest grid point (absmax or
+      min/max scales per group; see docs/Design.md). It needs nothing but
+      the IR.
+    * `method=gptq` (Frantar et al. 2022) quantizes column by column and
+      compensates each column's rounding error on the columns not yet
+      quantized, using the Hessian `H = 2XXᵀ` of the layer's inputs `X`.
+      The inputs are collected by running the model on calibration data
+      block by block: block `i` sees the outputs of the already quantized
+      blocks `< i`, and inside a block the attention projections are
+      quantized before the output projection's inputs are collected, and so
+      on (sequential GPTQ). This needs a module made by `qlr-import` (the
+      `qlr.model` attribute and the canonical weight names) and
+      `calibration=FILE|generate`. Memory: one block's activations and
+      Hessians.
+
+    `format=nf4|nf2` use the NormalFloat codebooks and `format=lut` the
+    codebook given by `table`; codebook formats scale each group by its
+    largest magnitude and are symmetric.
+
+    ```mlir
+    %y = qlr.linear %x, %w : tensor<?x64xf32>, tensor<32x64xf32> -> tensor<?x32xf32>
+    // --qlr-quantize-linear="bits=4 group-size=32" gives
+    %codes = arith.constant dense_resource<w.codes> : tensor<32x32xi8>
+    %scales = arith.constant dense_resource<w.scales> : tensor<32x2xf16>
+    %q = qlr.pack %codes, %scales : tensor<32x32xi8>, tensor<32x2xf16>
+        -> !qlr.qtensor<32x64xf32, #qlr.format<int4, group = 32, scale = f16>>
+    %y = qlr.linear %x, %q : tensor<?x64xf32>, !qlr.qtensor<...> -> tensor<?x32xf32>
+    ```
+  }];
+  let options = !listconcat([
+    Option<"method", "method", "std::string", /*default=*/"\"rtn\"",
+           "Quantizer: rtn (round to nearest) or gptq (needs calibration)">,
+    Option<"bits", "bits", "int64_t", /*default=*/"0",
+           "Bits per weight, 2..8 (default 4; nf4/nf2 imply 4/2)">,
+    Option<"groupSize", "group-size", "int64_t", /*default=*/"64",
+           "Weights per scale along the input dimension; 0 = one scale per "
+           "output channel">,
+    Option<"symmetric", "symmetric", "bool", /*default=*/"true",
+           "Symmetric grid (absmax scale, implicit zero point); false gives "
+           "min/max scales with stored zero points (uniform format only)">,
+    Option<"format", "format", "std::string", /*default=*/"\"uniform\"",
+           "Code values: uniform (integer grid), nf4, nf2 (NormalFloat) or "
+           "lut (the codebook given by `table`)">,
+    ListOption<"table", "table", "double",
+               "format=lut only: the 2^bits codebook values">,
+    Option<"scaleType", "scale-type", "std::string", /*default=*/"\"f16\"",
+           "Storage type of the scales: f16, bf16 or f32">,
+    Option<"damp", "damp", "double", /*default=*/"0.01",
+           "GPTQ: diagonal damping as a fraction of the mean Hessian "
+           "diagonal">,
+    Option<"actOrder", "act-order", "bool", /*default=*/"false",
+           "GPTQ: quantize columns in order of decreasing Hessian diagonal">,
+    Option<"blockSize", "block-size", "int64_t", /*default=*/"128",
+           "GPTQ: columns per lazy batch update">
+  ], !listconcat(QLR_LinearFilterOptions, QLR_CalibrationOptions));
+  let statistics = [
+    Statistic<"numQuantized", "quantized-linears", "Linear layers quantized">
+  ];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::qlr::QLRDialect"];
+}
+
+def QLRLoftQPass : Pass<"qlr-loftq", "ModuleOp"> {
+  let summary = "Write linear weights as quantized plus low-rank (LoftQ)";
+  let description = [{
+    Approximates each selected constant weight `W [N, K]` by `Q + A·B`
+    (LoftQ, Li et al. 2024) with `Q` quantized and `A [N, r]`, `B [r, K]`
+    float factors, alternating `iters` times between
+    `Q = quantize(W - A·B)` and the best rank-`r` approximation
+    `A·B` of `W - Q` (truncated SVD), starting from `A·B = 0`. The weight
+    becomes `qlr.lowrank %a, %b base %q`; the factors are stored as
+    `NAME.lora_a` and `NAME.lora_b`, the base like qlr-quantize-linear's.
+    Codebook formats use absmax scaling per group.
+
+    ```mlir
+    // --qlr-loftq="format=nf2 rank=16 iters=5" turns a [1536, 576] weight into
+    %w = qlr.lowrank %a, %b base %q : tensor<1536x16xf32>, tensor<16x576xf32>,
+        !qlr.qtensor<1536x576xf32, #nf2_g64_f16>
+        -> !qlr.lowrank<1536x576xf32, rank = 16, base = #nf2_g64_f16>
+    ```
+  }];
+  let options = !listconcat([
+    Option<"bits", "bits", "int64_t", /*default=*/"0",
+           "Bits of the quantized base, 2..8 (default 2; nf4/nf2 imply 4/2)">,
+    Option<"format", "format", "std::string", /*default=*/"\"nf2\"",
+           "Base quantizer: uniform, nf4 or nf2">,
+    Option<"groupSize", "group-size", "int64_t", /*default=*/"64",
+           "Weights per scale along the input dimension; 0 = per output "
+           "channel">,
+    Option<"symmetric", "symmetric", "bool", /*default=*/"true",
+           "uniform only: false gives min/max scales with zero points">,
+    Option<"scaleType", "scale-type", "std::string", /*default=*/"\"f16\"",
+           "Storage type of the scales: f16, bf16 or f32">,
+    Option<"rank", "rank", "int64_t", /*default=*/"16",
+           "Rank r of the low-rank correction">,
+    Option<"iters", "iters", "int64_t", /*default=*/"5",
+           "Alternating quantize / SVD iterations (>= 1)">
+  ], QLR_LinearFilterOptions);
+  let statistics = [
+    Statistic<"numCompressed", "loftq-linears", "Linear layers compressed">
+  ];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::qlr::QLRDialect"];
+}
+
+def QLRDequantizeWeightsPass : Pass<"qlr-dequantize-weights", "ModuleOp"> {
+  let summary = "Turn constant quantized and low-rank weights back into float";
+  let description = [{
+    For debugging and exact comparisons: every `qlr.linear` or
+    `qlr.dequantize` whose weight is built from constants by `qlr.pack` or
+    `qlr.lowrank` gets the decoded float weight as one constant instead
+    (`dense_resource` named like the original weight, e.g. `NAME` for
+    `NAME.codes`). Decoding follows the format's rule exactly (the same
+    values the lowering computes), so the float module computes what the
+    compressed one does. Weights that are not constants are left alone.
+  }];
+  let statistics = [
+    Statistic<"numDequantized", "dequantized-weights", "Weights decoded">
+  ];
+  let dependentDialects = ["::mlir::arith::ArithDialect"];
+}
+
 #endif // QLR_DIALECT_QLR_TRANSFORMS_PASSES_TD

@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""Perplexity, size and pass time of QLR's quantizers on one imported model.
+
+    python3 benchmarks/quantize_sweep.py --model /tmp/smollm2.mlirbc \
+        --configs rtn-w4-g64,gptq-w4-g64 --windows 4
+
+For every configuration: run quant-opt with the pass pipeline below on the
+float model (wall time of the whole quant-opt run: parse, pass, write), then
+`qlr-run --perplexity DEV --ctx 512 --max-windows W --json` on the result.
+Results accumulate in --out (JSON, one entry per configuration; existing
+entries are kept, so the sweep can run in pieces; --force re-measures).
+
+Bits per weight count everything a quantized linear stores: codes, scales
+(16 bits for f16), zero points (8 bits), and low-rank factors (32 bits per
+value), over the weights of the linears that were quantized (the classifier
+and the embeddings stay float and are not counted). The file size is the
+whole bytecode file, embeddings included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV_TEXT = ROOT.parent / "shared" / "data" / "tinystories-dev.txt"
+CALIB_TEXT = ROOT.parent / "shared" / "data" / "tinystories-calib.txt"
+
+
+def rtn(bits, group, sym=True, fmt="uniform"):
+    opts = f"method=rtn bits={bits} group-size={group} symmetric={'true' if sym else 'false'}"
+    if fmt != "uniform":
+        opts = f"method=rtn format={fmt} group-size={group}"
+    return f"qlr-quantize-linear{{{opts}}}"
+
+
+def gptq(bits, group, sym=True, samples=32, seq_len=256, act_order=False):
+    return ("qlr-quantize-linear{method=gptq "
+            f"bits={bits} group-size={group} symmetric={'true' if sym else 'false'} "
+            f"calibration={CALIB_TEXT} samples={samples} seq-len={seq_len}"
+            f"{' act-order=true' if act_order else ''}}}")
+
+
+def loftq(fmt, rank, iters, bits=2, group=64):
+    b = "" if fmt.startswith("nf") else f" bits={bits}"
+    return f"qlr-loftq{{format={fmt}{b} rank={rank} iters={iters} group-size={group}}}"
+
+
+def configs():
+    c = {"float": None}
+    for method in ("rtn", "gptq"):
+        for bits in (8, 4, 3, 2):
+            for group in (32, 64, 128):
+                for sym in (True, False):
+                    name = f"{method}-w{bits}-g{group}-{'sym' if sym else 'asym'}"
+                    c[name] = rtn(bits, group, sym) if method == "rtn" else gptq(bits, group, sym)
+    for fmt in ("nf4", "nf2"):
+        c[f"rtn-{fmt}-g64"] = rtn(0, 64, fmt=fmt)
+    for fmt in ("nf2", "uniform"):
+        for rank in (8, 16, 32):
+            for iters in (1, 5):
+                c[f"loftq-{'int2' if fmt == 'uniform' else fmt}-r{rank}-t{iters}"] = loftq(fmt, rank, iters)
+    return c
+
+
+def linear_shapes(model_cfg):
+    d, h, kv, hd, layers = (model_cfg[k] for k in ("dim", "hidden_dim", "kv_heads", "head_dim", "layers"))
+    per_layer = [(d, d), (kv * hd, d), (kv * hd, d), (d, d), (h, d), (h, d), (d, h)]
+    return per_layer * layers
+
+
+def bits_per_weight(name, model_cfg):
+    """Storage bits per weight of the quantized linears (see the module doc)."""
+    if name == "float":
+        return 32.0
+    shapes = linear_shapes(model_cfg)
+    parts = name.split("-")
+    if name.startswith("loftq"):
+        bits, group, scale_bits, zp = 2, 64, 16, False
+        rank = int(parts[2][1:])
+    elif parts[1].startswith("nf"):
+        bits, group, scale_bits, zp, rank = int(parts[1][2:]), int(parts[2][1:]), 16, False, 0
+    else:
+        bits, group = int(parts[1][1:]), int(parts[2][1:])
+        scale_bits, zp, rank = 16, parts[3] == "asym", 0
+    total_bits = total = 0
+    for n, k in shapes:
+        groups = n * math.ceil(k / group) if group else n
+        row_bytes = math.ceil(k * bits / 8)
+        total_bits += n * row_bytes * 8 + groups * (scale_bits + (8 if zp else 0))
+        total_bits += 32 * rank * (n + k)
+        total += n * k
+    return total_bits / total
+
+
+def run_config(args, name, pipeline, model_cfg):
+    out_file = Path(args.workdir) / f"{name}.mlirbc"
+    entry = {"name": name, "pipeline": pipeline}
+    model = args.model
+    if pipeline is not None:
+        cmd = [str(args.quant_opt), args.model, f"--pass-pipeline=builtin.module({pipeline})",
+               "--emit-bytecode", "-o", str(out_file)]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        entry["quant_opt_seconds"] = round(time.perf_counter() - t0, 2)
+        entry["command"] = " ".join(cmd)
+        if proc.returncode != 0:
+            entry["error"] = proc.stderr[-2000:]
+            return entry
+        model = str(out_file)
+    entry["file_bytes"] = os.path.getsize(model)
+    entry["bits_per_weight"] = round(bits_per_weight(name, model_cfg), 4)
+    cmd = [str(args.qlr_run), model, "--perplexity", str(DEV_TEXT), "--ctx", "512",
+           "--max-windows", str(args.windows), "--json", "--quiet", "-t", str(args.threads)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    entry["qlr_run_seconds"] = round(time.perf_counter() - t0, 2)
+    if proc.returncode != 0:
+        entry["error"] = proc.stderr[-2000:]
+        return entry
+    result = json.loads(proc.stdout)
+    entry["perplexity"] = result["ppl"]
+    entry["tokens_scored"] = result["tokens"]
+    entry["windows"] = args.windows
+    if pipeline is not None and not args.keep:
+        out_file.unlink(missing_ok=True)
+    return entry
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="float model made by qlr-import (.mlirbc)")
+    p.add_argument("--configs", default="all", help="comma-separated names or 'all' (see --list)")
+    p.add_argument("--list", action="store_true", help="print the configurations and exit")
+    p.add_argument("--windows", type=int, default=4)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default=str(ROOT / "benchmarks/results/quantize-sweep.json"))
+    p.add_argument("--workdir", default="/tmp")
+    p.add_argument("--build", default=str(ROOT / "build"))
+    p.add_argument("--force", action="store_true", help="re-measure configurations already in --out")
+    p.add_argument("--keep", action="store_true", help="keep the quantized model files")
+    args = p.parse_args()
+    args.quant_opt = Path(args.build) / "bin/quant-opt"
+    args.qlr_run = Path(args.build) / "bin/qlr-run"
+    all_configs = configs()
+    if args.list:
+        for k, v in all_configs.items():
+            print(f"{k}: {v}")
+        return
+    names = list(all_configs) if args.configs == "all" else args.configs.split(",")
+    unknown = [n for n in names if n not in all_configs]
+    if unknown:
+        sys.exit(f"unknown configurations: {', '.join(unknown)} (see --list)")
+    results = {}
+    out = Path(args.out)
+    if out.exists():
+        results = {e["name"]: e for e in json.loads(out.read_text())["results"]}
+    model_cfg = read_model_config(args)
+    for name in names:
+        if name in results and not args.force and "error" not in results[name]:
+            continue
+        print(f"== {name}", file=sys.stderr, flush=True)
+        entry = run_config(args, name, all_configs[name], model_cfg)
+        results[name] = entry
+        print(json.dumps(entry), file=sys.stderr, flush=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"model": args.model, "results": list(results.values())}, indent=1) + "\n")
+
+
+def read_model_config(args):
+    """The qlr.model attribute of the float module, as a dict of numbers."""
+    text = subprocess.run([str(args.quant_opt), args.model, "--mlir-elide-resource-strings-if-larger=1"],
+                          capture_output=True, text=True, check=True).stdout
+    attr = text.split("qlr.model = {", 1)[1].split("}", 1)[0]
+    cfg = {}
+    for item in attr.split(", "):
+        key, value = item.split(" = ", 1)
+        value = value.split(" : ")[0].strip('"')
+        try:
+            cfg[key] = int(value)
+        except ValueError:
+            cfg[key] = value
+    return cfg
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+//===- Calibration.cpp - Calibration data for the PTQ passes ------*- C++
+//-*-===//
+// SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
+//===----------------------------------------------------------------------===//
+
+#include "Calibration.h"
+
+#include "qlr/Dialect/QLR/Utils/ConstantData.h"
+#include "qlr/Import/LlamaImporter.h"
+#include "qlr/Tokenizer/Tokenizer.h"
+#include "qlr/Tokenizer/TokenizerData.h"
+
+#include "llvm/Support/MemoryBuffer.h"
+
+#include <random>
+
+using namespace mlir;
+using namespace mlir::qlr;
+
+FailureOr<std::vector<int32_t>>
+mlir::qlr::getCalibrationTokens(ModuleOp module, StringRef pass,
+                                const CalibrationSpec &spec,
+                                const ::qlr::calibration::LlamaModel &model) {
+  auto error = [&]() { return module.emitError() << pass << ": "; };
+  if (spec.source.empty()) {
+    error() << "needs calibration data: calibration=FILE (a text file) or "
+               "calibration=generate (text sampled from the model)";
+    return failure();
+  }
+  if (spec.samples < 1 || spec.seqLen < 2) {
+    error() << "samples=" << spec.samples << " seq-len=" << spec.seqLen
+            << ": need samples >= 1 and seq-len >= 2";
+    return failure();
+  }
+  int64_t maxSeqLen = model.config().maxSeqLen;
+  if (spec.seqLen > maxSeqLen) {
+    error() << "seq-len=" << spec.seqLen << " exceeds the model's context of "
+            << maxSeqLen << " tokens";
+    return failure();
+  }
+  if (spec.source == "generate")
+    return model.generate(spec.samples, spec.seqLen, spec.seed);
+
+  auto blob =
+      module->getAttrOfType<DenseResourceElementsAttr>(kTokenizerAttrName);
+  if (!blob) {
+    error() << "calibration=" << spec.source
+            << " needs the tokenizer qlr-import embeds (module attribute "
+            << kTokenizerAttrName << "); use calibration=generate instead";
+    return failure();
+  }
+  auto bytes = readBytes(blob, module.getLoc());
+  if (failed(bytes))
+    return failure();
+  auto data = ::qlr::tokenizer::deserialize(*bytes);
+  if (!data) {
+    error() << "the embedded tokenizer is corrupt: "
+            << llvm::toString(data.takeError());
+    return failure();
+  }
+  auto tokenizer = ::qlr::tokenizer::Tokenizer::create(std::move(*data));
+  if (!tokenizer) {
+    error() << "the embedded tokenizer is invalid: "
+            << llvm::toString(tokenizer.takeError());
+    return failure();
+  }
+  auto file = llvm::MemoryBuffer::getFile(spec.source, /*IsText=*/true);
+  if (!file) {
+    error() << "cannot read calibration file '" << spec.source
+            << "': " << file.getError().message();
+    return failure();
+  }
+  std::vector<int32_t> text =
+      (*tokenizer)->encode((*file)->getBuffer(), /*addBos=*/false);
+  int64_t count = text.size();
+  if (count < spec.seqLen) {
+    error() << "calibration file '" << spec.source << "' has " << count
+            << " tokens, fewer than seq-len=" << spec.seqLen;
+    return failure();
+  }
+  int64_t vocab = model.config().vocabSize;
+  for (int32_t id : text)
+    if (id < 0 || id >= vocab) {
+      error() << "the embedded tokenizer produced token " << id
+              << " outside the model's vocabulary of " << vocab;
+      return failure();
+    }
+  std::mt19937_64 rng(spec.seed);
+  std::uniform_int_distribution<int64_t> start(0, count - spec.seqLen);
+  std::vector<int32_t> tokens;
+  tokens.reserve(spec.samples * spec.seqLen);
+  for (int64_t s = 0; s < spec.samples; ++s) {
+    int64_t at = start(rng);
+    tokens.insert(tokens.end(), text.begin() + at,
+                  text.begin() + at + spec.seqLen);
+  }
+  return tokens;
+}

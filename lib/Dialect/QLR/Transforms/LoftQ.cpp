@@ -1,0 +1,100 @@
+//===- LoftQ.cpp - Quantized plus low-rank weights -----------------*- C++
+//-*-===//
+// SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
+//===----------------------------------------------------------------------===//
+//
+// qlr-loftq: a thin adapter over numerics::loftq (lib/Numerics/LowRank.cpp).
+//
+//===----------------------------------------------------------------------===//
+
+#include "WeightUtils.h"
+
+#include "qlr/Dialect/QLR/Transforms/Passes.h"
+#include "qlr/Numerics/LowRank.h"
+
+namespace mlir::qlr {
+#define GEN_PASS_DEF_QLRLOFTQPASS
+#include "qlr/Dialect/QLR/Transforms/Passes.h.inc"
+} // namespace mlir::qlr
+
+using namespace mlir;
+using namespace mlir::qlr;
+namespace numerics = ::qlr::numerics;
+
+namespace {
+struct QLRLoftQPass : public mlir::qlr::impl::QLRLoftQPassBase<QLRLoftQPass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    StringRef pass = getArgument();
+    if (format != "uniform" && format != "nf4" && format != "nf2") {
+      module.emitError() << pass << ": unknown format '" << format
+                         << "' (expected uniform, nf4 or nf2)";
+      return signalPassFailure();
+    }
+    if (rank < 1 || iters < 1) {
+      module.emitError() << pass << ": rank=" << rank << " iters=" << iters
+                         << ": both must be >= 1";
+      return signalPassFailure();
+    }
+    FailureOr<FormatAttr> baseFormat = buildFormatFromOptions(
+        module, pass, format.getValue(), bits, /*defaultBits=*/2, groupSize,
+        symmetric, scaleType.getValue(), /*table=*/{});
+    if (failed(baseFormat))
+      return signalPassFailure();
+    FailureOr<LinearFilter> filter =
+        LinearFilter::create(module, pass, include, exclude, classifier);
+    if (failed(filter))
+      return signalPassFailure();
+    FailureOr<SmallVector<LinearWeight>> weights =
+        collectLinearWeights(module, *filter);
+    if (failed(weights))
+      return signalPassFailure();
+    for (LinearWeight &weight : *weights) {
+      if (failed(checkFormatFits(weight.linear, *baseFormat, weight.type)))
+        return signalPassFailure();
+      int64_t m = weight.type.getDimSize(0), n = weight.type.getDimSize(1);
+      if (rank > std::min(m, n)) {
+        weight.linear.emitOpError("rank ")
+            << rank << " exceeds min(" << m << ", " << n << ") of the weight '"
+            << weight.name << "'";
+        return signalPassFailure();
+      }
+    }
+
+    DenseMap<Operation *, Value> done;
+    MLIRContext *ctx = module.getContext();
+    for (LinearWeight &weight : *weights) {
+      Value &replacement = done[weight.constant];
+      if (!replacement) {
+        int64_t m = weight.type.getDimSize(0), n = weight.type.getDimSize(1);
+        numerics::QuantFormat fmt = baseFormat->toNumerics(2);
+        auto result = numerics::loftq(weight.values, m, n, fmt, rank, iters);
+        if (!result) {
+          weight.linear.emitOpError("LoftQ failed for '")
+              << weight.name << "': " << llvm::toString(result.takeError());
+          return signalPassFailure();
+        }
+        OpBuilder b(weight.constant);
+        Location loc = weight.constant.getLoc();
+        Type element = weight.type.getElementType();
+        int64_t r = result->lowRank.rank;
+        Value base = buildPackedWeight(b, loc, weight.name, weight.type,
+                                       *baseFormat, result->base);
+        Value a =
+            createFloatResource(b, loc, RankedTensorType::get({m, r}, element),
+                                weight.name + ".lora_a", result->lowRank.a);
+        Value bFactor =
+            createFloatResource(b, loc, RankedTensorType::get({r, n}, element),
+                                weight.name + ".lora_b", result->lowRank.b);
+        auto type = LowRankType::get(ctx, weight.type.getShape(), element, r,
+                                     *baseFormat, FormatAttr(), FormatAttr());
+        replacement = LowRankOp::create(b, loc, type, a, bFactor, base);
+      }
+      replaceLinearWeight(weight, replacement);
+      ++numCompressed;
+    }
+  }
+};
+} // namespace

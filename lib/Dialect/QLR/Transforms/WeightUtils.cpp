@@ -1,0 +1,230 @@
+//===- WeightUtils.cpp - Shared helpers of the weight passes ------*- C++
+//-*-===//
+// SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
+//===----------------------------------------------------------------------===//
+
+#include "WeightUtils.h"
+
+#include "qlr/Dialect/QLR/Utils/ConstantData.h"
+#include "qlr/Numerics/FloatFormats.h"
+#include "qlr/Numerics/Packing.h"
+
+#include "mlir/IR/AsmState.h"
+#include "mlir/IR/DialectResourceBlobManager.h"
+
+using namespace mlir;
+using namespace mlir::qlr;
+namespace numerics = ::qlr::numerics;
+
+bool mlir::qlr::isClassifierName(StringRef name) {
+  return name == "output" || name == "lm_head" || name == "tok_embeddings";
+}
+
+FailureOr<LinearFilter> LinearFilter::create(ModuleOp module, StringRef pass,
+                                             ArrayRef<std::string> include,
+                                             ArrayRef<std::string> exclude,
+                                             bool classifier) {
+  LinearFilter filter;
+  filter.classifier = classifier;
+  auto parse = [&](ArrayRef<std::string> patterns,
+                   std::vector<llvm::GlobPattern> &out) -> LogicalResult {
+    for (const std::string &text : patterns) {
+      auto pattern = llvm::GlobPattern::create(text);
+      if (!pattern) {
+        module.emitError() << pass << ": invalid name pattern '" << text
+                           << "': " << llvm::toString(pattern.takeError());
+        return failure();
+      }
+      out.push_back(std::move(*pattern));
+    }
+    return success();
+  };
+  if (failed(parse(include, filter.include)) ||
+      failed(parse(exclude, filter.exclude)))
+    return failure();
+  return filter;
+}
+
+bool LinearFilter::accepts(StringRef name) const {
+  if (!classifier && isClassifierName(name))
+    return false;
+  auto matches = [&](const llvm::GlobPattern &p) { return p.match(name); };
+  if (!include.empty() && llvm::none_of(include, matches))
+    return false;
+  return llvm::none_of(exclude, matches);
+}
+
+FailureOr<SmallVector<LinearWeight>>
+mlir::qlr::collectLinearWeights(ModuleOp module, const LinearFilter &filter) {
+  SmallVector<LinearWeight> result;
+  int64_t counter = 0;
+  bool failedRead = false;
+  module.walk([&](LinearOp linear) {
+    int64_t index = counter++;
+    auto constant = linear.getWeight().getDefiningOp<arith::ConstantOp>();
+    auto type = dyn_cast<RankedTensorType>(linear.getWeight().getType());
+    if (!constant || !type || type.getRank() != 2 || !type.hasStaticShape())
+      return;
+    std::string name;
+    if (auto resource =
+            dyn_cast<DenseResourceElementsAttr>(constant.getValue()))
+      name = resource.getRawHandle().getKey().str();
+    else
+      name = "linear" + std::to_string(index);
+    if (!filter.accepts(name))
+      return;
+    auto values =
+        readFloats(cast<ElementsAttr>(constant.getValue()), constant.getLoc());
+    if (failed(values)) {
+      failedRead = true;
+      return;
+    }
+    result.push_back({linear, constant, name, type, std::move(*values)});
+  });
+  if (failedRead)
+    return failure();
+  return result;
+}
+
+FailureOr<FormatAttr> mlir::qlr::buildFormatFromOptions(
+    ModuleOp module, StringRef pass, StringRef format, int64_t bits,
+    int64_t defaultBits, int64_t groupSize, bool symmetric, StringRef scaleType,
+    ArrayRef<double> table) {
+  auto error = [&]() { return module.emitError() << pass << ": "; };
+  Scheme scheme = Scheme::Uniform;
+  int64_t impliedBits = 0;
+  if (format == "nf4" || format == "nf2") {
+    scheme = Scheme::NormalFloat;
+    impliedBits = format == "nf4" ? 4 : 2;
+  } else if (format == "lut") {
+    scheme = Scheme::LookupTable;
+  } else if (format != "uniform") {
+    error() << "unknown format '" << format
+            << "' (expected uniform, nf4, nf2 or lut)";
+    return failure();
+  }
+  if (impliedBits != 0 && bits != 0 && bits != impliedBits) {
+    error() << "format=" << format << " stores " << impliedBits
+            << "-bit codes; bits=" << bits << " contradicts it";
+    return failure();
+  }
+  if (bits == 0)
+    bits = impliedBits != 0 ? impliedBits : defaultBits;
+  if (bits < 2 || bits > 8) {
+    error() << "bits=" << bits << " is out of range (2..8)";
+    return failure();
+  }
+  if (groupSize < 0) {
+    error() << "group-size=" << groupSize
+            << " must be positive, or 0 for one scale per output channel";
+    return failure();
+  }
+  if (!symmetric && scheme != Scheme::Uniform) {
+    error() << "format=" << format
+            << " is a codebook with absmax scaling; symmetric=false needs "
+               "format=uniform";
+    return failure();
+  }
+  if (scheme == Scheme::LookupTable) {
+    if (table.size() != (size_t(1) << bits)) {
+      error() << "format=lut needs table= with exactly " << (1 << bits)
+              << " values for bits=" << bits << ", got " << table.size();
+      return failure();
+    }
+  } else if (!table.empty()) {
+    error() << "table= is only meaningful with format=lut";
+    return failure();
+  }
+  MLIRContext *ctx = module.getContext();
+  Type scale;
+  if (scaleType == "f16")
+    scale = Float16Type::get(ctx);
+  else if (scaleType == "bf16")
+    scale = BFloat16Type::get(ctx);
+  else if (scaleType == "f32")
+    scale = Float32Type::get(ctx);
+  else {
+    error() << "unknown scale-type '" << scaleType
+            << "' (expected f16, bf16 or f32)";
+    return failure();
+  }
+  DenseF32ArrayAttr tableAttr;
+  if (scheme == Scheme::LookupTable) {
+    SmallVector<float> values(table.begin(), table.end());
+    tableAttr = DenseF32ArrayAttr::get(ctx, values);
+  }
+  Granularity granularity =
+      groupSize == 0 ? Granularity::Channel : Granularity::Group;
+  int64_t axis = groupSize == 0 ? 0 : -1;
+  FormatAttr attr = FormatAttr::getChecked(
+      [&]() { return error(); }, ctx, scheme, unsigned(bits), tableAttr,
+      granularity, axis, groupSize, symmetric, scale);
+  if (!attr)
+    return failure();
+  return attr;
+}
+
+LogicalResult mlir::qlr::checkFormatFits(Operation *op, FormatAttr format,
+                                         RankedTensorType type) {
+  numerics::QuantFormat fmt = format.toNumerics(type.getRank());
+  std::string problem = numerics::verifyFormatForShape(fmt, type.getShape());
+  if (!problem.empty())
+    return op->emitOpError("cannot quantize weight ")
+           << type << " as " << format << ": " << problem;
+  return success();
+}
+
+static Value createResource(OpBuilder &b, Location loc, RankedTensorType type,
+                            StringRef name, AsmResourceBlob blob) {
+  auto attr = DenseResourceElementsAttr::get(type, name, std::move(blob));
+  return arith::ConstantOp::create(b, loc, type, attr);
+}
+
+Value mlir::qlr::createFloatResource(OpBuilder &b, Location loc,
+                                     RankedTensorType type, StringRef name,
+                                     ArrayRef<float> values) {
+  Type element = type.getElementType();
+  if (element.isF32())
+    return createResource(
+        b, loc, type, name,
+        HeapAsmResourceBlob::allocateAndCopyInferAlign(values));
+  std::vector<uint16_t> bits;
+  bits.reserve(values.size());
+  for (float v : values)
+    bits.push_back(element.isF16() ? numerics::floatToHalfBits(v)
+                                   : numerics::floatToBF16Bits(v));
+  return createResource(
+      b, loc, type, name,
+      HeapAsmResourceBlob::allocateAndCopyInferAlign(ArrayRef<uint16_t>(bits)));
+}
+
+Value mlir::qlr::createByteResource(OpBuilder &b, Location loc,
+                                    RankedTensorType type, StringRef name,
+                                    ArrayRef<uint8_t> values) {
+  return createResource(b, loc, type, name,
+                        HeapAsmResourceBlob::allocateAndCopyInferAlign(values));
+}
+
+Value mlir::qlr::buildPackedWeight(OpBuilder &b, Location loc, StringRef name,
+                                   RankedTensorType type, FormatAttr format,
+                                   const numerics::QuantizedData &data) {
+  auto qtype = QTensorType::get(b.getContext(), type.getShape(),
+                                type.getElementType(), format);
+  std::vector<uint8_t> packed =
+      numerics::packCodes(data.codes, type.getShape(), format.getBits());
+  Value codes = createByteResource(b, loc, qtype.getCodesType(),
+                                   (name + ".codes").str(), packed);
+  Value scales = createFloatResource(b, loc, qtype.getScalesType(),
+                                     (name + ".scales").str(), data.scales);
+  Value zeroPoints;
+  if (RankedTensorType zpType = qtype.getZeroPointsType())
+    zeroPoints = createByteResource(
+        b, loc, zpType, (name + ".zero_points").str(), data.zeroPoints);
+  return PackOp::create(b, loc, qtype, codes, scales, zeroPoints);
+}
+
+void mlir::qlr::replaceLinearWeight(LinearWeight &weight, Value replacement) {
+  weight.linear.getWeightMutable().assign(replacement);
+  if (weight.constant->use_empty())
+    weight.constant->erase();
+}

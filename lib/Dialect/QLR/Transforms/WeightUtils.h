@@ -1,0 +1,103 @@
+//===- WeightUtils.h - Shared helpers of the weight passes --*- C++ -*-===//
+// SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
+//===----------------------------------------------------------------------===//
+//
+// What qlr-quantize-linear, qlr-loftq and qlr-dequantize-weights share:
+// choosing the linear layers to rewrite, naming weights, building formats
+// from pass options, and writing compressed weights as dense_resource
+// constants.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef QLR_LIB_DIALECT_QLR_TRANSFORMS_WEIGHTUTILS_H
+#define QLR_LIB_DIALECT_QLR_TRANSFORMS_WEIGHTUTILS_H
+
+#include "qlr/Dialect/QLR/IR/QLR.h"
+#include "qlr/Numerics/Quantize.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "llvm/Support/GlobPattern.h"
+
+#include <string>
+#include <vector>
+
+namespace mlir::qlr {
+
+/// A `qlr.linear` whose weight is a 2-D static float constant.
+struct LinearWeight {
+  LinearOp linear;
+  arith::ConstantOp constant;
+  /// The weight's name: its dense_resource key, or `linearN` for inline
+  /// `dense<...>` constants (N counts linears in program order).
+  std::string name;
+  RankedTensorType type;
+  /// The weight's values, row-major [N, K], as f32.
+  std::vector<float> values;
+};
+
+/// Which weights a pass rewrites: the `include`/`exclude`/`classifier`
+/// options.
+class LinearFilter {
+public:
+  /// Parses the glob patterns; reports a bad pattern at `module`.
+  static FailureOr<LinearFilter> create(ModuleOp module, StringRef pass,
+                                        ArrayRef<std::string> include,
+                                        ArrayRef<std::string> exclude,
+                                        bool classifier);
+  /// True when the weight called `name` is to be rewritten.
+  bool accepts(StringRef name) const;
+
+private:
+  std::vector<llvm::GlobPattern> include, exclude;
+  bool classifier = false;
+};
+
+/// True for the names the classifier weight has in imported models.
+bool isClassifierName(StringRef name);
+
+/// Collects, in program order, the linears whose weight is a static 2-D
+/// float constant accepted by `filter`, reading each weight's values.
+/// Linears sharing one constant are all returned (the caller decides).
+/// Fails (with a diagnostic) only when a selected weight cannot be read.
+FailureOr<SmallVector<LinearWeight>>
+collectLinearWeights(ModuleOp module, const LinearFilter &filter);
+
+/// Builds `#qlr.format` from pass options: `format` is uniform, nf4, nf2 or
+/// lut (with `table`); `bits` 0 means `defaultBits` for uniform/lut and is
+/// implied by nf4/nf2; `groupSize` 0 means per output channel; `scaleType`
+/// is f16, bf16 or f32. Reports invalid combinations at `module` with the
+/// pass name and returns failure.
+FailureOr<FormatAttr> buildFormatFromOptions(ModuleOp module, StringRef pass,
+                                             StringRef format, int64_t bits,
+                                             int64_t defaultBits,
+                                             int64_t groupSize, bool symmetric,
+                                             StringRef scaleType,
+                                             ArrayRef<double> table);
+
+/// Checks that `format` can quantize a weight of `type` ([N, K]); reports
+/// at `op` otherwise.
+LogicalResult checkFormatFits(Operation *op, FormatAttr format,
+                              RankedTensorType type);
+
+/// An `arith.constant dense_resource<name>` holding `values` in `type`'s
+/// element type (f32, f16, bf16, i8).
+Value createFloatResource(OpBuilder &b, Location loc, RankedTensorType type,
+                          StringRef name, ArrayRef<float> values);
+Value createByteResource(OpBuilder &b, Location loc, RankedTensorType type,
+                         StringRef name, ArrayRef<uint8_t> values);
+
+/// Packs `data` (codes, scales, zero points of a `type`-shaped weight in
+/// `format`) into resources NAME.codes / NAME.scales / NAME.zero_points and
+/// returns the `qlr.pack` of them.
+Value buildPackedWeight(OpBuilder &b, Location loc, StringRef name,
+                        RankedTensorType type, FormatAttr format,
+                        const ::qlr::numerics::QuantizedData &data);
+
+/// Replaces `weight.linear`'s weight operand by `replacement` and erases the
+/// old constant when nothing else uses it.
+void replaceLinearWeight(LinearWeight &weight, Value replacement);
+
+} // namespace mlir::qlr
+
+#endif // QLR_LIB_DIALECT_QLR_TRANSFORMS_WEIGHTUTILS_H
