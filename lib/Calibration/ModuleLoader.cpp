@@ -12,6 +12,7 @@
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/DialectResourceBlobManager.h"
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringMap.h"
 
 #include <string>
@@ -179,17 +180,22 @@ public:
           getConstantElements(op->getResult(0)));
       if (!resource)
         return;
-      Value &slot = named[resource.getRawHandle().getKey()];
-      // Several constants may name one resource; a used one wins.
-      if (!slot || (slot.use_empty() && !op->getResult(0).use_empty()))
-        slot = op->getResult(0);
+      StringRef key = resource.getRawHandle().getKey();
+      offer(key, op->getResult(0), /*exact=*/true);
+      // MLIR makes resource keys unique within a context by appending _N
+      // (a second import in one context, a pass re-creating a name): such a
+      // key also stands for its base name, after an exact match.
+      auto [base, counter] = key.rsplit('_');
+      if (!counter.empty() &&
+          llvm::all_of(counter, [](char c) { return llvm::isDigit(c); }))
+        offer(base, op->getResult(0), /*exact=*/false);
     });
     collectPositional(module, layers);
   }
 
   /// The float constant called `name`, or null.
   Value floatConstant(StringRef name) const {
-    Value v = named.lookup(name);
+    Value v = named.lookup(name).first;
     if (v && isa<RankedTensorType>(v.getType()) &&
         isa<FloatType>(cast<RankedTensorType>(v.getType()).getElementType()))
       return v;
@@ -202,7 +208,7 @@ public:
     Value found;
     for (StringRef suffix :
          {".lora_a", ".lora_b", ".lora_a.codes", ".lora_b.codes", ".codes"}) {
-      Value v = named.lookup((name + suffix).str());
+      Value v = named.lookup((name + suffix).str()).first;
       if (!v)
         continue;
       Value root = climb(v);
@@ -229,6 +235,15 @@ public:
   }
 
 private:
+  /// Records `value` as the constant called `key` unless a better one is
+  /// known: one with uses beats an unused one, then an exact key an alias.
+  void offer(StringRef key, Value value, bool exact) {
+    int score = (value.use_empty() ? 0 : 2) + (exact ? 1 : 0);
+    auto [it, inserted] = named.try_emplace(key, value, score);
+    if (!inserted && score > it->second.second)
+      it->second = {value, score};
+  }
+
   /// Follows a storage constant up through qlr.pack and qlr.lowrank.
   static Value climb(Value v) {
     for (Operation *user : v.getUsers()) {
@@ -282,7 +297,8 @@ private:
     positional["output"] = linears.back().getWeight();
   }
 
-  llvm::StringMap<Value> named;
+  /// Constants by resource key, with the score offer() ranks them by.
+  llvm::StringMap<std::pair<Value, int>> named;
   llvm::StringMap<Value> positional;
 };
 } // namespace
