@@ -48,6 +48,13 @@ class QLRDialect;
 /// linear layer; qlr-fuse-elementwise and qlr-lower-contractions look for it.
 constexpr llvm::StringLiteral kContractionAttrName = "qlr.contraction";
 
+/// The attribute qlr-lower-to-linalg puts on the linalg.generic that decodes
+/// a quantized weight; its value is the weight's `#qlr.format`.
+/// qlr-lower-contractions fuses such a decoder into the kernel of the
+/// contraction that reads its result (docs/Design.md, "Fused
+/// dequantization").
+constexpr llvm::StringLiteral kDequantizeAttrName = "qlr.dequantize";
+
 /// Adds the patterns of qlr-lower-to-linalg to `patterns`.
 void populateQLRToLinalgPatterns(RewritePatternSet &patterns);
 

@@ -151,6 +151,17 @@ def QLRLowerContractionsPass : Pass<"qlr-lower-contractions", "ModuleOp"> {
     // becomes
     call @qlr_contraction_1536x576(%x, %w, %y) : (...) -> ()
     ```
+
+    When the weight is a buffer filled by the decoder of a quantized weight
+    (the `linalg.generic` tagged `qlr.dequantize`) and read only by linear
+    contractions, the decoder is fused into the kernel instead: the kernel
+    takes the codes, scales and zero points, decodes one block of `cols`
+    weight rows at a time into a stack buffer and runs the tiles against it,
+    so the float weight is never materialised. Byte-aligned codes (8, 4 and
+    2 bits) whose scale is constant over `vector-width` columns are decoded
+    with vector operations; other formats clone the decoder's body element
+    by element. Kernels are shared by layers with the same shape and
+    decoder (`qlr_contraction_576x576_int4_g64_f16`).
   }];
   let options = [
     Option<"vectorWidth", "vector-width", "int64_t", /*default=*/"16",

@@ -3,7 +3,9 @@
 //===----------------------------------------------------------------------===//
 
 #include "qlr/Conversion/Passes.h"
+#include "qlr/Dialect/QLR/IR/QLR.h"
 
+#include "mlir/Dialect/Affine/Utils.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
@@ -12,7 +14,10 @@
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/IRMapping.h"
 #include "mlir/IR/SymbolTable.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
+#include "mlir/Transforms/RegionUtils.h"
 
 namespace mlir::qlr {
 #define GEN_PASS_DEF_QLRLOWERCONTRACTIONSPASS
@@ -31,6 +36,9 @@ public:
         vecType(VectorType::get({width}, b.getF32Type())) {}
 
   void build(int64_t rows, int64_t cols);
+  /// Every token against the `cols` weight rows starting at row `wn` of the
+  /// weight operand, writing output columns starting at n.
+  void emitTokens(Value n, Value wn, int64_t rows, int64_t cols);
 
 private:
   OpBuilder &b;
@@ -43,14 +51,14 @@ private:
   Value add(Value a, int64_t c) {
     return c == 0 ? a : arith::AddIOp::create(b, loc, a, index(c)).getResult();
   }
-  /// One rows x cols tile at (m, n) over the whole depth.
-  void emitTile(Value m, Value n, int64_t rows, int64_t cols);
-  /// Every token against the `cols` weight rows starting at n.
-  void emitTokens(Value n, int64_t rows, int64_t cols);
+  /// One rows x cols tile at (m, n) over the whole depth, reading weight
+  /// rows from wn.
+  void emitTile(Value m, Value n, Value wn, int64_t rows, int64_t cols);
 };
 } // namespace
 
-void KernelBuilder::emitTile(Value m, Value n, int64_t rows, int64_t cols) {
+void KernelBuilder::emitTile(Value m, Value n, Value wn, int64_t rows,
+                             int64_t cols) {
   int64_t mainDepth = depth - depth % width;
   Value zero = arith::ConstantOp::create(
       b, loc, DenseElementsAttr::get(vecType, b.getF32FloatAttr(0.0)));
@@ -70,7 +78,7 @@ void KernelBuilder::emitTile(Value m, Value n, int64_t rows, int64_t cols) {
     for (int64_t i = 0; i < rows; ++i)
       xs.push_back(read(x, add(m, i)));
     for (int64_t j = 0; j < cols; ++j) {
-      Value wv = read(w, add(n, j));
+      Value wv = read(w, add(wn, j));
       for (int64_t i = 0; i < rows; ++i)
         result[i * cols + j] =
             vector::FMAOp::create(nb, loc, xs[i], wv, result[i * cols + j]);
@@ -104,7 +112,7 @@ void KernelBuilder::emitTile(Value m, Value n, int64_t rows, int64_t cols) {
 /// Tokens [0, T) for one block of `cols` weight rows at n: full tiles of
 /// `rows` tokens, then one token at a time. The block (cols x K weights)
 /// stays in cache while every token passes over it.
-void KernelBuilder::emitTokens(Value n, int64_t rows, int64_t cols) {
+void KernelBuilder::emitTokens(Value n, Value wn, int64_t rows, int64_t cols) {
   Value tokens = memref::DimOp::create(b, loc, x, 0);
   Value rem = arith::RemUIOp::create(b, loc, tokens, index(rows));
   Value mainTokens = arith::SubIOp::create(b, loc, tokens, rem);
@@ -113,7 +121,7 @@ void KernelBuilder::emitTokens(Value n, int64_t rows, int64_t cols) {
                        [&](OpBuilder &nb, Location, Value m, ValueRange) {
                          OpBuilder::InsertionGuard guard(b);
                          b.setInsertionPointToStart(nb.getInsertionBlock());
-                         emitTile(m, n, tileRows, cols);
+                         emitTile(m, n, wn, tileRows, cols);
                          scf::YieldOp::create(b, loc);
                        });
   };
@@ -131,7 +139,7 @@ void KernelBuilder::build(int64_t rows, int64_t cols) {
         ValueRange{index(cols)}, [&](OpBuilder &nb, Location, ValueRange n) {
           OpBuilder::InsertionGuard guard(b);
           b.setInsertionPoint(nb.getInsertionBlock(), nb.getInsertionPoint());
-          emitTokens(n[0], rows, cols);
+          emitTokens(n[0], n[0], rows, cols);
         });
   if (mainCols < numCols)
     scf::ForOp::create(b, loc, index(mainCols), index(numCols), index(1),
@@ -139,7 +147,7 @@ void KernelBuilder::build(int64_t rows, int64_t cols) {
                        [&](OpBuilder &nb, Location, Value n, ValueRange) {
                          OpBuilder::InsertionGuard guard(b);
                          b.setInsertionPointToStart(nb.getInsertionBlock());
-                         emitTokens(n, rows, 1);
+                         emitTokens(n, n, rows, 1);
                          scf::YieldOp::create(b, loc);
                        });
 }
@@ -169,6 +177,499 @@ static bool isLinearContraction(linalg::GenericOp op) {
   return x.getDimSize(1) == w.getDimSize(1);
 }
 
+//===----------------------------------------------------------------------===//
+// Fused dequantization
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// A quantized weight decoded by the `qlr.dequantize` generic of
+/// qlr-lower-to-linalg into a buffer that only linear contractions read.
+struct Decoder {
+  linalg::GenericOp generic;
+  memref::AllocOp alloc;
+  /// Values the generic's body reads from above: constants (cloned into the
+  /// kernel) and everything else (passed to the kernel as arguments).
+  SmallVector<Value> constants, captured;
+
+  /// The kernel operands after x and y: the generic's inputs, then
+  /// `captured`.
+  SmallVector<Value> getOperands() {
+    SmallVector<Value> operands(generic.getDpsInputs());
+    llvm::append_range(operands, captured);
+    return operands;
+  }
+};
+} // namespace
+
+static bool isClonableConstant(Value value) {
+  Operation *def = value.getDefiningOp();
+  return def && def->getNumOperands() == 0 && def->getNumRegions() == 0 &&
+         def->getNumResults() == 1 && isMemoryEffectFree(def);
+}
+
+/// Returns the decoder of `contraction`'s weight if it can be fused into the
+/// kernel: the weight is a memref.alloc filled by a tagged, element-wise
+/// [N, K] generic (earlier in the same block, not reading its output, only
+/// loading from memory) and otherwise only read as the weight of linear
+/// contractions or deallocated.
+static std::optional<Decoder> matchDecoder(linalg::GenericOp contraction) {
+  Value weight = contraction.getDpsInputs()[1];
+  auto alloc = weight.getDefiningOp<memref::AllocOp>();
+  if (!alloc)
+    return std::nullopt;
+  linalg::GenericOp generic;
+  for (OpOperand &use : weight.getUses()) {
+    Operation *user = use.getOwner();
+    if (isa<memref::DeallocOp>(user))
+      continue;
+    auto op = dyn_cast<linalg::GenericOp>(user);
+    if (!op)
+      return std::nullopt;
+    if (op->hasAttr(mlir::qlr::kDequantizeAttrName)) {
+      if (generic || !op.isDpsInit(&use))
+        return std::nullopt;
+      generic = op;
+      continue;
+    }
+    if (!isLinearContraction(op) || use.getOperandNumber() != 1)
+      return std::nullopt;
+  }
+  if (!generic || !generic.hasPureBufferSemantics() ||
+      generic.getNumDpsInits() != 1 || generic.getNumLoops() != 2 ||
+      generic.getNumReductionLoops() != 0 ||
+      !generic.getMatchingIndexingMap(generic.getDpsInitOperand(0))
+           .isIdentity() ||
+      !generic.getBody()->getArguments().back().use_empty())
+    return std::nullopt;
+  if (generic->getBlock() != contraction->getBlock() ||
+      !generic->isBeforeInBlock(contraction))
+    return std::nullopt;
+  for (Operation &op : generic.getBody()->without_terminator())
+    if (op.getNumRegions() != 0 ||
+        !(isMemoryEffectFree(&op) || isa<memref::LoadOp>(op)))
+      return std::nullopt;
+  Decoder decoder{generic, alloc, {}, {}};
+  llvm::SetVector<Value> above;
+  getUsedValuesDefinedAbove(generic.getRegion(), above);
+  for (Value value : above) {
+    if (isClonableConstant(value))
+      decoder.constants.push_back(value);
+    else
+      decoder.captured.push_back(value);
+  }
+  return decoder;
+}
+
+/// True when `a` and `b` decode the same way (same body, constants and
+/// operand types), so one kernel serves both.
+static bool isSameDecoder(Decoder &a, Decoder &b) {
+  if (a.constants.size() != b.constants.size() ||
+      a.captured.size() != b.captured.size() ||
+      a.generic->getNumOperands() != b.generic->getNumOperands())
+    return false;
+  DenseMap<Value, Value> same;
+  for (auto [l, r] : llvm::zip(a.constants, b.constants)) {
+    if (!OperationEquivalence::isEquivalentTo(
+            l.getDefiningOp(), r.getDefiningOp(),
+            OperationEquivalence::IgnoreLocations))
+      return false;
+    same[l] = r;
+  }
+  for (auto [l, r] : llvm::zip(a.captured, b.captured)) {
+    if (l.getType() != r.getType())
+      return false;
+    same[l] = r;
+  }
+  for (auto [l, r] :
+       llvm::zip(a.generic->getOperands(), b.generic->getOperands())) {
+    if (l.getType() != r.getType())
+      return false;
+    same[l] = r;
+  }
+  return OperationEquivalence::isEquivalentTo(
+      a.generic, b.generic,
+      [&](Value l, Value r) { return success(l == r || same.lookup(l) == r); },
+      [&](Value l, Value r) { same[l] = r; },
+      OperationEquivalence::IgnoreLocations);
+}
+
+namespace {
+/// How to decode `width` consecutive codes of a row with vector operations:
+/// byte-aligned widths (8, 4, 2 bits) whose scale and zero point are the same
+/// for the whole chunk.
+struct VectorPlan {
+  unsigned bits;
+  bool codebook;
+  /// The packed codes [N, ceil(K * bits / 8)], the codebook (if any), the
+  /// scales and the zero points (if any): inputs of the generic or values it
+  /// captures. Scales and zero points are read at `scaleMap` (n, k).
+  Value codes, table, scales, zeroPoints;
+  AffineMap scaleMap;
+};
+} // namespace
+
+/// True when the map from (n, k) to scales is constant over `width`
+/// consecutive k starting at a multiple of `width`.
+static bool isChunkInvariant(AffineMap map, int64_t width) {
+  for (AffineExpr expr : map.getResults()) {
+    if (!expr.isFunctionOfDim(1))
+      continue;
+    auto div = dyn_cast<AffineBinaryOpExpr>(expr);
+    if (!div || div.getKind() != AffineExprKind::FloorDiv ||
+        div.getLHS() != getAffineDimExpr(1, map.getContext()))
+      return false;
+    auto group = dyn_cast<AffineConstantExpr>(div.getRHS());
+    if (!group || group.getValue() <= 0 || group.getValue() % width != 0)
+      return false;
+  }
+  return true;
+}
+
+static bool isScaleType(Type type) {
+  return isa<Float32Type, Float16Type, BFloat16Type>(type);
+}
+
+/// Recognises the decoders qlr-lower-to-linalg builds for the formats the
+/// vector decoder handles: scales (and zero points) are inputs 0 (and 1) of
+/// the generic, or rank-0 buffers its body loads (one scale per tensor).
+static std::optional<VectorPlan> planVectorDecode(Decoder &decoder,
+                                                  int64_t width) {
+  linalg::GenericOp generic = decoder.generic;
+  auto format = dyn_cast_or_null<mlir::qlr::FormatAttr>(
+      generic->getAttr(mlir::qlr::kDequantizeAttrName));
+  if (!format)
+    return std::nullopt;
+  unsigned bits = format.getBits();
+  if ((bits != 2 && bits != 4 && bits != 8) || (width * bits) % 8 != 0)
+    return std::nullopt;
+  VectorPlan plan{bits,    format.isCodebook(), Value(), Value(), Value(),
+                  Value(), AffineMap()};
+  int64_t numInputs = generic.getNumDpsInputs();
+  if (numInputs > 0) {
+    if (numInputs != (format.hasZeroPoints() ? 2 : 1))
+      return std::nullopt;
+    OpOperand *scales = generic.getDpsInputOperand(0);
+    plan.scales = scales->get();
+    plan.scaleMap = generic.getMatchingIndexingMap(scales);
+    if (numInputs == 2) {
+      OpOperand *zeroPoints = generic.getDpsInputOperand(1);
+      if (generic.getMatchingIndexingMap(zeroPoints) != plan.scaleMap)
+        return std::nullopt;
+      plan.zeroPoints = zeroPoints->get();
+    }
+  } else {
+    plan.scaleMap = AffineMap::get(2, 0, {}, generic.getContext());
+  }
+  // The memrefs the body loads from: the codes (i8, rank 2, unit innermost
+  // stride), the codebook (f32, rank 1) and a single scale and zero point
+  // (rank 0).
+  for (Operation &op : generic.getBody()->without_terminator()) {
+    auto load = dyn_cast<memref::LoadOp>(op);
+    if (!load)
+      continue;
+    Value memref = load.getMemRef();
+    MemRefType type = load.getMemRefType();
+    Type element = type.getElementType();
+    auto setOnce = [&](Value &slot) {
+      if (slot && slot != memref)
+        return false;
+      slot = memref;
+      return true;
+    };
+    bool ok = false;
+    if (type.getRank() == 2 && element.isInteger(8)) {
+      SmallVector<int64_t> strides;
+      int64_t offset;
+      ok = succeeded(type.getStridesAndOffset(strides, offset)) &&
+           strides.back() == 1 && setOnce(plan.codes);
+    } else if (plan.codebook && type.getRank() == 1 && element.isF32() &&
+               type.hasStaticShape() &&
+               type.getDimSize(0) == (int64_t(1) << bits)) {
+      ok = setOnce(plan.table);
+    } else if (numInputs == 0 && type.getRank() == 0 && isScaleType(element)) {
+      ok = setOnce(plan.scales);
+    } else if (numInputs == 0 && type.getRank() == 0 && element.isInteger(8)) {
+      ok = setOnce(plan.zeroPoints);
+    }
+    if (!ok)
+      return std::nullopt;
+  }
+  if (!plan.codes || !plan.scales || plan.codebook != bool(plan.table) ||
+      format.hasZeroPoints() != bool(plan.zeroPoints) ||
+      !isScaleType(cast<MemRefType>(plan.scales.getType()).getElementType()) ||
+      (plan.zeroPoints && !cast<MemRefType>(plan.zeroPoints.getType())
+                               .getElementType()
+                               .isInteger(8)) ||
+      !isChunkInvariant(plan.scaleMap, width))
+    return std::nullopt;
+  return plan;
+}
+
+namespace {
+/// Emits the decoding of weight rows into a scratch buffer inside a kernel.
+/// `mapping` maps the decoder's inputs, captured values and constants to
+/// values of the kernel.
+class DecodeBuilder {
+public:
+  DecodeBuilder(OpBuilder &b, Location loc, Decoder &decoder,
+                const IRMapping &mapping, int64_t depth, int64_t width)
+      : b(b), loc(loc), decoder(decoder), mapping(mapping), depth(depth),
+        width(width), plan(planVectorDecode(decoder, width)) {}
+
+  /// scratch[r, k] = W[row0 + r, k] for r < numRows, k < K.
+  void build(Value row0, int64_t numRows, Value scratch);
+
+private:
+  OpBuilder &b;
+  Location loc;
+  Decoder &decoder;
+  const IRMapping &mapping;
+  int64_t depth, width;
+  std::optional<VectorPlan> plan;
+
+  Value index(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
+  /// Loads input `i` of the generic at its indexing map applied to (row, k).
+  Value loadInput(int64_t i, Value row, Value k);
+  /// One element, by cloning the generic's body.
+  void emitScalar(Value row, Value k, Value r, Value scratch);
+  /// `width` elements at a multiple-of-width k, following `plan`.
+  void emitVector(Value row, Value k, Value r, Value scratch);
+};
+} // namespace
+
+Value DecodeBuilder::loadInput(int64_t i, Value row, Value k) {
+  OpOperand *input = decoder.generic.getDpsInputOperand(i);
+  AffineMap map = decoder.generic.getMatchingIndexingMap(input);
+  std::optional<SmallVector<Value, 8>> indices =
+      affine::expandAffineMap(b, loc, map, ValueRange{row, k});
+  assert(indices && "indexing maps have no symbols");
+  return memref::LoadOp::create(b, loc, mapping.lookup(input->get()), *indices);
+}
+
+void DecodeBuilder::emitScalar(Value row, Value k, Value r, Value scratch) {
+  linalg::GenericOp generic = decoder.generic;
+  IRMapping local = mapping;
+  Block *body = generic.getBody();
+  for (int64_t i = 0, e = generic.getNumDpsInputs(); i < e; ++i)
+    local.map(body->getArgument(i), loadInput(i, row, k));
+  for (Operation &op : *body) {
+    if (auto indexOp = dyn_cast<linalg::IndexOp>(op)) {
+      local.map(indexOp.getResult(), indexOp.getDim() == 0 ? row : k);
+    } else if (auto yield = dyn_cast<linalg::YieldOp>(op)) {
+      memref::StoreOp::create(b, loc, local.lookup(yield.getValues()[0]),
+                              scratch, ValueRange{r, k});
+    } else {
+      b.clone(op, local);
+    }
+  }
+}
+
+void DecodeBuilder::emitVector(Value row, Value k, Value r, Value scratch) {
+  Type f32 = b.getF32Type(), i8 = b.getI8Type();
+  auto vec = [&](int64_t lanes, Type element) {
+    return VectorType::get({lanes}, element);
+  };
+  auto splat = [&](VectorType type, Attribute value) -> Value {
+    return arith::ConstantOp::create(b, loc,
+                                     DenseElementsAttr::get(type, value));
+  };
+  unsigned bits = plan->bits;
+  int64_t perByte = 8 / bits, numBytes = width / perByte;
+  // Byte `k / perByte` of the row starts this chunk: bit k * bits.
+  Value byteIdx = arith::DivUIOp::create(b, loc, k, index(perByte));
+  Value bytes = vector::LoadOp::create(b, loc, vec(numBytes, i8),
+                                       mapping.lookup(plan->codes),
+                                       ValueRange{row, byteIdx});
+  // Unpack: the j-th field of every byte, then interleave the fields so that
+  // code c of byte i lands in lane i * perByte + c (little-endian order).
+  SmallVector<Value> fields;
+  for (unsigned j = 0; j < unsigned(perByte); ++j) {
+    Value field = bytes;
+    if (j > 0)
+      field = arith::ShRUIOp::create(
+          b, loc, field,
+          splat(vec(numBytes, i8), b.getIntegerAttr(i8, j * bits)));
+    if (bits < 8 && j + 1 < unsigned(perByte))
+      field = arith::AndIOp::create(
+          b, loc, field,
+          splat(vec(numBytes, i8), b.getIntegerAttr(i8, (1 << bits) - 1)));
+    fields.push_back(field);
+  }
+  // interleave(f0, f1) for 4 bits; interleave(interleave(f0, f2),
+  // interleave(f1, f3)) for 2 bits.
+  while (fields.size() > 1) {
+    size_t half = fields.size() / 2;
+    SmallVector<Value> next;
+    for (size_t j = 0; j < half; ++j)
+      next.push_back(
+          vector::InterleaveOp::create(b, loc, fields[j], fields[j + half]));
+    fields = std::move(next);
+  }
+  Value codes = fields.front();
+  VectorType vecType = vec(width, f32);
+  auto loadScale = [&](Value source) -> Value {
+    std::optional<SmallVector<Value, 8>> indices =
+        affine::expandAffineMap(b, loc, plan->scaleMap, ValueRange{row, k});
+    return memref::LoadOp::create(b, loc, mapping.lookup(source), *indices);
+  };
+  Value scale = loadScale(plan->scales);
+  if (scale.getType() != f32)
+    scale = arith::ExtFOp::create(b, loc, f32, scale);
+  scale = vector::BroadcastOp::create(b, loc, vecType, scale);
+  Value value;
+  if (plan->codebook) {
+    Value indices =
+        arith::ExtUIOp::create(b, loc, vec(width, b.getI32Type()), codes);
+    Value mask = splat(vec(width, b.getI1Type()), b.getBoolAttr(true));
+    Value pass = splat(vecType, b.getF32FloatAttr(0.0));
+    Value entries =
+        vector::GatherOp::create(b, loc, vecType, mapping.lookup(plan->table),
+                                 ValueRange{index(0)}, indices, mask, pass);
+    value = arith::MulFOp::create(b, loc, scale, entries);
+  } else {
+    Value zero;
+    if (plan->zeroPoints)
+      zero = vector::BroadcastOp::create(
+          b, loc, vecType,
+          arith::UIToFPOp::create(b, loc, f32, loadScale(plan->zeroPoints)));
+    else
+      zero = splat(vecType, b.getF32FloatAttr(double(1 << (bits - 1))));
+    // Exact in f32 for codes below 2^24: the same value as the scalar
+    // decoder's integer subtraction.
+    Value centered = arith::SubFOp::create(
+        b, loc, arith::UIToFPOp::create(b, loc, vecType, codes), zero);
+    value = arith::MulFOp::create(b, loc, scale, centered);
+  }
+  vector::StoreOp::create(b, loc, value, scratch, ValueRange{r, k});
+}
+
+void DecodeBuilder::build(Value row0, int64_t numRows, Value scratch) {
+  int64_t vectorDepth = plan ? depth - depth % width : 0;
+  auto loop = [&](Value from, Value to, Value step,
+                  function_ref<void(Value)> bodyFn) {
+    scf::ForOp::create(b, loc, from, to, step, ValueRange{},
+                       [&](OpBuilder &nb, Location, Value iv, ValueRange) {
+                         OpBuilder::InsertionGuard guard(b);
+                         b.setInsertionPointToStart(nb.getInsertionBlock());
+                         bodyFn(iv);
+                         scf::YieldOp::create(b, loc);
+                       });
+  };
+  loop(index(0), index(numRows), index(1), [&](Value r) {
+    Value row = arith::AddIOp::create(b, loc, row0, r);
+    if (vectorDepth > 0)
+      loop(index(0), index(vectorDepth), index(width),
+           [&](Value k) { emitVector(row, k, r, scratch); });
+    if (vectorDepth < depth)
+      loop(index(vectorDepth), index(depth), index(1),
+           [&](Value k) { emitScalar(row, k, r, scratch); });
+  });
+}
+
+namespace {
+/// Builds the kernel of a contraction with a fused decoder:
+///
+///   kernel(x, y, decoder operands...):
+///     scf.parallel over blocks of `cols` weight rows: call block(n, ...)
+///     leftover rows one by one: call row(n, ...)
+///   block(n, x, y, decoder operands...):
+///     scratch = memref.alloca [cols, K]
+///     decode weight rows n .. n + cols into scratch
+///     the register tiles of every token against scratch
+///
+/// The scratch buffer lives on the stack of a function of its own: a call
+/// is an allocation scope whose body may hold loops.
+class FusedKernelBuilder {
+public:
+  FusedKernelBuilder(ModuleOp module, SymbolTable &symbols, Decoder &decoder,
+                     int64_t n, int64_t k, int64_t width, int64_t rows,
+                     int64_t cols)
+      : module(module), symbols(symbols), decoder(decoder), n(n), k(k),
+        width(width), rows(rows), cols(cols) {}
+
+  func::FuncOp build(StringRef name, TypeRange types);
+
+private:
+  ModuleOp module;
+  SymbolTable &symbols;
+  Decoder &decoder;
+  int64_t n, k, width, rows, cols;
+
+  func::FuncOp buildBlock(StringRef name, TypeRange types, int64_t blockRows);
+};
+} // namespace
+
+func::FuncOp FusedKernelBuilder::buildBlock(StringRef name, TypeRange types,
+                                            int64_t blockRows) {
+  Location loc = decoder.generic.getLoc();
+  OpBuilder b(module.getBodyRegion());
+  SmallVector<Type> argTypes = {b.getIndexType()};
+  llvm::append_range(argTypes, types);
+  auto func =
+      func::FuncOp::create(b, loc, name, b.getFunctionType(argTypes, {}));
+  func.setPrivate();
+  symbols.insert(func);
+  Block *body = func.addEntryBlock();
+  b.setInsertionPointToStart(body);
+  IRMapping mapping;
+  for (Value constant : decoder.constants)
+    b.clone(*constant.getDefiningOp(), mapping);
+  mapping.map(decoder.getOperands(), body->getArguments().drop_front(3));
+  auto scratchType = MemRefType::get({blockRows, k}, b.getF32Type());
+  Value scratch =
+      memref::AllocaOp::create(b, loc, scratchType, b.getI64IntegerAttr(64));
+  Value row0 = body->getArgument(0);
+  DecodeBuilder(b, loc, decoder, mapping, k, width)
+      .build(row0, blockRows, scratch);
+  KernelBuilder(b, loc, body->getArgument(1), scratch, body->getArgument(2), n,
+                k, width)
+      .emitTokens(row0, arith::ConstantIndexOp::create(b, loc, 0), rows,
+                  blockRows);
+  func::ReturnOp::create(b, loc);
+  return func;
+}
+
+func::FuncOp FusedKernelBuilder::build(StringRef name, TypeRange types) {
+  Location loc = decoder.generic.getLoc();
+  OpBuilder b(module.getBodyRegion());
+  auto kernel =
+      func::FuncOp::create(b, loc, name, b.getFunctionType(types, {}));
+  kernel.setPrivate();
+  symbols.insert(kernel);
+  StringRef kernelName = kernel.getSymName();
+  int64_t mainRows = n - n % cols;
+  func::FuncOp block, tail;
+  if (mainRows > 0)
+    block = buildBlock((kernelName + "_block").str(), types, cols);
+  if (mainRows < n)
+    tail = buildBlock((kernelName + "_row").str(), types, 1);
+  Block *body = kernel.addEntryBlock();
+  b.setInsertionPointToStart(body);
+  auto index = [&](int64_t v) -> Value {
+    return arith::ConstantIndexOp::create(b, loc, v);
+  };
+  auto call = [&](OpBuilder &nb, func::FuncOp callee, Value row) {
+    SmallVector<Value> args = {row};
+    llvm::append_range(args, body->getArguments());
+    func::CallOp::create(nb, loc, callee, args);
+  };
+  if (block)
+    scf::ParallelOp::create(
+        b, loc, ValueRange{index(0)}, ValueRange{index(mainRows)},
+        ValueRange{index(cols)}, [&](OpBuilder &nb, Location, ValueRange ivs) {
+          call(nb, block, ivs[0]);
+        });
+  if (tail)
+    scf::ForOp::create(b, loc, index(mainRows), index(n), index(1),
+                       ValueRange{},
+                       [&](OpBuilder &nb, Location, Value iv, ValueRange) {
+                         call(nb, tail, iv);
+                         scf::YieldOp::create(nb, loc);
+                       });
+  func::ReturnOp::create(b, loc);
+  return kernel;
+}
+
 namespace {
 struct QLRLowerContractionsPass
     : public mlir::qlr::impl::QLRLowerContractionsPassBase<
@@ -189,6 +690,11 @@ struct QLRLowerContractionsPass
     });
     SymbolTable symbols(module);
     llvm::StringMap<func::FuncOp> kernels;
+    // Fused kernels by name, each with the decoder it was built from.
+    llvm::StringMap<SmallVector<std::pair<Decoder, func::FuncOp>>> fusedKernels;
+    // Decoders to erase once every contraction reading them is lowered.
+    llvm::SetVector<Operation *> fusedGenerics;
+    SmallVector<Decoder> decoders;
     MLIRContext *ctx = module.getContext();
     Type f32 = Float32Type::get(ctx);
     for (linalg::GenericOp op : contractions) {
@@ -201,6 +707,45 @@ struct QLRLowerContractionsPass
       auto wType = MemRefType::get({n, k}, f32, layout);
       auto yType = MemRefType::get({ShapedType::kDynamic, n}, f32, layout);
       std::string name = ("qlr_contraction_" + Twine(n) + "x" + Twine(k)).str();
+      OpBuilder b(op);
+      auto castTo = [&](Value value, Type type) -> Value {
+        return value.getType() == type
+                   ? value
+                   : memref::CastOp::create(b, op.getLoc(), type, value)
+                         .getResult();
+      };
+
+      if (std::optional<Decoder> decoder = matchDecoder(op)) {
+        // The kernel decodes the weight block by block: x, y, then what the
+        // decoder reads.
+        SmallVector<Value> args = {castTo(op.getDpsInputs()[0], xType),
+                                   castTo(op.getDpsInits()[0], yType)};
+        llvm::append_range(args, decoder->getOperands());
+        if (auto format = dyn_cast<mlir::qlr::FormatAttr>(
+                decoder->generic->getAttr(mlir::qlr::kDequantizeAttrName)))
+          name += "_" + format.getAliasName();
+        else
+          name += "_dequantize";
+        func::FuncOp kernel;
+        auto &candidates = fusedKernels[name];
+        for (auto &[other, func] : candidates)
+          if (isSameDecoder(other, *decoder)) {
+            kernel = func;
+            break;
+          }
+        if (!kernel) {
+          kernel = FusedKernelBuilder(module, symbols, *decoder, n, k,
+                                      vectorWidth, rows, cols)
+                       .build(name, ValueRange(args).getTypes());
+          candidates.emplace_back(*decoder, kernel);
+        }
+        func::CallOp::create(b, op.getLoc(), kernel, args);
+        op.erase();
+        if (fusedGenerics.insert(decoder->generic))
+          decoders.push_back(*decoder);
+        continue;
+      }
+
       func::FuncOp &kernel = kernels[name];
       if (!kernel) {
         OpBuilder b(module.getBodyRegion());
@@ -216,19 +761,19 @@ struct QLRLowerContractionsPass
             .build(rows, cols);
         func::ReturnOp::create(b, op.getLoc());
       }
-      OpBuilder b(op);
-      // Named arrays: the ranges below must outlive the loop.
-      Value operands[] = {op.getDpsInputs()[0], op.getDpsInputs()[1],
-                          op.getDpsInits()[0]};
-      Type types[] = {xType, wType, yType};
-      SmallVector<Value> args;
-      for (auto [value, type] : llvm::zip(operands, types))
-        args.push_back(value.getType() == type
-                           ? value
-                           : memref::CastOp::create(b, op.getLoc(), type, value)
-                                 .getResult());
-      func::CallOp::create(b, op.getLoc(), kernel, args);
+      func::CallOp::create(b, op.getLoc(), kernel,
+                           ValueRange{castTo(op.getDpsInputs()[0], xType),
+                                      castTo(op.getDpsInputs()[1], wType),
+                                      castTo(op.getDpsInits()[0], yType)});
       op.erase();
+    }
+    // The float weights of fused decoders are no longer needed.
+    for (Decoder &decoder : decoders) {
+      Value weight = decoder.alloc.getResult();
+      decoder.generic.erase();
+      for (Operation *user : llvm::make_early_inc_range(weight.getUsers()))
+        user->erase();
+      decoder.alloc.erase();
     }
   }
 };

@@ -184,11 +184,19 @@ static FailureOr<Value> buildDequantize(OpBuilder &b, Location loc,
 
   AffineMap identity = AffineMap::getMultiDimIdentityMap(rank, ctx);
   AffineMap scaleMap = getScaleMap(format, rank, ctx);
-  SmallVector<Value> inputs = {pack.getScales()};
-  SmallVector<AffineMap> maps = {scaleMap};
-  if (Value zeroPoints = pack.getZeroPoints()) {
-    inputs.push_back(zeroPoints);
+  // A single scale (and zero point) is read in the body: as an input with a
+  // constant map, canonicalization would inline it and rebuild the op without
+  // its qlr.dequantize tag.
+  bool perTensor = format.getGranularity() == Granularity::Tensor;
+  SmallVector<Value> inputs;
+  SmallVector<AffineMap> maps;
+  if (!perTensor) {
+    inputs.push_back(pack.getScales());
     maps.push_back(scaleMap);
+    if (Value zeroPoints = pack.getZeroPoints()) {
+      inputs.push_back(zeroPoints);
+      maps.push_back(scaleMap);
+    }
   }
   maps.push_back(identity);
   Value init = tensor::EmptyOp::create(b, loc, type.getShape(), elementType);
@@ -234,7 +242,12 @@ static FailureOr<Value> buildDequantize(OpBuilder &b, Location loc,
         Value code = arith::AndIOp::create(
             nb, nloc, arith::ShRUIOp::create(nb, nloc, word, shift),
             constI32((1 << bits) - 1));
-        Value scale = castFloat(nb, nloc, args[0], f32);
+        Value scaleValue =
+            perTensor ? tensor::ExtractOp::create(nb, nloc, pack.getScales(),
+                                                  ValueRange{})
+                            .getResult()
+                      : args[0];
+        Value scale = castFloat(nb, nloc, scaleValue, f32);
         Value value;
         if (format.isCodebook()) {
           Value entry = tensor::ExtractOp::create(
@@ -243,10 +256,14 @@ static FailureOr<Value> buildDequantize(OpBuilder &b, Location loc,
                                                     code)});
           value = arith::MulFOp::create(nb, nloc, scale, entry);
         } else {
-          Value zero =
-              format.hasZeroPoints()
-                  ? arith::ExtUIOp::create(nb, nloc, i32, args[1]).getResult()
-                  : constI32(1 << (bits - 1));
+          Value zero = constI32(1 << (bits - 1));
+          if (Value zeroPoints = pack.getZeroPoints()) {
+            Value stored = perTensor ? tensor::ExtractOp::create(
+                                           nb, nloc, zeroPoints, ValueRange{})
+                                           .getResult()
+                                     : args[1];
+            zero = arith::ExtUIOp::create(nb, nloc, i32, stored);
+          }
           Value centered = arith::SIToFPOp::create(
               nb, nloc, f32, arith::SubIOp::create(nb, nloc, code, zero));
           value = arith::MulFOp::create(nb, nloc, scale, centered);
@@ -254,6 +271,8 @@ static FailureOr<Value> buildDequantize(OpBuilder &b, Location loc,
         linalg::YieldOp::create(nb, nloc,
                                 castFloat(nb, nloc, value, elementType));
       });
+  // Lets qlr-lower-contractions decode the weight inside the kernel.
+  generic->setAttr(kDequantizeAttrName, format);
   return generic.getResult(0);
 }
 
