@@ -1,0 +1,101 @@
+//===- GPTQ.h - GPTQ quantizer and Hessian accumulation -------*- C++ -*-===//
+// SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
+//===----------------------------------------------------------------------===//
+//
+// GPTQ (Frantar et al. 2022, "GPTQ: Accurate Post-Training Quantization for
+// Generative Pre-trained Transformers"): quantizes a linear layer's weight
+// W (n x k, rows = output channels, columns = inputs) one input column at a
+// time, compensating each column's rounding error on the not yet quantized
+// columns through the inverse of the layer-input Hessian H = (2/N) X Xᵀ.
+// The result minimises (greedily) the layer-output error
+// tr((W - Wq) H (W - Wq)ᵀ) rather than ||W - Wq||.
+//
+// The exact algorithm (damping, dead columns, lazy block updates, act-order
+// and how group scales are chosen) is documented in docs/Quantizers.md.
+// Linear algebra is done in double precision; codes, scales and zero points
+// follow the RTN conventions of Quantize.h exactly.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef QLR_NUMERICS_GPTQ_H
+#define QLR_NUMERICS_GPTQ_H
+
+#include "qlr/Numerics/Format.h"
+#include "qlr/Numerics/Quantize.h"
+
+#include "llvm/ADT/ArrayRef.h"
+#include "llvm/Support/Error.h"
+
+#include <cstdint>
+#include <vector>
+
+namespace qlr::numerics {
+
+/// Accumulates GPTQ's Hessian H = (2/N) * sum over rows x of x xᵀ (k x k) of
+/// the N input rows seen so far, in double precision.
+class HessianAccumulator {
+public:
+  /// Creates an empty accumulator for inputs of dimension \p k >= 0.
+  explicit HessianAccumulator(int64_t k);
+
+  /// Adds \p numRows >= 0 input rows; \p rows is numRows x k, row-major.
+  void add(const float *rows, int64_t numRows);
+
+  /// Returns the input dimension k.
+  int64_t dim() const { return k; }
+
+  /// Returns the number of rows added so far (N).
+  int64_t count() const { return numRows; }
+
+  /// Returns H = (2/N) * sum x xᵀ as a k x k row-major (symmetric) matrix;
+  /// all zeros when no row was added.
+  std::vector<double> hessian() const;
+
+private:
+  int64_t k;
+  int64_t numRows = 0;
+  /// Lower triangle (column-major k x k) of sum x xᵀ; the strict upper
+  /// triangle is unused.
+  std::vector<double> sum;
+};
+
+/// Options of quantizeGPTQ.
+struct GPTQOptions {
+  /// Relative damping: damp * mean(diag H) is added to diag H (>= 0).
+  double damp = 0.01;
+  /// Quantize columns in order of descending diag H ("act-order"); group
+  /// scales are then static (computed from the unmodified weights).
+  bool actOrder = false;
+  /// Columns per lazy batch update (>= 1); does not change the result beyond
+  /// floating-point rounding.
+  int64_t blockSize = 128;
+};
+
+/// Quantizes \p w (\p n x \p k, row-major; rows are output channels, columns
+/// inputs) with GPTQ given the k x k row-major Hessian \p hessian (only its
+/// lower triangle is read by the factorization; it should be symmetric
+/// positive semi-definite). \p fmt must be valid for shape {n, k} with
+/// Granularity Tensor, Channel with axis 0, or Group with axis 1 (groups along
+/// k; a partial last group is allowed); uniform symmetric, uniform asymmetric
+/// and codebook formats are supported. Returns the layout of quantizeRTN for
+/// shape {n, k}: unpacked codes, scales rounded to fmt.scaleType and, for
+/// asymmetric formats, zero points. Returns an error for invalid options, an
+/// unsupported format or axis, mismatched sizes, non-finite inputs, or a
+/// Hessian whose Cholesky factorization fails even after more damping.
+llvm::Expected<QuantizedData> quantizeGPTQ(llvm::ArrayRef<float> w, int64_t n,
+                                           int64_t k,
+                                           llvm::ArrayRef<double> hessian,
+                                           const QuantFormat &fmt,
+                                           const GPTQOptions &options = {});
+
+/// Returns tr((W - Wq) H (W - Wq)ᵀ) for \p w and \p wq (both \p n x \p k,
+/// row-major) and the k x k row-major \p hessian: the layer-output error GPTQ
+/// minimises, equal to (2/N) ||(W - Wq) Xᵀ||_F^2 when H was accumulated from
+/// the N x k inputs X. Computed in double precision.
+double hessianWeightedError(llvm::ArrayRef<float> w, llvm::ArrayRef<float> wq,
+                            int64_t n, int64_t k,
+                            llvm::ArrayRef<double> hessian);
+
+} // namespace qlr::numerics
+
+#endif // QLR_NUMERICS_GPTQ_H

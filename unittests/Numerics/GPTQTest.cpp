@@ -1,0 +1,664 @@
+//===- GPTQTest.cpp - Tests for GPTQ and Hessian accumulation -------------===//
+// SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
+//===----------------------------------------------------------------------===//
+
+#include "qlr/Numerics/GPTQ.h"
+#include "qlr/Numerics/Codebook.h"
+
+#include "gtest/gtest.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <string>
+
+using namespace qlr::numerics;
+
+namespace {
+
+using Floats = std::vector<float>;
+using Doubles = std::vector<double>;
+
+//===----------------------------------------------------------------------===//
+// Helpers
+//===----------------------------------------------------------------------===//
+
+QuantFormat uniformFormat(unsigned bits, Granularity granularity, int64_t axis,
+                          int64_t groupSize, bool symmetric) {
+  QuantFormat fmt;
+  fmt.bits = bits;
+  fmt.granularity = granularity;
+  fmt.axis = axis;
+  fmt.groupSize = groupSize;
+  fmt.symmetric = symmetric;
+  return fmt;
+}
+
+QuantFormat normalFloatFormat(unsigned bits, int64_t groupSize) {
+  QuantFormat fmt = uniformFormat(bits, Granularity::Group, 1, groupSize, true);
+  fmt.codebook = normalFloatCodebook(bits);
+  return fmt;
+}
+
+Floats randomNormal(int64_t count, std::mt19937 &rng, float stddev = 1.0f) {
+  std::normal_distribution<float> dist(0.0f, stddev);
+  Floats v(count);
+  for (float &x : v)
+    x = dist(rng);
+  return v;
+}
+
+/// Returns numRows x k inputs (row-major) with correlated features of varying
+/// magnitude: x = z M with z standard normal, M = diag(scale) (I + G/sqrt(k)),
+/// G standard normal. Features listed in \p deadFeatures are always zero.
+Floats correlatedInputs(int64_t numRows, int64_t k, std::mt19937 &rng,
+                        llvm::ArrayRef<int64_t> deadFeatures = {}) {
+  Floats g = randomNormal(k * k, rng);
+  std::uniform_real_distribution<double> scaleDist(0.2, 3.0);
+  Doubles scale(k);
+  for (double &s : scale)
+    s = scaleDist(rng);
+  Doubles mix(k * k);
+  for (int64_t i = 0; i < k; ++i)
+    for (int64_t j = 0; j < k; ++j)
+      mix[i * k + j] =
+          scale[i] * ((i == j ? 1.0 : 0.0) + 0.8 * g[i * k + j] / std::sqrt(k));
+  Floats z = randomNormal(numRows * k, rng);
+  Floats x(numRows * k);
+  for (int64_t r = 0; r < numRows; ++r)
+    for (int64_t j = 0; j < k; ++j) {
+      double acc = 0;
+      for (int64_t i = 0; i < k; ++i)
+        acc += double(z[r * k + i]) * mix[i * k + j];
+      x[r * k + j] = float(acc);
+    }
+  for (int64_t j : deadFeatures)
+    for (int64_t r = 0; r < numRows; ++r)
+      x[r * k + j] = 0.0f;
+  return x;
+}
+
+/// H = (2 / N) sum_r x_r x_rᵀ computed directly in double.
+Doubles directHessian(const Floats &x, int64_t numRows, int64_t k) {
+  Doubles h(k * k, 0.0);
+  for (int64_t r = 0; r < numRows; ++r)
+    for (int64_t i = 0; i < k; ++i)
+      for (int64_t j = 0; j < k; ++j)
+        h[i * k + j] += double(x[r * k + i]) * double(x[r * k + j]);
+  for (double &v : h)
+    v *= 2.0 / double(numRows);
+  return h;
+}
+
+/// (2 / N) ||(W - Wq) Xᵀ||_F^2 computed directly.
+double directOutputError(const Floats &w, const Floats &wq, int64_t n,
+                         int64_t k, const Floats &x, int64_t numRows) {
+  double sum = 0;
+  for (int64_t r = 0; r < numRows; ++r)
+    for (int64_t o = 0; o < n; ++o) {
+      double acc = 0;
+      for (int64_t j = 0; j < k; ++j)
+        acc += (double(w[o * k + j]) - double(wq[o * k + j])) *
+               double(x[r * k + j]);
+      sum += acc * acc;
+    }
+  return 2.0 * sum / double(numRows);
+}
+
+QuantizedData gptqOrDie(const Floats &w, int64_t n, int64_t k, const Doubles &h,
+                        const QuantFormat &fmt,
+                        const GPTQOptions &options = {}) {
+  llvm::Expected<QuantizedData> q = quantizeGPTQ(w, n, k, h, fmt, options);
+  if (!q) {
+    ADD_FAILURE() << llvm::toString(q.takeError());
+    return {};
+  }
+  return std::move(*q);
+}
+
+/// Returns the error message of a failing quantizeGPTQ call ("" on success).
+std::string gptqErrorOf(const Floats &w, int64_t n, int64_t k, const Doubles &h,
+                        const QuantFormat &fmt,
+                        const GPTQOptions &options = {}) {
+  llvm::Expected<QuantizedData> q = quantizeGPTQ(w, n, k, h, fmt, options);
+  if (q)
+    return "";
+  return llvm::toString(q.takeError());
+}
+
+//===----------------------------------------------------------------------===//
+// Straightforward O(k^3) reference GPTQ
+//===----------------------------------------------------------------------===//
+
+/// Inverts the k x k matrix \p a by Gauss-Jordan elimination with partial
+/// pivoting.
+Doubles invert(Doubles a, int64_t k) {
+  Doubles inv(k * k, 0.0);
+  for (int64_t i = 0; i < k; ++i)
+    inv[i * k + i] = 1.0;
+  for (int64_t c = 0; c < k; ++c) {
+    int64_t pivot = c;
+    for (int64_t r = c + 1; r < k; ++r)
+      if (std::abs(a[r * k + c]) > std::abs(a[pivot * k + c]))
+        pivot = r;
+    for (int64_t j = 0; j < k; ++j) {
+      std::swap(a[c * k + j], a[pivot * k + j]);
+      std::swap(inv[c * k + j], inv[pivot * k + j]);
+    }
+    double p = a[c * k + c];
+    for (int64_t j = 0; j < k; ++j) {
+      a[c * k + j] /= p;
+      inv[c * k + j] /= p;
+    }
+    for (int64_t r = 0; r < k; ++r) {
+      if (r == c)
+        continue;
+      double f = a[r * k + c];
+      for (int64_t j = 0; j < k; ++j) {
+        a[r * k + j] -= f * a[c * k + j];
+        inv[r * k + j] -= f * inv[c * k + j];
+      }
+    }
+  }
+  return inv;
+}
+
+/// GPTQ in its original optimal-brain-surgeon form: quantize one column at a
+/// time, spread its error over the remaining columns with the inverse of the
+/// remaining Hessian, then remove the column from that inverse
+/// (Hinv -= Hinv[:, q] Hinv[q, :] / Hinv[q, q]). No Cholesky, no blocks.
+QuantizedData referenceGPTQ(const Floats &w0, int64_t n, int64_t k, Doubles h,
+                            const QuantFormat &fmt, double damp,
+                            bool actOrder) {
+  Doubles w(w0.begin(), w0.end());
+  Floats wz = w0;
+  for (int64_t i = 0; i < k; ++i)
+    if (h[i * k + i] == 0) {
+      h[i * k + i] = 1;
+      for (int64_t r = 0; r < n; ++r)
+        w[r * k + i] = wz[r * k + i] = 0;
+    }
+  std::vector<int64_t> perm(k);
+  std::iota(perm.begin(), perm.end(), 0);
+  if (actOrder)
+    std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) {
+      return h[a * k + a] > h[b * k + b];
+    });
+  // Work in processing order: column j of wp / hp is original column perm[j].
+  Doubles wp(n * k), hp(k * k);
+  for (int64_t j = 0; j < k; ++j) {
+    for (int64_t r = 0; r < n; ++r)
+      wp[r * k + j] = w[r * k + perm[j]];
+    for (int64_t i = 0; i < k; ++i)
+      hp[i * k + j] = h[perm[i] * k + perm[j]];
+  }
+  double mean = 0;
+  for (int64_t i = 0; i < k; ++i)
+    mean += hp[i * k + i];
+  mean /= double(k);
+  for (int64_t i = 0; i < k; ++i)
+    hp[i * k + i] += damp * mean;
+  Doubles hinv = invert(hp, k);
+
+  bool dynamicGroups = fmt.granularity == Granularity::Group && !actOrder;
+  int64_t g = fmt.groupSize;
+  int64_t numGroups =
+      fmt.granularity == Granularity::Group ? (k + g - 1) / g : 1;
+  QuantizedData out;
+  out.codes.assign(n * k, 0);
+  if (dynamicGroups) {
+    out.scales.assign(n * numGroups, 0.0f);
+    if (!fmt.symmetric)
+      out.zeroPoints.assign(n * numGroups, 0);
+  } else {
+    QuantizedData rtn = quantizeRTN(wz, {n, k}, fmt);
+    out.scales = rtn.scales;
+    out.zeroPoints = rtn.zeroPoints;
+  }
+  QuantFormat tensorFormat = fmt;
+  tensorFormat.granularity = Granularity::Tensor;
+  tensorFormat.axis = 0;
+
+  for (int64_t q = 0; q < k; ++q) {
+    int64_t orig = perm[q];
+    if (dynamicGroups && q % g == 0) {
+      int64_t width = std::min(g, k - q);
+      for (int64_t r = 0; r < n; ++r) {
+        Floats segment(width);
+        for (int64_t j = 0; j < width; ++j)
+          segment[j] = float(wp[r * k + q + j]);
+        QuantizedData rtn = quantizeRTN(segment, {width}, tensorFormat);
+        out.scales[r * numGroups + q / g] = rtn.scales[0];
+        if (!fmt.symmetric)
+          out.zeroPoints[r * numGroups + q / g] = rtn.zeroPoints[0];
+      }
+    }
+    for (int64_t r = 0; r < n; ++r) {
+      int64_t si = fmt.granularity == Granularity::Tensor ? 0
+                   : fmt.granularity == Granularity::Channel
+                       ? r
+                       : r * numGroups + orig / g;
+      float s = out.scales[si];
+      uint8_t z = fmt.symmetric ? 0 : out.zeroPoints[si];
+      double x = wp[r * k + q];
+      uint8_t code = quantizeOne(float(x), s, z, fmt);
+      out.codes[r * k + orig] = code;
+      double e = (x - double(dequantizeOne(code, s, z, fmt))) / hinv[q * k + q];
+      for (int64_t c = q + 1; c < k; ++c)
+        wp[r * k + c] -= e * hinv[q * k + c];
+    }
+    // Remove column q: Hinv[F, F] -= Hinv[F, q] Hinv[q, F] / Hinv[q, q].
+    double pivot = hinv[q * k + q];
+    for (int64_t i = q + 1; i < k; ++i)
+      for (int64_t j = q + 1; j < k; ++j)
+        hinv[i * k + j] -= hinv[i * k + q] * hinv[q * k + j] / pivot;
+  }
+  return out;
+}
+
+//===----------------------------------------------------------------------===//
+// HessianAccumulator
+//===----------------------------------------------------------------------===//
+
+TEST(HessianAccumulatorTest, MatchesDirectComputation) {
+  std::mt19937 rng(1);
+  constexpr int64_t k = 7;
+  // 300 rows exceed the accumulator's internal chunk of 256 rows.
+  const int64_t chunks[] = {5, 0, 300, 1};
+  HessianAccumulator acc(k);
+  EXPECT_EQ(acc.dim(), k);
+  Floats all;
+  for (int64_t rows : chunks) {
+    Floats x = randomNormal(rows * k, rng, 2.0f);
+    acc.add(x.data(), rows);
+    all.insert(all.end(), x.begin(), x.end());
+  }
+  EXPECT_EQ(acc.count(), 306);
+  Doubles expected = directHessian(all, 306, k);
+  Doubles actual = acc.hessian();
+  ASSERT_EQ(actual.size(), expected.size());
+  for (size_t i = 0; i < expected.size(); ++i)
+    EXPECT_NEAR(actual[i], expected[i], 1e-12 * std::abs(expected[i]) + 1e-12)
+        << "at " << i;
+  // Exactly symmetric.
+  for (int64_t i = 0; i < k; ++i)
+    for (int64_t j = 0; j < k; ++j)
+      EXPECT_EQ(actual[i * k + j], actual[j * k + i]);
+}
+
+TEST(HessianAccumulatorTest, EmptyIsZero) {
+  HessianAccumulator acc(3);
+  EXPECT_EQ(acc.count(), 0);
+  EXPECT_EQ(acc.hessian(), Doubles(9, 0.0));
+  acc.add(nullptr, 0);
+  EXPECT_EQ(acc.count(), 0);
+  EXPECT_EQ(acc.hessian(), Doubles(9, 0.0));
+}
+
+//===----------------------------------------------------------------------===//
+// GPTQ against the reference
+//===----------------------------------------------------------------------===//
+
+struct ReferenceCase {
+  const char *name;
+  QuantFormat fmt;
+  int64_t k;
+  bool actOrder;
+  int64_t blockSize;
+  std::vector<int64_t> deadFeatures;
+};
+
+std::vector<ReferenceCase> referenceCases() {
+  using G = Granularity;
+  return {
+      {"int4_group8_sym",
+       uniformFormat(4, G::Group, 1, 8, true),
+       32,
+       false,
+       128,
+       {}},
+      {"int4_group8_asym",
+       uniformFormat(4, G::Group, 1, 8, false),
+       32,
+       false,
+       5,
+       {}},
+      {"int3_channel",
+       uniformFormat(3, G::Channel, 0, 0, true),
+       32,
+       false,
+       7,
+       {}},
+      {"int3_channel_asym",
+       uniformFormat(3, G::Channel, 0, 0, false),
+       24,
+       false,
+       128,
+       {}},
+      {"int2_tensor",
+       uniformFormat(2, G::Tensor, 0, 0, true),
+       24,
+       false,
+       4,
+       {}},
+      {"nf4_group16", normalFloatFormat(4, 16), 32, false, 128, {}},
+      {"int4_group8_partial_k20",
+       uniformFormat(4, G::Group, 1, 8, true),
+       20,
+       false,
+       6,
+       {}},
+      {"int4_group8_sym_actorder",
+       uniformFormat(4, G::Group, 1, 8, true),
+       32,
+       true,
+       5,
+       {}},
+      {"int3_group8_asym_actorder_k20",
+       uniformFormat(3, G::Group, 1, 8, false),
+       20,
+       true,
+       128,
+       {}},
+      {"nf4_group16_actorder", normalFloatFormat(4, 16), 32, true, 9, {}},
+      {"int4_channel_actorder",
+       uniformFormat(4, G::Channel, 0, 0, true),
+       24,
+       true,
+       128,
+       {}},
+      {"int4_group8_dead",
+       uniformFormat(4, G::Group, 1, 8, true),
+       32,
+       false,
+       7,
+       {3, 17}},
+      {"int4_group8_dead_actorder",
+       uniformFormat(4, G::Group, 1, 8, false),
+       32,
+       true,
+       7,
+       {0, 30}},
+  };
+}
+
+void PrintTo(const ReferenceCase &c, std::ostream *os) { *os << c.name; }
+
+class GPTQReferenceTest : public ::testing::TestWithParam<ReferenceCase> {};
+
+TEST_P(GPTQReferenceTest, MatchesStraightforwardImplementation) {
+  const ReferenceCase &c = GetParam();
+  constexpr int64_t n = 12, numRows = 200;
+  for (unsigned seed : {11u, 12u, 13u}) {
+    std::mt19937 rng(seed);
+    Floats x = correlatedInputs(numRows, c.k, rng, c.deadFeatures);
+    Doubles h = directHessian(x, numRows, c.k);
+    Floats w = randomNormal(n * c.k, rng, 0.1f);
+    GPTQOptions options;
+    options.actOrder = c.actOrder;
+    options.blockSize = c.blockSize;
+    QuantizedData actual = gptqOrDie(w, n, c.k, h, c.fmt, options);
+    QuantizedData expected =
+        referenceGPTQ(w, n, c.k, h, c.fmt, options.damp, c.actOrder);
+    EXPECT_EQ(actual.codes, expected.codes) << "seed " << seed;
+    EXPECT_EQ(actual.scales, expected.scales) << "seed " << seed;
+    EXPECT_EQ(actual.zeroPoints, expected.zeroPoints) << "seed " << seed;
+    // The layout is quantizeRTN's.
+    QuantizedData rtn = quantizeRTN(w, {n, c.k}, c.fmt);
+    EXPECT_EQ(actual.codes.size(), rtn.codes.size());
+    EXPECT_EQ(actual.scales.size(), rtn.scales.size());
+    EXPECT_EQ(actual.zeroPoints.size(), rtn.zeroPoints.size());
+    // GPTQ really differs from RTN (error compensation changed some codes).
+    EXPECT_NE(actual.codes, rtn.codes);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Formats, GPTQReferenceTest, ::testing::ValuesIn(referenceCases()),
+    [](const ::testing::TestParamInfo<ReferenceCase> &info) {
+      return std::string(info.param.name);
+    });
+
+TEST(GPTQTest, DeadColumnsQuantizeToZero) {
+  constexpr int64_t n = 6, k = 16, numRows = 100;
+  std::mt19937 rng(3);
+  Floats x = correlatedInputs(numRows, k, rng, {2, 9});
+  Doubles h = directHessian(x, numRows, k);
+  Floats w = randomNormal(n * k, rng);
+  // Make the dead columns the largest weights: they must not inflate scales.
+  for (int64_t r = 0; r < n; ++r)
+    w[r * k + 2] = w[r * k + 9] = 100.0f;
+  QuantFormat fmt = uniformFormat(4, Granularity::Channel, 0, 0, true);
+  QuantizedData q = gptqOrDie(w, n, k, h, fmt);
+  Floats wq = dequantize(q, {n, k}, fmt);
+  for (int64_t r = 0; r < n; ++r) {
+    EXPECT_EQ(wq[r * k + 2], 0.0f);
+    EXPECT_EQ(wq[r * k + 9], 0.0f);
+    EXPECT_LT(q.scales[r], 1.0f);
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// GPTQ beats RTN on the layer-output error
+//===----------------------------------------------------------------------===//
+
+struct Problem {
+  int64_t n, k, numRows;
+  Floats w, x;
+  Doubles h;
+};
+
+Problem makeProblem(int64_t n, int64_t k, int64_t numRows, unsigned seed) {
+  std::mt19937 rng(seed);
+  Problem p{n, k, numRows, {}, {}, {}};
+  p.x = correlatedInputs(numRows, k, rng);
+  HessianAccumulator acc(k);
+  acc.add(p.x.data(), numRows);
+  p.h = acc.hessian();
+  p.w = randomNormal(n * k, rng, 0.05f);
+  return p;
+}
+
+TEST(GPTQTest, HessianWeightedErrorIsOutputError) {
+  Problem p = makeProblem(10, 24, 150, 5);
+  std::mt19937 rng(6);
+  Floats wq = p.w;
+  for (float &v : wq)
+    v += 0.01f * std::normal_distribution<float>()(rng);
+  double expected = directOutputError(p.w, wq, p.n, p.k, p.x, p.numRows);
+  EXPECT_NEAR(hessianWeightedError(p.w, wq, p.n, p.k, p.h), expected,
+              1e-9 * expected);
+  EXPECT_EQ(hessianWeightedError(p.w, p.w, p.n, p.k, p.h), 0.0);
+}
+
+struct BeatsCase {
+  unsigned bits;
+  Granularity granularity;
+  bool symmetric;
+};
+
+void PrintTo(const BeatsCase &c, std::ostream *os) {
+  *os << "int" << c.bits
+      << (c.granularity == Granularity::Group ? " group32" : " channel")
+      << (c.symmetric ? " sym" : " asym");
+}
+
+class GPTQBeatsRTNTest
+    : public ::testing::TestWithParam<std::tuple<BeatsCase, bool>> {};
+
+TEST_P(GPTQBeatsRTNTest, LowerOutputErrorThanRTN) {
+  auto [c, actOrder] = GetParam();
+  Problem p = makeProblem(64, 128, 512, 21);
+  QuantFormat fmt =
+      c.granularity == Granularity::Group
+          ? uniformFormat(c.bits, c.granularity, 1, 32, c.symmetric)
+          : uniformFormat(c.bits, c.granularity, 0, 0, c.symmetric);
+  GPTQOptions options;
+  options.actOrder = actOrder;
+  QuantizedData gptq = gptqOrDie(p.w, p.n, p.k, p.h, fmt, options);
+  QuantizedData rtn = quantizeRTN(p.w, {p.n, p.k}, fmt);
+  double gptqErr = hessianWeightedError(p.w, dequantize(gptq, {p.n, p.k}, fmt),
+                                        p.n, p.k, p.h);
+  double rtnErr = hessianWeightedError(p.w, dequantize(rtn, {p.n, p.k}, fmt),
+                                       p.n, p.k, p.h);
+  RecordProperty("ratio", std::to_string(gptqErr / rtnErr));
+  // GPTQ typically removes a large part of the output error; demand 10%.
+  EXPECT_LT(gptqErr, 0.9 * rtnErr)
+      << "bits " << c.bits << " gptq " << gptqErr << " rtn " << rtnErr;
+  if (actOrder && c.granularity == Granularity::Group) {
+    // Static groups: the scales are RTN's.
+    EXPECT_EQ(gptq.scales, rtn.scales);
+    EXPECT_EQ(gptq.zeroPoints, rtn.zeroPoints);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Formats, GPTQBeatsRTNTest,
+    ::testing::Combine(
+        ::testing::Values(BeatsCase{2, Granularity::Channel, true},
+                          BeatsCase{3, Granularity::Channel, true},
+                          BeatsCase{4, Granularity::Channel, true},
+                          BeatsCase{2, Granularity::Group, true},
+                          BeatsCase{3, Granularity::Group, true},
+                          BeatsCase{4, Granularity::Group, true},
+                          BeatsCase{2, Granularity::Group, false},
+                          BeatsCase{3, Granularity::Group, false},
+                          BeatsCase{4, Granularity::Group, false}),
+        ::testing::Bool()),
+    [](const ::testing::TestParamInfo<std::tuple<BeatsCase, bool>> &info) {
+      const BeatsCase &c = std::get<0>(info.param);
+      return "int" + std::to_string(c.bits) +
+             (c.granularity == Granularity::Group ? "_group32" : "_channel") +
+             (c.symmetric ? "_sym" : "_asym") +
+             (std::get<1>(info.param) ? "_actorder" : "");
+    });
+
+TEST(GPTQTest, CodebookBeatsRTN) {
+  Problem p = makeProblem(48, 96, 400, 22);
+  for (unsigned bits : {2u, 3u, 4u}) {
+    QuantFormat fmt = normalFloatFormat(bits, 32);
+    for (bool actOrder : {false, true}) {
+      GPTQOptions options;
+      options.actOrder = actOrder;
+      QuantizedData gptq = gptqOrDie(p.w, p.n, p.k, p.h, fmt, options);
+      QuantizedData rtn = quantizeRTN(p.w, {p.n, p.k}, fmt);
+      double gptqErr = hessianWeightedError(
+          p.w, dequantize(gptq, {p.n, p.k}, fmt), p.n, p.k, p.h);
+      double rtnErr = hessianWeightedError(
+          p.w, dequantize(rtn, {p.n, p.k}, fmt), p.n, p.k, p.h);
+      EXPECT_LT(gptqErr, 0.9 * rtnErr)
+          << "nf" << bits << " actOrder " << actOrder;
+    }
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Block size invariance
+//===----------------------------------------------------------------------===//
+
+TEST(GPTQTest, BlockSizeDoesNotChangeResult) {
+  Problem p = makeProblem(20, 40, 200, 31);
+  const QuantFormat formats[] = {
+      uniformFormat(4, Granularity::Group, 1, 8, true),
+      uniformFormat(3, Granularity::Group, 1, 6, false), // 40 = 6 * 6 + 4.
+      uniformFormat(3, Granularity::Channel, 0, 0, true),
+      normalFloatFormat(4, 16),
+  };
+  for (const QuantFormat &fmt : formats)
+    for (bool actOrder : {false, true}) {
+      GPTQOptions options;
+      options.actOrder = actOrder;
+      options.blockSize = 128;
+      QuantizedData base = gptqOrDie(p.w, p.n, p.k, p.h, fmt, options);
+      for (int64_t blockSize : {1, 7, 40}) {
+        options.blockSize = blockSize;
+        QuantizedData q = gptqOrDie(p.w, p.n, p.k, p.h, fmt, options);
+        EXPECT_EQ(q.codes, base.codes) << "block size " << blockSize;
+        EXPECT_EQ(q.scales, base.scales) << "block size " << blockSize;
+        EXPECT_EQ(q.zeroPoints, base.zeroPoints) << "block size " << blockSize;
+      }
+    }
+}
+
+//===----------------------------------------------------------------------===//
+// Errors and edge cases
+//===----------------------------------------------------------------------===//
+
+TEST(GPTQTest, InvalidInputs) {
+  constexpr int64_t n = 3, k = 4;
+  Floats w(n * k, 0.5f);
+  Doubles h(k * k, 0.0);
+  for (int64_t i = 0; i < k; ++i)
+    h[i * k + i] = 1.0;
+  QuantFormat fmt = uniformFormat(4, Granularity::Group, 1, 2, true);
+  auto contains = [](const std::string &haystack, const char *needle) {
+    return haystack.find(needle) != std::string::npos;
+  };
+
+  EXPECT_EQ(gptqErrorOf(w, n, k, h, fmt), "");
+  EXPECT_TRUE(contains(gptqErrorOf(Floats(5), n, k, h, fmt),
+                       "weight has 5 elements, expected 3x4 = 12"));
+  EXPECT_TRUE(contains(gptqErrorOf(w, n, k, Doubles(15), fmt),
+                       "hessian has 15 elements, expected 4x4 = 16"));
+  EXPECT_TRUE(contains(gptqErrorOf(w, -1, k, h, fmt), "non-negative"));
+
+  GPTQOptions options;
+  options.damp = -0.1;
+  EXPECT_TRUE(contains(gptqErrorOf(w, n, k, h, fmt, options), "damp"));
+  options.damp = NAN;
+  EXPECT_TRUE(contains(gptqErrorOf(w, n, k, h, fmt, options), "damp"));
+  options = {};
+  options.blockSize = 0;
+  EXPECT_TRUE(contains(gptqErrorOf(w, n, k, h, fmt, options), "block size"));
+
+  EXPECT_TRUE(
+      contains(gptqErrorOf(w, n, k, h,
+                           uniformFormat(4, Granularity::Channel, 1, 0, true)),
+               "axis 0"));
+  EXPECT_TRUE(contains(
+      gptqErrorOf(w, n, k, h, uniformFormat(4, Granularity::Group, 0, 2, true)),
+      "axis 1"));
+  EXPECT_TRUE(
+      contains(gptqErrorOf(w, n, k, h,
+                           uniformFormat(9, Granularity::Tensor, 0, 0, true)),
+               "invalid format: bits"));
+  EXPECT_TRUE(contains(
+      gptqErrorOf(w, n, k, h, uniformFormat(4, Granularity::Group, 2, 2, true)),
+      "invalid format"));
+
+  Floats badW = w;
+  badW[7] = INFINITY;
+  EXPECT_TRUE(contains(gptqErrorOf(badW, n, k, h, fmt), "weight contains"));
+  Doubles badH = h;
+  badH[5] = NAN;
+  EXPECT_TRUE(contains(gptqErrorOf(w, n, k, badH, fmt), "hessian contains"));
+
+  // Negative definite: no amount of (relative) damping helps.
+  Doubles negative(k * k, 0.0);
+  for (int64_t i = 0; i < k; ++i)
+    negative[i * k + i] = -1.0;
+  std::string msg = gptqErrorOf(w, n, k, negative, fmt);
+  EXPECT_TRUE(contains(msg, "gptq: cholesky factorization")) << msg;
+}
+
+TEST(GPTQTest, IndefiniteHessianRecoversWithMoreDamping) {
+  // Eigenvalues 3 and -1: indefinite at 1% damping, positive definite once
+  // the damping reaches 10 * mean(diag) = 10.
+  constexpr int64_t n = 2, k = 2;
+  Doubles h = {1, 2, 2, 1};
+  Floats w = {0.3f, -0.2f, 0.1f, 0.4f};
+  QuantFormat fmt = uniformFormat(4, Granularity::Channel, 0, 0, true);
+  llvm::Expected<QuantizedData> q = quantizeGPTQ(w, n, k, h, fmt);
+  ASSERT_TRUE(bool(q)) << llvm::toString(q.takeError());
+  EXPECT_EQ(q->codes.size(), 4u);
+}
+
+TEST(GPTQTest, EmptyMatrix) {
+  QuantFormat fmt = uniformFormat(4, Granularity::Channel, 0, 0, true);
+  QuantizedData q = gptqOrDie({}, 0, 5, Doubles(25, 0.0), fmt);
+  EXPECT_TRUE(q.codes.empty());
+  EXPECT_TRUE(q.scales.empty());
+}
+
+} // namespace
