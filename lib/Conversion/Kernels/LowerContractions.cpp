@@ -187,8 +187,9 @@ namespace {
 struct Decoder {
   linalg::GenericOp generic;
   memref::AllocOp alloc;
-  /// Values the generic's body reads from above: constants (cloned into the
-  /// kernel) and everything else (passed to the kernel as arguments).
+  /// Values the generic's body reads from above: scalar constants (cloned
+  /// into the kernel) and everything else (passed to the kernel as
+  /// arguments).
   SmallVector<Value> constants, captured;
 
   /// The kernel operands after x and y: the generic's inputs, then
@@ -201,9 +202,13 @@ struct Decoder {
 };
 } // namespace
 
+/// Scalar constants are cloned into the kernel. Buffers, constant ones
+/// included (a codebook, or scales too small for qlr-run to externalize),
+/// are passed as arguments, so that layers share the kernel.
 static bool isClonableConstant(Value value) {
   Operation *def = value.getDefiningOp();
-  return def && def->getNumOperands() == 0 && def->getNumRegions() == 0 &&
+  return def && !isa<ShapedType>(value.getType()) &&
+         def->getNumOperands() == 0 && def->getNumRegions() == 0 &&
          def->getNumResults() == 1 && isMemoryEffectFree(def);
 }
 

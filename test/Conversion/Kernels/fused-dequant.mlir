@@ -50,15 +50,17 @@ func.func @two_layers(%x: tensor<?x64xf32>, %c1: tensor<6x32xi8>, %s1: tensor<6x
 
 // -----
 
-// Codebooks: the 16-entry table is cloned into the kernel and read with a
-// vector gather.
+// Codebooks: the 16-entry table is a kernel argument like the codes and
+// scales (buffers are never cloned into a kernel, so layers share it), read
+// with a vector gather.
 // CHECK-LABEL: func.func private @qlr_contraction_4x64_nf4_g32_block(
-// CHECK: memref.get_global @{{.+}} : memref<16xf32>
+// CHECK-SAME: %{{.+}}: memref<4x2xf32>, %{{.+}}: memref<4x32xi8>, %[[TABLE:.+]]: memref<16xf32>)
 // CHECK: vector.interleave
 // CHECK: arith.extui %{{.+}} : vector<16xi8> to vector<16xi32>
-// CHECK: vector.gather
+// CHECK: vector.gather %[[TABLE]]
 // CHECK-LABEL: func.func @nf4(
-// CHECK: call @qlr_contraction_4x64_nf4_g32(
+// CHECK: %[[G:.+]] = memref.get_global @{{.+}} : memref<16xf32>
+// CHECK: call @qlr_contraction_4x64_nf4_g32(%{{.+}}, %{{.+}}, %{{.+}}, %{{.+}}, %[[G]])
 !nf4 = !qlr.qtensor<4x64xf32, #qlr.format<nf4, group = 32>>
 func.func @nf4(%x: tensor<?x64xf32>, %c: tensor<4x32xi8>, %s: tensor<4x2xf32>) -> tensor<?x4xf32> {
   %q = qlr.pack %c, %s : tensor<4x32xi8>, tensor<4x2xf32> -> !nf4
