@@ -12,6 +12,9 @@
 #include "qlr/Dialect/QLR/Transforms/Passes.h"
 #include "qlr/Numerics/LowRank.h"
 
+#include "mlir/IR/Threading.h"
+#include "llvm/ADT/SmallPtrSet.h"
+
 namespace mlir::qlr {
 #define GEN_PASS_DEF_QLRLOFTQPASS
 #include "qlr/Dialect/QLR/Transforms/Passes.h.inc"
@@ -34,7 +37,8 @@ struct QLRLoftQPass : public mlir::qlr::impl::QLRLoftQPassBase<QLRLoftQPass> {
       return signalPassFailure();
     }
     if (rank < 1 || iters < 1) {
-      module.emitError() << pass << ": rank=" << rank << " iters=" << iters
+      module.emitError() << pass << ": rank=" << int64_t(rank)
+                         << " iters=" << int64_t(iters)
                          << ": both must be >= 1";
       return signalPassFailure();
     }
@@ -57,42 +61,61 @@ struct QLRLoftQPass : public mlir::qlr::impl::QLRLoftQPassBase<QLRLoftQPass> {
       int64_t m = weight.type.getDimSize(0), n = weight.type.getDimSize(1);
       if (rank > std::min(m, n)) {
         weight.linear.emitOpError("rank ")
-            << rank << " exceeds min(" << m << ", " << n << ") of the weight '"
-            << weight.name << "'";
+            << int64_t(rank) << " exceeds min(" << m << ", " << n
+            << ") of the weight '" << weight.name << "'";
         return signalPassFailure();
       }
     }
 
-    DenseMap<Operation *, Value> done;
+    // The factorizations are independent: compute them in parallel, then
+    // rewrite the IR serially.
+    numerics::QuantFormat fmt = baseFormat->toNumerics(2);
+    SmallVector<LinearWeight *> firsts;
+    llvm::SmallPtrSet<Operation *, 16> seen;
+    for (LinearWeight &weight : *weights)
+      if (seen.insert(weight.constant).second)
+        firsts.push_back(&weight);
+    std::vector<std::optional<numerics::LoftQResult>> results(firsts.size());
+    std::vector<std::string> problems(firsts.size());
+    parallelFor(&getContext(), 0, firsts.size(), [&](size_t index) {
+      LinearWeight &weight = *firsts[index];
+      auto result =
+          numerics::loftq(weight.values, weight.type.getDimSize(0),
+                          weight.type.getDimSize(1), fmt, rank, iters);
+      if (result)
+        results[index] = std::move(*result);
+      else
+        problems[index] = llvm::toString(result.takeError());
+    });
     MLIRContext *ctx = module.getContext();
-    for (LinearWeight &weight : *weights) {
-      Value &replacement = done[weight.constant];
-      if (!replacement) {
-        int64_t m = weight.type.getDimSize(0), n = weight.type.getDimSize(1);
-        numerics::QuantFormat fmt = baseFormat->toNumerics(2);
-        auto result = numerics::loftq(weight.values, m, n, fmt, rank, iters);
-        if (!result) {
-          weight.linear.emitOpError("LoftQ failed for '")
-              << weight.name << "': " << llvm::toString(result.takeError());
-          return signalPassFailure();
-        }
-        OpBuilder b(weight.constant);
-        Location loc = weight.constant.getLoc();
-        Type element = weight.type.getElementType();
-        int64_t r = result->lowRank.rank;
-        Value base = buildPackedWeight(b, loc, weight.name, weight.type,
-                                       *baseFormat, result->base);
-        Value a =
-            createFloatResource(b, loc, RankedTensorType::get({m, r}, element),
-                                weight.name + ".lora_a", result->lowRank.a);
-        Value bFactor =
-            createFloatResource(b, loc, RankedTensorType::get({r, n}, element),
-                                weight.name + ".lora_b", result->lowRank.b);
-        auto type = LowRankType::get(ctx, weight.type.getShape(), element, r,
-                                     *baseFormat, FormatAttr(), FormatAttr());
-        replacement = LowRankOp::create(b, loc, type, a, bFactor, base);
+    DenseMap<Operation *, Value> done;
+    for (auto [index, weightPtr] : llvm::enumerate(firsts)) {
+      LinearWeight &weight = *weightPtr;
+      if (!results[index]) {
+        weight.linear.emitOpError("LoftQ failed for '")
+            << weight.name << "': " << problems[index];
+        return signalPassFailure();
       }
-      replaceLinearWeight(weight, replacement);
+      numerics::LoftQResult &result = *results[index];
+      int64_t m = weight.type.getDimSize(0), n = weight.type.getDimSize(1);
+      OpBuilder b(weight.constant);
+      Location loc = weight.constant.getLoc();
+      Type element = weight.type.getElementType();
+      int64_t r = result.lowRank.rank;
+      Value base = buildPackedWeight(b, loc, weight.name, weight.type,
+                                     *baseFormat, result.base);
+      Value a =
+          createFloatResource(b, loc, RankedTensorType::get({m, r}, element),
+                              weight.name + ".lora_a", result.lowRank.a);
+      Value bFactor =
+          createFloatResource(b, loc, RankedTensorType::get({r, n}, element),
+                              weight.name + ".lora_b", result.lowRank.b);
+      auto type = LowRankType::get(ctx, weight.type.getShape(), element, r,
+                                   *baseFormat, FormatAttr(), FormatAttr());
+      done[weight.constant] = LowRankOp::create(b, loc, type, a, bFactor, base);
+    }
+    for (LinearWeight &weight : *weights) {
+      replaceLinearWeight(weight, done.lookup(weight.constant));
       ++numCompressed;
     }
   }

@@ -16,6 +16,8 @@
 #include "qlr/Dialect/QLR/Transforms/Passes.h"
 #include "qlr/Numerics/GPTQ.h"
 
+#include "mlir/IR/Threading.h"
+#include "llvm/ADT/SmallPtrSet.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Support/FormatVariadic.h"
@@ -167,28 +169,40 @@ void QLRQuantizeLinearPass::runOnOperation() {
   }
 
   // One quantized weight per constant, even when several linears share it.
-  DenseMap<Operation *, Value> done;
-  for (LinearWeight &weight : *weights) {
-    Value &packed = done[weight.constant];
-    if (!packed) {
-      numerics::QuantFormat fmt = quantFormat->toNumerics(2);
-      numerics::QuantizedData data;
-      auto found = gptq.find(weight.name);
-      if (found != gptq.end()) {
-        data = std::move(found->second);
-      } else {
-        if (method == "gptq")
-          weight.linear.emitWarning()
-              << "weight '" << weight.name
-              << "' is not in a transformer block, so GPTQ has no inputs "
-                 "for it; quantized with round-to-nearest";
-        data =
-            numerics::quantizeRTN(weight.values, weight.type.getShape(), fmt);
-      }
-      OpBuilder b(weight.constant);
-      packed = buildPackedWeight(b, weight.constant.getLoc(), weight.name,
-                                 weight.type, *quantFormat, data);
+  // Round-to-nearest runs for the weights GPTQ did not cover, in parallel
+  // (each weight is independent); the IR is then rewritten serially.
+  numerics::QuantFormat fmt = quantFormat->toNumerics(2);
+  SmallVector<LinearWeight *> firsts;
+  llvm::SmallPtrSet<Operation *, 16> seen;
+  for (LinearWeight &weight : *weights)
+    if (seen.insert(weight.constant).second)
+      firsts.push_back(&weight);
+  std::vector<numerics::QuantizedData> data(firsts.size());
+  for (auto [index, weight] : llvm::enumerate(firsts)) {
+    auto found = gptq.find(weight->name);
+    if (found != gptq.end()) {
+      data[index] = std::move(found->second);
+    } else if (method == "gptq") {
+      weight->linear.emitWarning()
+          << "weight '" << weight->name
+          << "' is not in a transformer block, so GPTQ has no inputs for it; "
+             "quantized with round-to-nearest";
     }
+  }
+  parallelFor(&getContext(), 0, firsts.size(), [&](size_t index) {
+    if (data[index].codes.empty())
+      data[index] = numerics::quantizeRTN(firsts[index]->values,
+                                          firsts[index]->type.getShape(), fmt);
+  });
+  DenseMap<Operation *, Value> done;
+  for (auto [index, weight] : llvm::enumerate(firsts)) {
+    OpBuilder b(weight->constant);
+    done[weight->constant] =
+        buildPackedWeight(b, weight->constant.getLoc(), weight->name,
+                          weight->type, *quantFormat, data[index]);
+  }
+  for (LinearWeight &weight : *weights) {
+    Value packed = done.lookup(weight.constant);
     replaceLinearWeight(weight, packed);
     ++numQuantized;
   }
