@@ -9,7 +9,11 @@
 #include "llvm/ADT/StringRef.h"
 #include "llvm/ADT/Twine.h"
 
+#include "llvm/Support/ErrorHandling.h"
+#include "llvm/Support/raw_ostream.h"
+
 #include <cblas.h>
+#include <dlfcn.h>
 
 #include <algorithm>
 #include <cassert>
@@ -140,6 +144,9 @@ void applyRope(Activations &x, int64_t headDim, int64_t offset,
   });
 }
 
+/// Floats per register-blocked chunk in the attention loops.
+constexpr int64_t kLanes = 16;
+
 /// Causal attention of one sequence and one key/value head over `seqLen`
 /// positions. q rows have stride qStride (the group's query heads start at
 /// q), k and v rows stride kvStride; out like q. `kt` holds headDim *
@@ -158,33 +165,58 @@ QLR_CLONES void attendPrefill(const float *q, const float *k, const float *v,
     for (int64_t t = 0; t < seqLen; ++t) {
       const float *qRow = q + t * qStride + j * headDim;
       int64_t visible = t + 1;
-      std::fill(scores, scores + visible, 0.0f);
-      for (int64_t e = 0; e < headDim; ++e) {
-        float qe = qRow[e];
-        const float *ktRow = kt + e * seqLen;
-        for (int64_t s = 0; s < visible; ++s)
-          scores[s] += qe * ktRow[s];
+      // Scores in register-sized chunks of keys (a chunk may run past the
+      // visible keys, up to seqLen; those scores are not used).
+      for (int64_t s0 = 0; s0 < visible; s0 += kLanes) {
+        float acc[kLanes] = {};
+        if (s0 + kLanes <= seqLen) {
+          for (int64_t e = 0; e < headDim; ++e) {
+            float qe = qRow[e];
+            const float *ktRow = kt + e * seqLen + s0;
+            for (int64_t i = 0; i < kLanes; ++i)
+              acc[i] += qe * ktRow[i];
+          }
+          for (int64_t i = 0; i < kLanes; ++i)
+            scores[s0 + i] = acc[i] * scale;
+        } else {
+          int64_t n = seqLen - s0;
+          for (int64_t e = 0; e < headDim; ++e) {
+            float qe = qRow[e];
+            const float *ktRow = kt + e * seqLen + s0;
+            for (int64_t i = 0; i < n; ++i)
+              acc[i] += qe * ktRow[i];
+          }
+          for (int64_t i = 0; i < n; ++i)
+            scores[s0 + i] = acc[i] * scale;
+        }
       }
       float maximum = -std::numeric_limits<float>::infinity();
-      for (int64_t s = 0; s < visible; ++s) {
-        scores[s] *= scale;
+      for (int64_t s = 0; s < visible; ++s)
         maximum = std::max(maximum, scores[s]);
-      }
       float sum = 0;
       for (int64_t s = 0; s < visible; ++s) {
         scores[s] = std::exp(scores[s] - maximum);
         sum += scores[s];
       }
       float *outRow = out + t * qStride + j * headDim;
-      std::fill(outRow, outRow + headDim, 0.0f);
-      for (int64_t s = 0; s < visible; ++s) {
-        float weight = scores[s];
-        const float *vRow = v + s * kvStride;
-        for (int64_t e = 0; e < headDim; ++e)
-          outRow[e] += weight * vRow[e];
+      int64_t e0 = 0;
+      for (; e0 + kLanes <= headDim; e0 += kLanes) {
+        float acc[kLanes] = {};
+        for (int64_t s = 0; s < visible; ++s) {
+          float weight = scores[s];
+          const float *vRow = v + s * kvStride + e0;
+          for (int64_t i = 0; i < kLanes; ++i)
+            acc[i] += weight * vRow[i];
+        }
+        for (int64_t i = 0; i < kLanes; ++i)
+          outRow[e0 + i] = acc[i] / sum;
       }
-      for (int64_t e = 0; e < headDim; ++e)
-        outRow[e] /= sum;
+      for (int64_t e = e0; e < headDim; ++e) {
+        float acc = 0;
+        for (int64_t s = 0; s < visible; ++s)
+          acc += scores[s] * v[s * kvStride + e];
+        outRow[e] = acc / sum;
+      }
     }
   }
 }
@@ -229,13 +261,63 @@ QLR_CLONES void swigluRange(const float *gate, const float *up, float *out,
   }
 }
 
+/// OpenBLAS, loaded on first use. OpenBLAS picks its kernels for the CPU
+/// when it is loaded, and falls back to SSE3 ("Prescott") kernels on CPUs it
+/// does not know (including some virtual machines reporting recent Xeons),
+/// which are about 5x slower. Loading it ourselves lets us name the kernels
+/// the CPU supports in OPENBLAS_CORETYPE first, unless the user set it.
+struct OpenBLAS {
+  decltype(&cblas_sgemm) sgemm = nullptr;
+  const char *(*corename)() = nullptr;
+};
+
+const OpenBLAS &openBLAS() {
+  static const OpenBLAS blas = [] {
+    void *handle = dlopen(QLR_OPENBLAS_LIBRARY, RTLD_NOW | RTLD_NOLOAD);
+    bool alreadyLoaded = handle != nullptr;
+    if (!alreadyLoaded && !std::getenv("OPENBLAS_CORETYPE")) {
+#if defined(__GNUC__) && defined(__x86_64__)
+      if (__builtin_cpu_supports("avx512f") &&
+          __builtin_cpu_supports("avx512bw") &&
+          __builtin_cpu_supports("avx512dq") &&
+          __builtin_cpu_supports("avx512vl"))
+        setenv("OPENBLAS_CORETYPE", "SkylakeX", 0);
+      else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        setenv("OPENBLAS_CORETYPE", "Haswell", 0);
+#endif
+    }
+    if (!handle)
+      handle = dlopen(QLR_OPENBLAS_LIBRARY, RTLD_NOW | RTLD_GLOBAL);
+    if (!handle)
+      handle = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_GLOBAL);
+    if (!handle)
+      llvm::report_fatal_error(llvm::Twine("cannot load OpenBLAS (") +
+                               QLR_OPENBLAS_LIBRARY + "): " + dlerror());
+    OpenBLAS b;
+    b.sgemm =
+        reinterpret_cast<decltype(&cblas_sgemm)>(dlsym(handle, "cblas_sgemm"));
+    b.corename = reinterpret_cast<const char *(*)()>(
+        dlsym(handle, "openblas_get_corename"));
+    if (!b.sgemm)
+      llvm::report_fatal_error("OpenBLAS has no cblas_sgemm");
+    if (alreadyLoaded && b.corename &&
+        llvm::StringRef(b.corename()).equals_insensitive("prescott"))
+      llvm::errs() << "warning: OpenBLAS was loaded with its slow Prescott "
+                      "kernels; set OPENBLAS_CORETYPE (e.g. SkylakeX or "
+                      "Haswell) for fast calibration\n";
+    return b;
+  }();
+  return blas;
+}
+
 /// y (+)= x W^T through sgemm; beta 0 overwrites y, 1 accumulates.
 void gemm(const float *x, int64_t rows, int64_t in, const float *weight,
           int64_t out, float *y, float beta) {
   if (rows == 0 || out == 0)
     return;
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(out),
-              int(in), 1.0f, x, int(in), weight, int(in), beta, y, int(out));
+  openBLAS().sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(out),
+                   int(in), 1.0f, x, int(in), weight, int(in), beta, y,
+                   int(out));
 }
 
 /// Keys and values of the positions processed so far, for decoding.
