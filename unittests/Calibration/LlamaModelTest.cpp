@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 
 #include <cmath>
+#include <random>
 
 using namespace qlr::calibration;
 using namespace qlr::calibration::test;
@@ -276,3 +277,31 @@ TEST(LlamaModelTest, PerplexityIsExpMeanNll) {
 }
 
 } // namespace
+
+// inputHessian (one float sgemm) against the definition (2/n) Σ x xᵀ summed in
+// double, on rows with a non-zero mean so cancellation would show.
+TEST(LlamaModelTest, InputHessianMatchesDefinition) {
+  Activations x;
+  x.sequences = 3;
+  x.seqLen = 37;
+  x.width = 19;
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.5f, 1.0f);
+  for (int64_t i = 0; i < x.rows() * x.width; ++i)
+    x.data.push_back(normal(rng));
+  std::vector<double> h = inputHessian(x);
+  ASSERT_EQ(h.size(), size_t(x.width * x.width));
+  for (int64_t i = 0; i < x.width; ++i)
+    for (int64_t j = 0; j < x.width; ++j) {
+      double expected = 0.0;
+      for (int64_t r = 0; r < x.rows(); ++r)
+        expected += double(x.data[r * x.width + i]) * x.data[r * x.width + j];
+      expected *= 2.0 / double(x.rows());
+      EXPECT_NEAR(h[i * x.width + j], expected,
+                  1e-5 * (1.0 + std::fabs(expected)))
+          << i << ", " << j;
+    }
+  Activations empty;
+  empty.width = 4;
+  EXPECT_EQ(inputHessian(empty), std::vector<double>(16, 0.0));
+}

@@ -101,6 +101,12 @@ void linear(llvm::ArrayRef<float> x, int64_t rows, int64_t in,
             llvm::ArrayRef<float> w, int64_t out,
             llvm::MutableArrayRef<float> y);
 
+/// GPTQ's Hessian of a linear layer's inputs: (2 / rows) * xᵀx for the
+/// rows x of `x` ([rows, width]), as a row-major [width, width] double
+/// matrix. One sgemm in float (the products are summed in float, as GPTQ's
+/// reference implementation does); all zeros when there are no rows.
+std::vector<double> inputHessian(const Activations &x);
+
 class LlamaModel {
 public:
   /// Validates the configuration and every weight's size against it;

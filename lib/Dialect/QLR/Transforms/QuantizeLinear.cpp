@@ -102,9 +102,7 @@ LogicalResult QLRQuantizeLinearPass::runGPTQ(
                 return selected.contains(w.first);
               }))
             return;
-          numerics::HessianAccumulator hessian(input.width);
-          hessian.add(input.data.data(), input.sequences * input.seqLen);
-          std::vector<double> h = hessian.hessian();
+          std::vector<double> h = calib::inputHessian(input);
           int64_t k = input.width;
           for (auto &[name, w] : weights) {
             if (!selected.contains(name))
