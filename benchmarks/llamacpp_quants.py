@@ -337,8 +337,10 @@ def main() -> None:
     if old:
         if old["protocol"]["window_counts"] != window_counts or old["protocol"]["ctx"] != args.ctx:
             raise SystemExit("--merge: the stored JSON used other --windows/--ctx")
-        res["command"] = old["command"]
-        res["date_utc"] = old["date_utc"]
+        # the first run's identity stays; each merge is listed with its own
+        for k in ("command", "date_utc", "qlr_commit", "seconds_total"):
+            if k in old:
+                res[k] = old[k]
         res["merge_commands"] = old.get("merge_commands", []) + [
             {"command": shlex.join([".venv-bench/bin/python", "benchmarks/llamacpp_quants.py", *sys.argv[1:]]),
              "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "qlr_commit": git("rev-parse", "HEAD")}]
@@ -425,7 +427,10 @@ def main() -> None:
         res["rows"].append(row)
         dump()
 
-    res["seconds_total"] = round(time.perf_counter() - t_start, 1)
+    if old:
+        res["merge_commands"][-1]["seconds"] = round(time.perf_counter() - t_start, 1)
+    else:
+        res["seconds_total"] = round(time.perf_counter() - t_start, 1)
     res["markdown"] = markdown(res)
     dump()
     print(res["markdown"])
