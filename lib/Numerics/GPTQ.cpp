@@ -262,7 +262,9 @@ qlr::numerics::quantizeGPTQ(llvm::ArrayRef<float> w, int64_t n, int64_t k,
     if (!fmt.symmetric)
       result.zeroPoints.assign(n * numGroups, 0);
   } else {
-    QuantizedData rtn = quantizeRTN(wz, shape, fmt);
+    QuantizedData rtn = options.clipSearch
+                            ? quantizeRTNClipSearch(wz, shape, fmt)
+                            : quantizeRTN(wz, shape, fmt);
     result.scales = std::move(rtn.scales);
     result.zeroPoints = std::move(rtn.zeroPoints);
   }
@@ -301,7 +303,10 @@ qlr::numerics::quantizeGPTQ(llvm::ArrayRef<float> w, int64_t n, int64_t k,
         llvm::Expected<std::vector<float>> values = toFloatRowMajor(group);
         if (!values)
           return values.takeError();
-        QuantizedData rtn = quantizeRTN(*values, {n, width}, rowFormat);
+        QuantizedData rtn =
+            options.clipSearch
+                ? quantizeRTNClipSearch(*values, {n, width}, rowFormat)
+                : quantizeRTN(*values, {n, width}, rowFormat);
         for (int64_t r = 0; r < n; ++r) {
           result.scales[r * numGroups + col / groupSize] = rtn.scales[r];
           if (!fmt.symmetric)

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <limits>
 
 using namespace qlr::numerics;
 
@@ -78,6 +79,67 @@ QuantizedData qlr::numerics::quantizeRTN(llvm::ArrayRef<float> x,
           scales[g] == 0
               ? 0
               : clampToCode(std::nearbyint(-lo[g] / scales[g]), fmt));
+  }
+  return quantizeWithScales(x, shape, fmt, scales, zeroPoints);
+}
+
+/// Scale (and zero point) of a group whose range is [lo, hi] (lo <= 0 <= hi),
+/// by the rules of quantizeRTN.
+static std::pair<float, uint8_t> scaleForRange(float lo, float hi,
+                                               const QuantFormat &fmt) {
+  float qmax = maxCode(fmt);
+  float absMax = std::max(-lo, hi);
+  float s;
+  if (isCodebook(fmt))
+    s = absMax;
+  else if (fmt.symmetric)
+    s = 2.0f * absMax / qmax;
+  else
+    s = (hi - lo) / qmax;
+  s = roundToScaleType(s, fmt.scaleType);
+  uint8_t z = 0;
+  if (!fmt.symmetric && s != 0)
+    z = clampToCode(std::nearbyint(-lo / s), fmt);
+  return {s, z};
+}
+
+QuantizedData qlr::numerics::quantizeRTNClipSearch(
+    llvm::ArrayRef<float> x, llvm::ArrayRef<int64_t> shape,
+    const QuantFormat &fmt, int steps, float minShrink) {
+  assert(steps >= 0 && minShrink > 0.0f && minShrink <= 1.0f &&
+         "invalid search range");
+  assert(verifyFormatForShape(fmt, shape).empty() && "invalid format");
+  assert(int64_t(x.size()) == numElements(shape) && "element count mismatch");
+  int64_t numScales = numElements(scaleShape(fmt, shape));
+  std::vector<float> lo(numScales, 0.0f), hi(numScales, 0.0f);
+  // Gather each group's elements once so every candidate is a tight loop.
+  std::vector<std::vector<float>> members(numScales);
+  forEachScaleIndex(fmt, shape, [&](int64_t i, int64_t g) {
+    lo[g] = std::min(lo[g], x[i]);
+    hi[g] = std::max(hi[g], x[i]);
+    members[g].push_back(x[i]);
+  });
+  std::vector<float> scales(numScales);
+  std::vector<uint8_t> zeroPoints(fmt.symmetric ? 0 : numScales);
+  for (int64_t g = 0; g < numScales; ++g) {
+    double bestError = std::numeric_limits<double>::infinity();
+    for (int i = 0; i <= steps; ++i) {
+      float p = steps == 0
+                    ? 1.0f
+                    : 1.0f - float(i) * (1.0f - minShrink) / float(steps);
+      auto [s, z] = scaleForRange(p * lo[g], p * hi[g], fmt);
+      double error = 0.0;
+      for (float v : members[g]) {
+        float r = dequantizeOne(quantizeOne(v, s, z, fmt), s, z, fmt);
+        error += double(v - r) * double(v - r);
+      }
+      if (error < bestError) {
+        bestError = error;
+        scales[g] = s;
+        if (!fmt.symmetric)
+          zeroPoints[g] = z;
+      }
+    }
   }
   return quantizeWithScales(x, shape, fmt, scales, zeroPoints);
 }

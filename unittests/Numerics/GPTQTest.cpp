@@ -534,6 +534,34 @@ INSTANTIATE_TEST_SUITE_P(
              (std::get<1>(info.param) ? "_actorder" : "");
     });
 
+// clipSearch: with static scales (per channel, or groups with act-order) the
+// scales are exactly quantizeRTNClipSearch's of W; with dynamic groups they
+// are searched on the error-updated weights. Either way GPTQ still beats the
+// clip-searched RTN on the output error.
+TEST(GPTQTest, ClipSearchScales) {
+  Problem p = makeProblem(12, 48, 400, 21);
+  QuantFormat channel = uniformFormat(3, Granularity::Channel, 0, 0, false);
+  GPTQOptions options;
+  options.clipSearch = true;
+  auto q = quantizeGPTQ(p.w, p.n, p.k, p.h, channel, options);
+  ASSERT_TRUE(bool(q)) << llvm::toString(q.takeError());
+  QuantizedData rtn = quantizeRTNClipSearch(p.w, {p.n, p.k}, channel);
+  EXPECT_EQ(q->scales, rtn.scales);
+  EXPECT_EQ(q->zeroPoints, rtn.zeroPoints);
+  EXPECT_LT(hessianWeightedError(p.w, dequantize(*q, {p.n, p.k}, channel), p.n,
+                                 p.k, p.h),
+            hessianWeightedError(p.w, dequantize(rtn, {p.n, p.k}, channel), p.n,
+                                 p.k, p.h));
+  QuantFormat group = uniformFormat(2, Granularity::Group, 1, 16, true);
+  auto dynamic = quantizeGPTQ(p.w, p.n, p.k, p.h, group, options);
+  ASSERT_TRUE(bool(dynamic)) << llvm::toString(dynamic.takeError());
+  QuantizedData rtnGroup = quantizeRTNClipSearch(p.w, {p.n, p.k}, group);
+  EXPECT_LT(hessianWeightedError(p.w, dequantize(*dynamic, {p.n, p.k}, group),
+                                 p.n, p.k, p.h),
+            hessianWeightedError(p.w, dequantize(rtnGroup, {p.n, p.k}, group),
+                                 p.n, p.k, p.h));
+}
+
 TEST(GPTQTest, CodebookBeatsRTN) {
   Problem p = makeProblem(48, 96, 400, 22);
   for (unsigned bits : {2u, 3u, 4u}) {

@@ -543,3 +543,94 @@ TEST(QuantizeDeathTest, PreconditionsAreAsserted) {
 #endif
 
 } // namespace
+
+namespace {
+double groupSquaredError(const Floats &x, const Floats &y, int64_t from,
+                         int64_t to) {
+  double sum = 0.0;
+  for (int64_t i = from; i < to; ++i)
+    sum += double(x[i] - y[i]) * double(x[i] - y[i]);
+  return sum;
+}
+
+QuantFormat groupFormat(unsigned bits, bool symmetric, int64_t group) {
+  QuantFormat fmt;
+  fmt.bits = bits;
+  fmt.granularity = Granularity::Group;
+  fmt.axis = 1;
+  fmt.groupSize = group;
+  fmt.symmetric = symmetric;
+  return fmt;
+}
+} // namespace
+
+// int2 symmetric has the levels -2s, -s, 0, s. The full range of this group
+// gives s = 2 * 8 / 3, so the +-3 values land on +-s = +-5.33 (error 2.33
+// each); s = 4 (p = 0.75) represents -8 exactly and puts them 1 away. The
+// search must find a smaller scale, and the result must be exactly
+// quantizeWithScales with that scale.
+TEST(QuantizeClipSearchTest, ClipsAnOutlier) {
+  Floats x = {-8.0f, 3.0f, -3.0f, 3.2f, -2.9f, 3.0f, -3.0f, 2.9f};
+  QuantFormat fmt = groupFormat(2, true, 8);
+  QuantizedData full = quantizeRTN(x, {1, 8}, fmt);
+  QuantizedData clipped = quantizeRTNClipSearch(x, {1, 8}, fmt, 20, 0.1f);
+  EXPECT_FLOAT_EQ(full.scales[0], 16.0f / 3.0f);
+  EXPECT_LT(clipped.scales[0], full.scales[0]);
+  Floats a = dequantize(full, {1, 8}, fmt),
+         b = dequantize(clipped, {1, 8}, fmt);
+  EXPECT_LT(groupSquaredError(x, b, 0, 8), groupSquaredError(x, a, 0, 8));
+  QuantizedData again = quantizeWithScales(x, {1, 8}, fmt, clipped.scales, {});
+  EXPECT_EQ(again.codes, clipped.codes);
+  // Among the candidates p = 1 - i * 0.9 / 20 the chosen one is the best:
+  // check it against every candidate scale directly.
+  for (int i = 0; i <= 20; ++i) {
+    float p = 1.0f - float(i) * 0.9f / 20.0f;
+    float s = 2.0f * (p * 8.0f) / 3.0f;
+    QuantizedData q = quantizeWithScales(x, {1, 8}, fmt, {s}, {});
+    EXPECT_LE(groupSquaredError(x, b, 0, 8),
+              groupSquaredError(x, dequantize(q, {1, 8}, fmt), 0, 8) + 1e-9)
+        << "p = " << p;
+  }
+}
+
+// Never worse than the full range, group by group, for every kind of format;
+// steps = 0 is exactly quantizeRTN.
+TEST(QuantizeClipSearchTest, NeverWorseThanRTN) {
+  std::mt19937 rng(11);
+  std::student_t_distribution<float> heavy(3.0f);
+  const int64_t rows = 7, cols = 40, group = 16;
+  Floats x(rows * cols);
+  for (float &v : x)
+    v = heavy(rng);
+  std::vector<QuantFormat> formats = {
+      groupFormat(2, true, group), groupFormat(3, false, group),
+      groupFormat(4, true, group), groupFormat(8, false, group)};
+  QuantFormat nf = groupFormat(4, true, group);
+  nf.codebook = normalFloatCodebook(4);
+  formats.push_back(nf);
+  for (const QuantFormat &fmt : formats) {
+    Floats rtn =
+        dequantize(quantizeRTN(x, {rows, cols}, fmt), {rows, cols}, fmt);
+    QuantizedData searched = quantizeRTNClipSearch(x, {rows, cols}, fmt);
+    Floats clipped = dequantize(searched, {rows, cols}, fmt);
+    double totalRtn = 0, totalClipped = 0;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t g0 = 0; g0 < cols; g0 += group) {
+        int64_t from = r * cols + g0,
+                to = r * cols + std::min(g0 + group, cols);
+        double e0 = groupSquaredError(x, rtn, from, to);
+        double e1 = groupSquaredError(x, clipped, from, to);
+        EXPECT_LE(e1, e0) << "bits " << fmt.bits << " row " << r;
+        totalRtn += e0;
+        totalClipped += e1;
+      }
+    // Heavy tails: at low bit widths the search must actually help.
+    if (fmt.bits <= 4)
+      EXPECT_LT(totalClipped, totalRtn) << "bits " << fmt.bits;
+    QuantizedData none = quantizeRTNClipSearch(x, {rows, cols}, fmt, 0);
+    QuantizedData plain = quantizeRTN(x, {rows, cols}, fmt);
+    EXPECT_EQ(none.codes, plain.codes);
+    EXPECT_EQ(none.scales, plain.scales);
+    EXPECT_EQ(none.zeroPoints, plain.zeroPoints);
+  }
+}

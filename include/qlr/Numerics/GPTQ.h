@@ -69,6 +69,9 @@ struct GPTQOptions {
   /// Columns per lazy batch update (>= 1); does not change the result beyond
   /// floating-point rounding.
   int64_t blockSize = 128;
+  /// Choose each scale (and zero point) with quantizeRTNClipSearch instead of
+  /// quantizeRTN's min/max rule.
+  bool clipSearch = false;
 };
 
 /// Quantizes \p w (\p n x \p k, row-major; rows are output channels, columns

@@ -78,6 +78,20 @@ QuantizedData quantizeRTN(llvm::ArrayRef<float> x,
                           llvm::ArrayRef<int64_t> shape,
                           const QuantFormat &fmt);
 
+/// Round to nearest with a searched clipping range. For each scale group,
+/// tries the ranges of quantizeRTN shrunk by the factors
+/// p = 1 - i * (1 - minShrink) / steps, i = 0..steps (symmetric and codebook
+/// formats: max |x| becomes p * max |x|; asymmetric: lo, hi become p * lo,
+/// p * hi), computes scale and zero point from each range exactly as
+/// quantizeRTN does, and keeps the one with the smallest sum of squared
+/// errors sum (x - x^)^2 over the group (ties: the larger p). p = 1 is always
+/// tried, so no group's error exceeds quantizeRTN's. Requires steps >= 0 and
+/// 0 < minShrink <= 1. Codes follow the same formula as quantizeRTN.
+QuantizedData quantizeRTNClipSearch(llvm::ArrayRef<float> x,
+                                    llvm::ArrayRef<int64_t> shape,
+                                    const QuantFormat &fmt, int steps = 20,
+                                    float minShrink = 0.6f);
+
 /// Quantizes \p x with given (static) scales and zero points, laid out as
 /// row-major tensors of scaleShape(fmt, shape). Scales must be finite and
 /// >= 0 and are rounded to the scale type first; \p zeroPoints must be

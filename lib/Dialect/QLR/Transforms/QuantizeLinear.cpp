@@ -88,6 +88,7 @@ LogicalResult QLRQuantizeLinearPass::runGPTQ(
   options.damp = damp;
   options.actOrder = actOrder;
   options.blockSize = blockSize;
+  options.clipSearch = clipSearch;
   numerics::QuantFormat fmt = quantFormat.toNumerics(2);
 
   calib::Activations x = model->embed(*tokens, samples, seqLen);
@@ -189,8 +190,12 @@ void QLRQuantizeLinearPass::runOnOperation() {
   }
   parallelFor(&getContext(), 0, firsts.size(), [&](size_t index) {
     if (data[index].codes.empty())
-      data[index] = numerics::quantizeRTN(firsts[index]->values,
-                                          firsts[index]->type.getShape(), fmt);
+      data[index] =
+          clipSearch
+              ? numerics::quantizeRTNClipSearch(
+                    firsts[index]->values, firsts[index]->type.getShape(), fmt)
+              : numerics::quantizeRTN(firsts[index]->values,
+                                      firsts[index]->type.getShape(), fmt);
   });
   DenseMap<Operation *, Value> done;
   for (auto [index, weight] : llvm::enumerate(firsts)) {

@@ -191,7 +191,11 @@ def QLRQuantizeLinearPass : Pass<"qlr-quantize-linear", "ModuleOp"> {
     Option<"actOrder", "act-order", "bool", /*default=*/"false",
            "GPTQ: quantize columns in order of decreasing Hessian diagonal">,
     Option<"blockSize", "block-size", "int64_t", /*default=*/"128",
-           "GPTQ: columns per lazy batch update">
+           "GPTQ: columns per lazy batch update">,
+    Option<"clipSearch", "clip-search", "bool", /*default=*/"false",
+           "Choose each group's range by searching shrink factors 1 .. 0.6 "
+           "for the smallest squared rounding error, instead of the full "
+           "min/max (absmax) range (RTN and GPTQ)">
   ], !listconcat(QLR_LinearFilterOptions, QLR_CalibrationOptions));
   let statistics = [
     Statistic<"numQuantized", "quantized-linears", "Linear layers quantized">
