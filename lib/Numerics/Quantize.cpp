@@ -46,43 +46,6 @@ float qlr::numerics::dequantizeOne(uint8_t code, float scale, uint8_t zeroPoint,
   return scale * (float(code) - effectiveZeroPoint(zeroPoint, fmt));
 }
 
-QuantizedData qlr::numerics::quantizeRTN(llvm::ArrayRef<float> x,
-                                         llvm::ArrayRef<int64_t> shape,
-                                         const QuantFormat &fmt) {
-  assert(verifyFormatForShape(fmt, shape).empty() && "invalid format");
-  assert(int64_t(x.size()) == numElements(shape) && "element count mismatch");
-  int64_t numScales = numElements(scaleShape(fmt, shape));
-
-  // lo = min(0, min x) and hi = max(0, max x) per group; max |x| is
-  // max(-lo, hi).
-  std::vector<float> lo(numScales, 0.0f), hi(numScales, 0.0f);
-  forEachScaleIndex(fmt, shape, [&](int64_t i, int64_t g) {
-    lo[g] = std::min(lo[g], x[i]);
-    hi[g] = std::max(hi[g], x[i]);
-  });
-
-  std::vector<float> scales(numScales);
-  std::vector<uint8_t> zeroPoints;
-  float qmax = maxCode(fmt);
-  for (int64_t g = 0; g < numScales; ++g) {
-    float absMax = std::max(-lo[g], hi[g]);
-    float s;
-    if (isCodebook(fmt))
-      s = absMax;
-    else if (fmt.symmetric)
-      s = 2.0f * absMax / qmax;
-    else
-      s = (hi[g] - lo[g]) / qmax;
-    scales[g] = roundToScaleType(s, fmt.scaleType);
-    if (!fmt.symmetric)
-      zeroPoints.push_back(
-          scales[g] == 0
-              ? 0
-              : clampToCode(std::nearbyint(-lo[g] / scales[g]), fmt));
-  }
-  return quantizeWithScales(x, shape, fmt, scales, zeroPoints);
-}
-
 /// Scale (and zero point) of a group whose range is [lo, hi] (lo <= 0 <= hi),
 /// by the rules of quantizeRTN.
 static std::pair<float, uint8_t> scaleForRange(float lo, float hi,
@@ -101,6 +64,32 @@ static std::pair<float, uint8_t> scaleForRange(float lo, float hi,
   if (!fmt.symmetric && s != 0)
     z = clampToCode(std::nearbyint(-lo / s), fmt);
   return {s, z};
+}
+
+QuantizedData qlr::numerics::quantizeRTN(llvm::ArrayRef<float> x,
+                                         llvm::ArrayRef<int64_t> shape,
+                                         const QuantFormat &fmt) {
+  assert(verifyFormatForShape(fmt, shape).empty() && "invalid format");
+  assert(int64_t(x.size()) == numElements(shape) && "element count mismatch");
+  int64_t numScales = numElements(scaleShape(fmt, shape));
+
+  // lo = min(0, min x) and hi = max(0, max x) per group; max |x| is
+  // max(-lo, hi).
+  std::vector<float> lo(numScales, 0.0f), hi(numScales, 0.0f);
+  forEachScaleIndex(fmt, shape, [&](int64_t i, int64_t g) {
+    lo[g] = std::min(lo[g], x[i]);
+    hi[g] = std::max(hi[g], x[i]);
+  });
+
+  std::vector<float> scales(numScales);
+  std::vector<uint8_t> zeroPoints;
+  for (int64_t g = 0; g < numScales; ++g) {
+    auto [s, z] = scaleForRange(lo[g], hi[g], fmt);
+    scales[g] = s;
+    if (!fmt.symmetric)
+      zeroPoints.push_back(z);
+  }
+  return quantizeWithScales(x, shape, fmt, scales, zeroPoints);
 }
 
 QuantizedData qlr::numerics::quantizeRTNClipSearch(

@@ -5,9 +5,9 @@
 
 #include "WeightUtils.h"
 
+#include "qlr/Calibration/ModuleLoader.h"
 #include "qlr/Dialect/QLR/Transforms/Passes.h"
 #include "qlr/Dialect/QLR/Utils/ConstantData.h"
-#include "qlr/Numerics/Packing.h"
 
 #include "mlir/IR/DialectResourceBlobManager.h"
 
@@ -20,7 +20,6 @@ namespace mlir::qlr {
 
 using namespace mlir;
 using namespace mlir::qlr;
-namespace numerics = ::qlr::numerics;
 
 /// The name a decoded weight gets: the resource name of its storage without
 /// the `.codes` / `.lora_a` suffix the compressing passes add.
@@ -38,77 +37,19 @@ static std::string baseName(Value storage) {
   return key.str();
 }
 
-/// Decodes a weight built from constants: a float constant, `qlr.pack` of
-/// constants, or `qlr.lowrank` of those. Returns std::nullopt (without a
-/// diagnostic) when the storage is not constant, failure when a constant
-/// cannot be read.
-static FailureOr<std::optional<std::vector<float>>> decode(Value weight) {
-  using Result = std::optional<std::vector<float>>;
-  if (isa<RankedTensorType>(weight.getType())) {
-    ElementsAttr elements = getConstantElements(weight);
-    if (!elements)
-      return Result();
-    auto values = readFloats(elements, weight.getLoc());
-    if (failed(values))
-      return failure();
-    return Result(std::move(*values));
-  }
-  if (auto pack = weight.getDefiningOp<PackOp>()) {
-    auto type = cast<QTensorType>(pack.getType());
-    ElementsAttr codes = getConstantElements(pack.getCodes());
-    ElementsAttr scales = getConstantElements(pack.getScales());
-    ElementsAttr zeroPoints;
-    if (pack.getZeroPoints())
-      zeroPoints = getConstantElements(pack.getZeroPoints());
-    if (!codes || !scales || (pack.getZeroPoints() && !zeroPoints) ||
-        !type.hasStaticShape())
-      return Result();
-    auto codeBytes = readBytes(codes, pack.getLoc());
-    auto scaleValues = readFloats(scales, pack.getLoc());
-    if (failed(codeBytes) || failed(scaleValues))
-      return failure();
-    numerics::QuantizedData data;
-    data.codes = numerics::unpackCodes(*codeBytes, type.getShape(),
-                                       type.getFormat().getBits());
-    data.scales = std::move(*scaleValues);
-    if (zeroPoints) {
-      auto zp = readBytes(zeroPoints, pack.getLoc());
-      if (failed(zp))
-        return failure();
-      data.zeroPoints = std::move(*zp);
-    }
-    numerics::QuantFormat fmt = type.getFormat().toNumerics(type.getRank());
-    return Result(numerics::dequantize(data, type.getShape(), fmt));
-  }
-  if (auto lowRank = weight.getDefiningOp<LowRankOp>()) {
-    auto type = cast<LowRankType>(lowRank.getType());
-    auto a = decode(lowRank.getA());
-    auto b = decode(lowRank.getB());
-    if (failed(a) || failed(b))
-      return failure();
-    if (!*a || !*b || !ShapedType::isStaticShape(type.getShape()))
-      return Result();
-    int64_t m = type.getShape()[0], n = type.getShape()[1], r = type.getRank();
-    std::vector<float> w(m * n, 0.0f);
-    if (Value base = lowRank.getBase()) {
-      auto q = decode(base);
-      if (failed(q))
-        return failure();
-      if (!*q)
-        return Result();
-      w = std::move(**q);
-    }
-    const std::vector<float> &av = **a, &bv = **b;
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j) {
-        double sum = 0.0;
-        for (int64_t l = 0; l < r; ++l)
-          sum += double(av[i * r + l]) * bv[l * n + j];
-        w[i * n + j] += float(sum);
-      }
-    return Result(std::move(w));
-  }
-  return Result();
+/// True when `weight` is built from constants only: a float constant,
+/// `qlr.pack` of constants, or `qlr.lowrank` of such values (what
+/// decodeWeight can decode).
+static bool isConstantWeight(Value weight) {
+  if (isa<RankedTensorType>(weight.getType()))
+    return bool(getConstantElements(weight));
+  if (auto pack = weight.getDefiningOp<PackOp>())
+    return llvm::all_of(pack->getOperands(), [](Value operand) {
+      return bool(getConstantElements(operand));
+    });
+  if (auto lowRank = weight.getDefiningOp<LowRankOp>())
+    return llvm::all_of(lowRank->getOperands(), isConstantWeight);
+  return false;
 }
 
 namespace {
@@ -136,11 +77,11 @@ struct QLRDequantizeWeightsPass
       Value weight = use->get();
       Value &replacement = decoded[weight];
       if (!replacement) {
-        auto values = decode(weight);
+        if (!isConstantWeight(weight))
+          continue;
+        FailureOr<std::vector<float>> values = decodeWeight(weight);
         if (failed(values))
           return signalPassFailure();
-        if (!*values)
-          continue;
         RankedTensorType type =
             isa<QTensorType>(weight.getType())
                 ? cast<QTensorType>(weight.getType()).getExpressedTensorType()
@@ -150,7 +91,7 @@ struct QLRDequantizeWeightsPass
                             ? weight.getDefiningOp<PackOp>().getCodes()
                             : weight.getDefiningOp<LowRankOp>().getA();
         replacement = createFloatResource(b, weight.getLoc(), type,
-                                          baseName(storage), **values);
+                                          baseName(storage), *values);
         maybeDead.push_back(weight.getDefiningOp());
         ++numDequantized;
       }

@@ -13,7 +13,6 @@
 #include "qlr/Numerics/LowRank.h"
 
 #include "mlir/IR/Threading.h"
-#include "llvm/ADT/SmallPtrSet.h"
 
 namespace mlir::qlr {
 #define GEN_PASS_DEF_QLRLOFTQPASS
@@ -70,11 +69,7 @@ struct QLRLoftQPass : public mlir::qlr::impl::QLRLoftQPassBase<QLRLoftQPass> {
     // The factorizations are independent: compute them in parallel, then
     // rewrite the IR serially.
     numerics::QuantFormat fmt = baseFormat->toNumerics(2);
-    SmallVector<LinearWeight *> firsts;
-    llvm::SmallPtrSet<Operation *, 16> seen;
-    for (LinearWeight &weight : *weights)
-      if (seen.insert(weight.constant).second)
-        firsts.push_back(&weight);
+    SmallVector<LinearWeight *> firsts = distinctWeights(*weights);
     std::vector<std::optional<numerics::LoftQResult>> results(firsts.size());
     std::vector<std::string> problems(firsts.size());
     parallelFor(&getContext(), 0, firsts.size(), [&](size_t index) {
@@ -114,10 +109,8 @@ struct QLRLoftQPass : public mlir::qlr::impl::QLRLoftQPassBase<QLRLoftQPass> {
                                    *baseFormat, FormatAttr(), FormatAttr());
       done[weight.constant] = LowRankOp::create(b, loc, type, a, bFactor, base);
     }
-    for (LinearWeight &weight : *weights) {
-      replaceLinearWeight(weight, done.lookup(weight.constant));
-      ++numCompressed;
-    }
+    replaceLinearWeights(*weights, done);
+    numCompressed += weights->size();
   }
 };
 } // namespace

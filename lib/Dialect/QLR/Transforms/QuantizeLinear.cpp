@@ -17,7 +17,6 @@
 #include "qlr/Numerics/GPTQ.h"
 
 #include "mlir/IR/Threading.h"
-#include "llvm/ADT/SmallPtrSet.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Support/FormatVariadic.h"
@@ -171,11 +170,7 @@ void QLRQuantizeLinearPass::runOnOperation() {
   // Round-to-nearest runs for the weights GPTQ did not cover, in parallel
   // (each weight is independent); the IR is then rewritten serially.
   numerics::QuantFormat fmt = quantFormat->toNumerics(2);
-  SmallVector<LinearWeight *> firsts;
-  llvm::SmallPtrSet<Operation *, 16> seen;
-  for (LinearWeight &weight : *weights)
-    if (seen.insert(weight.constant).second)
-      firsts.push_back(&weight);
+  SmallVector<LinearWeight *> firsts = distinctWeights(*weights);
   std::vector<numerics::QuantizedData> data(firsts.size());
   for (auto [index, weight] : llvm::enumerate(firsts)) {
     auto found = gptq.find(weight->name);
@@ -204,9 +199,6 @@ void QLRQuantizeLinearPass::runOnOperation() {
         buildPackedWeight(b, weight->constant.getLoc(), weight->name,
                           weight->type, *quantFormat, data[index]);
   }
-  for (LinearWeight &weight : *weights) {
-    Value packed = done.lookup(weight.constant);
-    replaceLinearWeight(weight, packed);
-    ++numQuantized;
-  }
+  replaceLinearWeights(*weights, done);
+  numQuantized += weights->size();
 }

@@ -11,6 +11,7 @@
 
 #include "mlir/IR/AsmState.h"
 #include "mlir/IR/DialectResourceBlobManager.h"
+#include "llvm/ADT/SmallPtrSet.h"
 
 using namespace mlir;
 using namespace mlir::qlr;
@@ -223,8 +224,23 @@ Value mlir::qlr::buildPackedWeight(OpBuilder &b, Location loc, StringRef name,
   return PackOp::create(b, loc, qtype, codes, scales, zeroPoints);
 }
 
-void mlir::qlr::replaceLinearWeight(LinearWeight &weight, Value replacement) {
-  weight.linear.getWeightMutable().assign(replacement);
-  if (weight.constant->use_empty())
-    weight.constant->erase();
+SmallVector<LinearWeight *>
+mlir::qlr::distinctWeights(MutableArrayRef<LinearWeight> weights) {
+  SmallVector<LinearWeight *> result;
+  llvm::SmallPtrSet<Operation *, 16> seen;
+  for (LinearWeight &weight : weights)
+    if (seen.insert(weight.constant).second)
+      result.push_back(&weight);
+  return result;
+}
+
+void mlir::qlr::replaceLinearWeights(
+    MutableArrayRef<LinearWeight> weights,
+    const DenseMap<Operation *, Value> &replacements) {
+  for (LinearWeight &weight : weights)
+    weight.linear.getWeightMutable().assign(
+        replacements.lookup(weight.constant));
+  for (LinearWeight *weight : distinctWeights(weights))
+    if (weight->constant->use_empty())
+      weight->constant->erase();
 }

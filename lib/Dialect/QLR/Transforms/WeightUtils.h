@@ -94,9 +94,15 @@ Value buildPackedWeight(OpBuilder &b, Location loc, StringRef name,
                         RankedTensorType type, FormatAttr format,
                         const ::qlr::numerics::QuantizedData &data);
 
-/// Replaces `weight.linear`'s weight operand by `replacement` and erases the
-/// old constant when nothing else uses it.
-void replaceLinearWeight(LinearWeight &weight, Value replacement);
+/// The first entry of `weights` for each distinct constant: linears that
+/// share a weight get one compressed weight.
+SmallVector<LinearWeight *>
+distinctWeights(MutableArrayRef<LinearWeight> weights);
+
+/// Makes every linear of `weights` use `replacements[its constant]` and
+/// erases the constants nothing uses any more.
+void replaceLinearWeights(MutableArrayRef<LinearWeight> weights,
+                          const DenseMap<Operation *, Value> &replacements);
 
 } // namespace mlir::qlr
 
