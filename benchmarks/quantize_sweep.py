@@ -33,18 +33,20 @@ DEV_TEXT = ROOT.parent / "shared" / "data" / "tinystories-dev.txt"
 CALIB_TEXT = ROOT.parent / "shared" / "data" / "tinystories-calib.txt"
 
 
-def rtn(bits, group, sym=True, fmt="uniform"):
+def rtn(bits, group, sym=True, fmt="uniform", clip=False):
     opts = f"method=rtn bits={bits} group-size={group} symmetric={'true' if sym else 'false'}"
+    if clip:
+        opts += " clip-search=true"
     if fmt != "uniform":
         opts = f"method=rtn format={fmt} group-size={group}"
     return f"qlr-quantize-linear{{{opts}}}"
 
 
-def gptq(bits, group, sym=True, samples=32, seq_len=256, act_order=False):
+def gptq(bits, group, sym=True, samples=32, seq_len=256, act_order=False, clip=False):
     return ("qlr-quantize-linear{method=gptq "
             f"bits={bits} group-size={group} symmetric={'true' if sym else 'false'} "
             f"calibration={CALIB_TEXT} samples={samples} seq-len={seq_len}"
-            f"{' act-order=true' if act_order else ''}}}")
+            f"{' act-order=true' if act_order else ''}{' clip-search=true' if clip else ''}}}")
 
 
 def loftq(fmt, rank, iters, bits=2, group=64):
@@ -60,6 +62,14 @@ def configs():
                 for sym in (True, False):
                     name = f"{method}-w{bits}-g{group}-{'sym' if sym else 'asym'}"
                     c[name] = rtn(bits, group, sym) if method == "rtn" else gptq(bits, group, sym)
+    # Range search (clip) and act-order variants at group 64.
+    for bits in (4, 3, 2):
+        for sym in (True, False):
+            tag = "sym" if sym else "asym"
+            c[f"rtn-w{bits}-g64-{tag}-clip"] = rtn(bits, 64, sym, clip=True)
+            c[f"gptq-w{bits}-g64-{tag}-clip"] = gptq(bits, 64, sym, clip=True)
+            c[f"gptq-w{bits}-g64-{tag}-ao"] = gptq(bits, 64, sym, act_order=True)
+            c[f"gptq-w{bits}-g64-{tag}-clip-ao"] = gptq(bits, 64, sym, act_order=True, clip=True)
     for fmt in ("nf4", "nf2"):
         c[f"rtn-{fmt}-g64"] = rtn(0, 64, fmt=fmt)
     for fmt in ("nf2", "uniform"):

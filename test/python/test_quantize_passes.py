@@ -96,6 +96,49 @@ def test_rtn_matches_closed_form(quant_opt, bits, group, sym):
     np.testing.assert_array_equal(got.reshape(w.shape), rtn_reference(w, bits, group, sym))
 
 
+def clip_search_reference(w, bits, group, symmetric, steps=20, min_shrink=0.6):
+    """quantizeRTNClipSearch: per group, the shrink factor of the range with
+    the smallest squared error (first of equals, i.e. the larger factor)."""
+    n, k = w.shape
+    f32 = np.float32
+    qmax = f32(2 ** bits - 1)
+    out = np.empty_like(w)
+    for r in range(n):
+        for g0 in range(0, k, group):
+            x = w[r, g0:g0 + group].astype(f32)
+            lo, hi = f32(min(0.0, x.min())), f32(max(0.0, x.max()))
+            best = None
+            for i in range(steps + 1):
+                p = f32(1) - f32(i) * (f32(1) - f32(min_shrink)) / f32(steps)
+                plo, phi = p * lo, p * hi
+                if symmetric:
+                    z = f32(2 ** (bits - 1))
+                    s = to_f16(f32(2) * max(-plo, phi) / qmax)
+                else:
+                    s = to_f16((phi - plo) / qmax)
+                    z = np.clip(np.rint(-plo / s), 0, qmax) if s != 0 else f32(0)
+                c = np.clip(np.rint(x / s) + z, 0, qmax) if s != 0 else np.full_like(x, z)
+                y = (s * (c - z)).astype(f32)
+                err = float(np.sum((x.astype(np.float64) - y.astype(np.float64)) ** 2))
+                if best is None or err < best[0]:
+                    best = (err, y)
+            out[r, g0:g0 + group] = best[1]
+    return out
+
+
+@pytest.mark.parametrize("bits,sym", [(2, True), (3, False), (4, True), (4, False)])
+def test_clip_search_matches_reference(quant_opt, bits, sym):
+    w = np.random.default_rng(40 + bits).standard_t(3, size=(5, 40)).astype(np.float32)
+    got = decoded_weight(quant_opt, module_with_weight(w),
+                         f"qlr-quantize-linear{{bits={bits} group-size=16 clip-search=true "
+                         f"symmetric={'true' if sym else 'false'}}}")
+    expected = clip_search_reference(w, bits, 16, sym)
+    np.testing.assert_array_equal(got.reshape(w.shape), expected)
+    # And it is never worse than the full range.
+    full = rtn_reference(w, bits, 16, sym)
+    assert np.sum((expected - w) ** 2) <= np.sum((full - w) ** 2)
+
+
 def test_lut_matches_closed_form(quant_opt):
     table = np.array([-1.0, -0.4, 0.1, 0.7], dtype=np.float32)
     w = np.random.default_rng(7).normal(size=(5, 48)).astype(np.float32)
