@@ -70,6 +70,9 @@ def configs():
             c[f"gptq-w{bits}-g64-{tag}-clip"] = gptq(bits, 64, sym, clip=True)
             c[f"gptq-w{bits}-g64-{tag}-ao"] = gptq(bits, 64, sym, act_order=True)
             c[f"gptq-w{bits}-g64-{tag}-clip-ao"] = gptq(bits, 64, sym, act_order=True, clip=True)
+    for bits in (4, 3, 2):
+        for group in (32, 128):
+            c[f"gptq-w{bits}-g{group}-asym-clip-ao"] = gptq(bits, group, False, act_order=True, clip=True)
     for fmt in ("nf4", "nf2"):
         c[f"rtn-{fmt}-g64"] = rtn(0, 64, fmt=fmt)
     for fmt in ("nf2", "uniform"):

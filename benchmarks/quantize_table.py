@@ -34,7 +34,7 @@ def main():
         f32 = next(r for r in rows if r["name"] == "F32")["ppl"]["ppl@4"]
         for r in rows:
             if "ppl" not in r or "ppl@4" not in r.get("ppl", {}):
-                print(f"| {r['name']} | | | | {r.get('refusal', r.get('error', 'not measured'))[:80]} | |")
+                print(f"| {r['name']} | | | | refused: {r.get('refused', r.get('error', 'not measured'))[:70]} | |")
                 continue
             acc = r["accounting"]
             print(f"| {r['name']} | {acc['bpw_linears']:.3f} | {acc['bpw_all']:.3f} | {r['file_bytes'] / 1e6:.1f} | "
