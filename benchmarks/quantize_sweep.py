@@ -46,7 +46,7 @@ def gptq(bits, group, sym=True, samples=32, seq_len=256, act_order=False, clip=F
     return ("qlr-quantize-linear{method=gptq "
             f"bits={bits} group-size={group} symmetric={'true' if sym else 'false'} "
             f"calibration={CALIB_TEXT} samples={samples} seq-len={seq_len}"
-            f"{' act-order=true' if act_order else ''}{' clip-search=true' if clip else ''}}}")
+            f" act-order={'true' if act_order else 'false'}{' clip-search=true' if clip else ''}}}")
 
 
 def loftq(fmt, rank, iters, bits=2, group=64):
@@ -73,6 +73,7 @@ def configs():
     for bits in (4, 3, 2):
         for group in (32, 128):
             c[f"gptq-w{bits}-g{group}-asym-clip-ao"] = gptq(bits, group, False, act_order=True, clip=True)
+            c[f"gptq-w{bits}-g{group}-asym-ao"] = gptq(bits, group, False, act_order=True)
     for fmt in ("nf4", "nf2"):
         c[f"rtn-{fmt}-g64"] = rtn(0, 64, fmt=fmt)
     for fmt in ("nf2", "uniform"):
