@@ -28,14 +28,15 @@ namespace numerics = ::qlr::numerics;
 FailureOr<LlamaConfig> mlir::qlr::readLlamaConfig(ModuleOp module) {
   auto dict = module->getAttrOfType<DictionaryAttr>("qlr.model");
   if (!dict)
-    return module.emitError("not a QLR model: no 'qlr.model' attribute (was "
-                            "it made by qlr-import?)");
+    return emitError(module.getLoc(),
+                     "not a QLR model: no 'qlr.model' attribute (was "
+                     "it made by qlr-import?)");
   LlamaConfig c;
   bool ok = true;
   auto getInt = [&](StringRef key, int64_t &out) {
     auto attr = dict.getAs<IntegerAttr>(key);
     if (!attr) {
-      module.emitError("'qlr.model' lacks integer '") << key << "'";
+      emitError(module.getLoc(), "'qlr.model' lacks integer '") << key << "'";
       ok = false;
       return;
     }
@@ -44,7 +45,7 @@ FailureOr<LlamaConfig> mlir::qlr::readLlamaConfig(ModuleOp module) {
   auto getFloat = [&](StringRef key, double &out) {
     auto attr = dict.getAs<FloatAttr>(key);
     if (!attr) {
-      module.emitError("'qlr.model' lacks float '") << key << "'";
+      emitError(module.getLoc(), "'qlr.model' lacks float '") << key << "'";
       ok = false;
       return;
     }
@@ -63,7 +64,7 @@ FailureOr<LlamaConfig> mlir::qlr::readLlamaConfig(ModuleOp module) {
   if (auto tied = dict.getAs<BoolAttr>("tied_embeddings"))
     c.tiedEmbeddings = tied.getValue();
   else if (ok) {
-    module.emitError("'qlr.model' lacks bool 'tied_embeddings'");
+    emitError(module.getLoc(), "'qlr.model' lacks bool 'tied_embeddings'");
     ok = false;
   }
   if (!ok)
@@ -312,10 +313,11 @@ FailureOr<LlamaModel> mlir::qlr::loadLlamaModel(ModuleOp module) {
   auto load = [&](StringRef name, Value weight,
                   std::vector<float> &out) -> LogicalResult {
     if (!weight)
-      return module.emitError("the module has no weight '") << name << "'";
+      return emitError(module.getLoc(), "the module has no weight '")
+             << name << "'";
     FailureOr<std::vector<float>> values = decodeWeight(weight);
     if (failed(values)) {
-      module.emitError("cannot read weight '") << name << "'";
+      emitError(module.getLoc(), "cannot read weight '") << name << "'";
       return failure();
     }
     out = std::move(*values);
@@ -367,7 +369,7 @@ FailureOr<LlamaModel> mlir::qlr::loadLlamaModel(ModuleOp module) {
   llvm::Expected<LlamaModel> model =
       LlamaModel::create(*config, std::move(weights));
   if (!model)
-    return module.emitError("invalid model: ")
+    return emitError(module.getLoc(), "invalid model: ")
            << llvm::toString(model.takeError());
   return std::move(*model);
 }

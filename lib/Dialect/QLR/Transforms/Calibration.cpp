@@ -21,7 +21,7 @@ FailureOr<std::vector<int32_t>>
 mlir::qlr::getCalibrationTokens(ModuleOp module, StringRef pass,
                                 const CalibrationSpec &spec,
                                 const ::qlr::calibration::LlamaModel &model) {
-  auto error = [&]() { return module.emitError() << pass << ": "; };
+  auto error = [&]() { return emitError(module.getLoc()) << pass << ": "; };
   if (spec.source.empty()) {
     error() << "needs calibration data: calibration=FILE (a text file) or "
                "calibration=generate (text sampled from the model)";

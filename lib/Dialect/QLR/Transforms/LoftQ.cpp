@@ -31,14 +31,14 @@ struct QLRLoftQPass : public mlir::qlr::impl::QLRLoftQPassBase<QLRLoftQPass> {
     ModuleOp module = getOperation();
     StringRef pass = getArgument();
     if (format != "uniform" && format != "nf4" && format != "nf2") {
-      module.emitError() << pass << ": unknown format '" << format
-                         << "' (expected uniform, nf4 or nf2)";
+      emitError(module.getLoc()) << pass << ": unknown format '" << format
+                                 << "' (expected uniform, nf4 or nf2)";
       return signalPassFailure();
     }
     if (rank < 1 || iters < 1) {
-      module.emitError() << pass << ": rank=" << int64_t(rank)
-                         << " iters=" << int64_t(iters)
-                         << ": both must be >= 1";
+      emitError(module.getLoc())
+          << pass << ": rank=" << int64_t(rank) << " iters=" << int64_t(iters)
+          << ": both must be >= 1";
       return signalPassFailure();
     }
     FailureOr<FormatAttr> baseFormat = buildFormatFromOptions(

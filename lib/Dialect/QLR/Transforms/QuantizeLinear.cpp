@@ -73,7 +73,7 @@ LogicalResult QLRQuantizeLinearPass::runGPTQ(
     llvm::StringMap<numerics::QuantizedData> &results) {
   FailureOr<calib::LlamaModel> model = loadLlamaModel(module);
   if (failed(model))
-    return module.emitError()
+    return emitError(module.getLoc())
            << getArgument()
            << ": method=gptq calibrates by running the model, which needs a "
               "module made by qlr-import (qlr.model attribute and canonical "
@@ -121,7 +121,7 @@ LogicalResult QLRQuantizeLinearPass::runGPTQ(
         });
   }
   if (!problem.empty())
-    return module.emitError()
+    return emitError(module.getLoc())
            << getArgument() << ": GPTQ failed for " << problem;
   return success();
 }
@@ -130,12 +130,13 @@ void QLRQuantizeLinearPass::runOnOperation() {
   ModuleOp module = getOperation();
   StringRef pass = getArgument();
   if (method != "rtn" && method != "gptq") {
-    module.emitError() << pass << ": unknown method '" << method
-                       << "' (expected rtn or gptq)";
+    emitError(module.getLoc())
+        << pass << ": unknown method '" << method << "' (expected rtn or gptq)";
     return signalPassFailure();
   }
   if (method == "gptq" && (damp < 0.0 || blockSize < 1)) {
-    module.emitError() << pass << ": damp must be >= 0 and block-size >= 1";
+    emitError(module.getLoc())
+        << pass << ": damp must be >= 0 and block-size >= 1";
     return signalPassFailure();
   }
   FailureOr<FormatAttr> quantFormat = buildFormatFromOptions(

@@ -32,8 +32,9 @@ FailureOr<LinearFilter> LinearFilter::create(ModuleOp module, StringRef pass,
     for (const std::string &text : patterns) {
       auto pattern = llvm::GlobPattern::create(text);
       if (!pattern) {
-        module.emitError() << pass << ": invalid name pattern '" << text
-                           << "': " << llvm::toString(pattern.takeError());
+        emitError(module.getLoc())
+            << pass << ": invalid name pattern '" << text
+            << "': " << llvm::toString(pattern.takeError());
         return failure();
       }
       out.push_back(std::move(*pattern));
@@ -91,7 +92,7 @@ FailureOr<FormatAttr> mlir::qlr::buildFormatFromOptions(
     ModuleOp module, StringRef pass, StringRef format, int64_t bits,
     int64_t defaultBits, int64_t groupSize, bool symmetric, StringRef scaleType,
     ArrayRef<double> table) {
-  auto error = [&]() { return module.emitError() << pass << ": "; };
+  auto error = [&]() { return emitError(module.getLoc()) << pass << ": "; };
   Scheme scheme = Scheme::Uniform;
   int64_t impliedBits = 0;
   if (format == "nf4" || format == "nf2") {
