@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "qlr/Numerics/GPTQ.h"
+#include "EigenTypes.h"
 
 #include "llvm/ADT/SmallVector.h"
 #include "llvm/ADT/Twine.h"
@@ -23,12 +24,7 @@
 
 using namespace qlr::numerics;
 
-namespace {
-using RowMatrixF =
-    Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using RowMatrixD =
-    Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-} // namespace
+using namespace qlr::numerics::detail;
 
 static llvm::Error gptqError(const llvm::Twine &msg) {
   return llvm::createStringError("gptq: " + msg);

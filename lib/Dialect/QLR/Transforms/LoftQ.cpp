@@ -46,17 +46,11 @@ struct QLRLoftQPass : public mlir::qlr::impl::QLRLoftQPassBase<QLRLoftQPass> {
         symmetric, scaleType.getValue(), /*table=*/{});
     if (failed(baseFormat))
       return signalPassFailure();
-    FailureOr<LinearFilter> filter =
-        LinearFilter::create(module, pass, include, exclude, classifier);
-    if (failed(filter))
-      return signalPassFailure();
-    FailureOr<SmallVector<LinearWeight>> weights =
-        collectLinearWeights(module, *filter);
+    FailureOr<SmallVector<LinearWeight>> weights = selectLinearWeights(
+        module, pass, include, exclude, classifier, *baseFormat);
     if (failed(weights))
       return signalPassFailure();
     for (LinearWeight &weight : *weights) {
-      if (failed(checkFormatFits(weight.linear, *baseFormat, weight.type)))
-        return signalPassFailure();
       int64_t m = weight.type.getDimSize(0), n = weight.type.getDimSize(1);
       if (rank > std::min(m, n)) {
         weight.linear.emitOpError("rank ")

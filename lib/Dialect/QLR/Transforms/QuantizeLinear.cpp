@@ -144,17 +144,10 @@ void QLRQuantizeLinearPass::runOnOperation() {
       /*defaultBits=*/4, groupSize, symmetric, scaleType.getValue(), table);
   if (failed(quantFormat))
     return signalPassFailure();
-  FailureOr<LinearFilter> filter =
-      LinearFilter::create(module, pass, include, exclude, classifier);
-  if (failed(filter))
-    return signalPassFailure();
-  FailureOr<SmallVector<LinearWeight>> weights =
-      collectLinearWeights(module, *filter);
+  FailureOr<SmallVector<LinearWeight>> weights = selectLinearWeights(
+      module, pass, include, exclude, classifier, *quantFormat);
   if (failed(weights))
     return signalPassFailure();
-  for (LinearWeight &weight : *weights)
-    if (failed(checkFormatFits(weight.linear, *quantFormat, weight.type)))
-      return signalPassFailure();
   if (weights->empty())
     return;
 

@@ -245,3 +245,20 @@ void mlir::qlr::replaceLinearWeights(
     if (weight->constant->use_empty())
       weight->constant->erase();
 }
+
+FailureOr<SmallVector<LinearWeight>> mlir::qlr::selectLinearWeights(
+    ModuleOp module, StringRef pass, ArrayRef<std::string> include,
+    ArrayRef<std::string> exclude, bool classifier, FormatAttr format) {
+  FailureOr<LinearFilter> filter =
+      LinearFilter::create(module, pass, include, exclude, classifier);
+  if (failed(filter))
+    return failure();
+  FailureOr<SmallVector<LinearWeight>> weights =
+      collectLinearWeights(module, *filter);
+  if (failed(weights))
+    return failure();
+  for (LinearWeight &weight : *weights)
+    if (failed(checkFormatFits(weight.linear, format, weight.type)))
+      return failure();
+  return weights;
+}

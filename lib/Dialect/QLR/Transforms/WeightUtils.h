@@ -63,6 +63,13 @@ bool isClassifierName(StringRef name);
 FailureOr<SmallVector<LinearWeight>>
 collectLinearWeights(ModuleOp module, const LinearFilter &filter);
 
+/// What every weight pass starts with: parses the filter options, collects
+/// the selected linears (collectLinearWeights) and checks that `format` fits
+/// each weight (checkFormatFits). Fails after reporting the problem.
+FailureOr<SmallVector<LinearWeight>> selectLinearWeights(
+    ModuleOp module, StringRef pass, ArrayRef<std::string> include,
+    ArrayRef<std::string> exclude, bool classifier, FormatAttr format);
+
 /// Builds `#qlr.format` from pass options: `format` is uniform, nf4, nf2 or
 /// lut (with `table`); `bits` 0 means `defaultBits` for uniform/lut and is
 /// implied by nf4/nf2; `groupSize` 0 means per output channel; `scaleType`
