@@ -5,6 +5,7 @@
 #include "qlr/Calibration/ModuleLoader.h"
 #include "qlr/Dialect/QLR/IR/QLR.h"
 #include "qlr/Dialect/QLR/Utils/ConstantData.h"
+#include "qlr/Import/LlamaImporter.h"
 #include "qlr/Numerics/Packing.h"
 #include "qlr/Numerics/Quantize.h"
 
@@ -26,49 +27,21 @@ using ::qlr::calibration::LlamaWeights;
 namespace numerics = ::qlr::numerics;
 
 FailureOr<LlamaConfig> mlir::qlr::readLlamaConfig(ModuleOp module) {
-  auto dict = module->getAttrOfType<DictionaryAttr>("qlr.model");
-  if (!dict)
-    return emitError(module.getLoc(),
-                     "not a QLR model: no 'qlr.model' attribute (was "
-                     "it made by qlr-import?)");
-  LlamaConfig c;
-  bool ok = true;
-  auto getInt = [&](StringRef key, int64_t &out) {
-    auto attr = dict.getAs<IntegerAttr>(key);
-    if (!attr) {
-      emitError(module.getLoc(), "'qlr.model' lacks integer '") << key << "'";
-      ok = false;
-      return;
-    }
-    out = attr.getInt();
-  };
-  auto getFloat = [&](StringRef key, double &out) {
-    auto attr = dict.getAs<FloatAttr>(key);
-    if (!attr) {
-      emitError(module.getLoc(), "'qlr.model' lacks float '") << key << "'";
-      ok = false;
-      return;
-    }
-    out = attr.getValueAsDouble();
-  };
-  getInt("dim", c.dim);
-  getInt("head_dim", c.headDim);
-  getInt("heads", c.heads);
-  getInt("kv_heads", c.kvHeads);
-  getInt("hidden_dim", c.hiddenDim);
-  getInt("layers", c.layers);
-  getInt("vocab_size", c.vocabSize);
-  getInt("max_seq_len", c.maxSeqLen);
-  getFloat("norm_eps", c.normEps);
-  getFloat("rope_theta", c.ropeTheta);
-  if (auto tied = dict.getAs<BoolAttr>("tied_embeddings"))
-    c.tiedEmbeddings = tied.getValue();
-  else if (ok) {
-    emitError(module.getLoc(), "'qlr.model' lacks bool 'tied_embeddings'");
-    ok = false;
-  }
-  if (!ok)
+  FailureOr<::qlr::checkpoint::ModelConfig> model = readModelConfig(module);
+  if (failed(model))
     return failure();
+  LlamaConfig c;
+  c.dim = model->dim;
+  c.headDim = model->headDim;
+  c.heads = model->numHeads;
+  c.kvHeads = model->numKVHeads;
+  c.hiddenDim = model->hiddenDim;
+  c.layers = model->numLayers;
+  c.vocabSize = model->vocabSize;
+  c.maxSeqLen = model->maxSeqLen;
+  c.normEps = model->normEps;
+  c.ropeTheta = model->ropeTheta;
+  c.tiedEmbeddings = model->tiedEmbeddings;
   return c;
 }
 

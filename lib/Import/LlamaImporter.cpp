@@ -507,20 +507,30 @@ mlir::qlr::importLlama(MLIRContext *context, const Checkpoint &checkpoint,
 }
 
 FailureOr<ModelConfig> mlir::qlr::readModelConfig(ModuleOp module) {
+  // Errors are located at the module but do not print it: a model module
+  // holds hundreds of megabytes of weights.
+  Location loc = module.getLoc();
   auto dict = module->getAttrOfType<DictionaryAttr>(kModelAttrName);
   if (!dict)
-    return module.emitError("not a QLR model: no '")
+    return emitError(loc, "not a QLR model: no '")
            << kModelAttrName << "' attribute (was it made by qlr-import?)";
   ModelConfig c;
   bool ok = true;
+  auto lacks = [&](StringRef kind, StringRef key) {
+    emitError(loc, "model attribute lacks ") << kind << " '" << key << "'";
+    ok = false;
+  };
   auto getInt = [&](StringRef key, int64_t &out) {
-    auto attr = dict.getAs<IntegerAttr>(key);
-    if (!attr) {
-      module.emitError("model attribute lacks integer '") << key << "'";
-      ok = false;
-      return;
-    }
-    out = attr.getInt();
+    if (auto attr = dict.getAs<IntegerAttr>(key))
+      out = attr.getInt();
+    else
+      lacks("integer", key);
+  };
+  auto getFloat = [&](StringRef key, float &out) {
+    if (auto attr = dict.getAs<FloatAttr>(key))
+      out = attr.getValueAsDouble();
+    else
+      lacks("float", key);
   };
   getInt("dim", c.dim);
   getInt("hidden_dim", c.hiddenDim);
@@ -530,12 +540,12 @@ FailureOr<ModelConfig> mlir::qlr::readModelConfig(ModuleOp module) {
   getInt("head_dim", c.headDim);
   getInt("vocab_size", c.vocabSize);
   getInt("max_seq_len", c.maxSeqLen);
-  if (auto eps = dict.getAs<FloatAttr>("norm_eps"))
-    c.normEps = eps.getValueAsDouble();
-  if (auto theta = dict.getAs<FloatAttr>("rope_theta"))
-    c.ropeTheta = theta.getValueAsDouble();
+  getFloat("norm_eps", c.normEps);
+  getFloat("rope_theta", c.ropeTheta);
   if (auto tied = dict.getAs<BoolAttr>("tied_embeddings"))
     c.tiedEmbeddings = tied.getValue();
+  else
+    lacks("bool", "tied_embeddings");
   if (!ok)
     return failure();
   return c;
