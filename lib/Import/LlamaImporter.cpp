@@ -4,6 +4,7 @@
 
 #include "qlr/Import/LlamaImporter.h"
 #include "qlr/Dialect/QLR/IR/QLR.h"
+#include "qlr/Dialect/QLR/Utils/ConstantData.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -549,4 +550,21 @@ FailureOr<ModelConfig> mlir::qlr::readModelConfig(ModuleOp module) {
   if (!ok)
     return failure();
   return c;
+}
+
+FailureOr<std::optional<::qlr::tokenizer::TokenizerData>>
+mlir::qlr::readEmbeddedTokenizer(ModuleOp module) {
+  using Result = std::optional<::qlr::tokenizer::TokenizerData>;
+  auto blob =
+      module->getAttrOfType<DenseResourceElementsAttr>(kTokenizerAttrName);
+  if (!blob)
+    return Result();
+  auto bytes = readBytes(blob, module.getLoc());
+  if (failed(bytes))
+    return emitError(module.getLoc(), "cannot read the embedded tokenizer");
+  auto data = ::qlr::tokenizer::deserialize(*bytes);
+  if (!data)
+    return emitError(module.getLoc(), "the embedded tokenizer is corrupt: ")
+           << llvm::toString(data.takeError());
+  return Result(std::move(*data));
 }

@@ -192,17 +192,10 @@ ModelRunner::load(llvm::StringRef path, const RunnerOptions &options) {
     return error("not a model made by qlr-import");
   impl->config = *config;
 
-  if (auto blob = (*module)->getAttrOfType<DenseResourceElementsAttr>(
-          kTokenizerAttrName)) {
-    auto bytes = readBytes(blob, module->getLoc());
-    if (failed(bytes))
-      return error("cannot read the embedded tokenizer");
-    auto data = ::qlr::tokenizer::deserialize(*bytes);
-    if (!data)
-      return error("the embedded tokenizer is corrupt: " +
-                   llvm::toString(data.takeError()));
-    impl->tokenizer = std::move(*data);
-  }
+  auto tokenizer = readEmbeddedTokenizer(*module);
+  if (failed(tokenizer))
+    return error("cannot load the embedded tokenizer");
+  impl->tokenizer = std::move(*tokenizer);
   if (!options.compile)
     return std::unique_ptr<ModelRunner>(new ModelRunner(std::move(impl)));
 

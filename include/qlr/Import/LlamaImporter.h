@@ -29,11 +29,13 @@
 #define QLR_IMPORT_LLAMAIMPORTER_H
 
 #include "qlr/Checkpoint/Checkpoint.h"
+#include "qlr/Tokenizer/TokenizerData.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/OwningOpRef.h"
 
 #include <memory>
+#include <optional>
 
 namespace mlir::qlr {
 
@@ -64,6 +66,12 @@ constexpr llvm::StringLiteral kForwardFuncName = "forward";
 
 /// Reads the model configuration back from a module built by importLlama.
 FailureOr<::qlr::checkpoint::ModelConfig> readModelConfig(ModuleOp module);
+
+/// The tokenizer qlr-import embedded (the `qlr.tokenizer` module attribute),
+/// or std::nullopt when the module has none. An unreadable or corrupt blob
+/// is reported at the module's location and fails.
+FailureOr<std::optional<::qlr::tokenizer::TokenizerData>>
+readEmbeddedTokenizer(ModuleOp module);
 
 } // namespace mlir::qlr
 

@@ -5,10 +5,8 @@
 
 #include "Calibration.h"
 
-#include "qlr/Dialect/QLR/Utils/ConstantData.h"
 #include "qlr/Import/LlamaImporter.h"
 #include "qlr/Tokenizer/Tokenizer.h"
-#include "qlr/Tokenizer/TokenizerData.h"
 
 #include "llvm/Support/MemoryBuffer.h"
 
@@ -41,24 +39,16 @@ mlir::qlr::getCalibrationTokens(ModuleOp module, StringRef pass,
   if (spec.source == "generate")
     return model.generate(spec.samples, spec.seqLen, spec.seed);
 
-  auto blob =
-      module->getAttrOfType<DenseResourceElementsAttr>(kTokenizerAttrName);
-  if (!blob) {
+  auto data = readEmbeddedTokenizer(module);
+  if (failed(data))
+    return failure();
+  if (!*data) {
     error() << "calibration=" << spec.source
             << " needs the tokenizer qlr-import embeds (module attribute "
             << kTokenizerAttrName << "); use calibration=generate instead";
     return failure();
   }
-  auto bytes = readBytes(blob, module.getLoc());
-  if (failed(bytes))
-    return failure();
-  auto data = ::qlr::tokenizer::deserialize(*bytes);
-  if (!data) {
-    error() << "the embedded tokenizer is corrupt: "
-            << llvm::toString(data.takeError());
-    return failure();
-  }
-  auto tokenizer = ::qlr::tokenizer::Tokenizer::create(std::move(*data));
+  auto tokenizer = ::qlr::tokenizer::Tokenizer::create(std::move(**data));
   if (!tokenizer) {
     error() << "the embedded tokenizer is invalid: "
             << llvm::toString(tokenizer.takeError());
