@@ -33,6 +33,11 @@ DEV_TEXT = ROOT.parent / "shared" / "data" / "tinystories-dev.txt"
 CALIB_TEXT = ROOT.parent / "shared" / "data" / "tinystories-calib.txt"
 
 
+# Learning rate of the norm-tweak configurations (chosen on GPTQ W3 g64; see
+# docs/norm-tweak.md).
+NORM_TWEAK_LR = "1e-4"
+
+
 def rtn(bits, group, sym=True, fmt="uniform", clip=False):
     opts = f"method=rtn bits={bits} group-size={group} symmetric={'true' if sym else 'false'}"
     if clip:
@@ -45,7 +50,7 @@ def rtn(bits, group, sym=True, fmt="uniform", clip=False):
 def gptq(bits, group, sym=True, samples=32, seq_len=256, act_order=False, clip=False):
     return ("qlr-quantize-linear{method=gptq "
             f"bits={bits} group-size={group} symmetric={'true' if sym else 'false'} "
-            f"calibration={CALIB_TEXT} samples={samples} seq-len={seq_len}"
+            f"data={CALIB_TEXT} samples={samples} seq-len={seq_len}"
             f" act-order={'true' if act_order else 'false'}{' clip-search=true' if clip else ''}}}")
 
 
@@ -80,7 +85,18 @@ def configs():
         for rank in (8, 16, 32):
             for iters in (1, 5):
                 c[f"loftq-{'int2' if fmt == 'uniform' else fmt}-r{rank}-t{iters}"] = loftq(fmt, rank, iters)
+    # Norm tweaking (qlr-norm-tweak) after a quantizer: NAME-nt runs NAME's
+    # pipeline, then tunes the norms against the float model ({model}).
+    for base in ("gptq-w4-g64-asym-ao", "gptq-w3-g64-asym-ao", "gptq-w2-g64-asym-ao",
+                 "gptq-w4-g128-asym-ao", "gptq-w3-g128-asym-ao", "gptq-w2-g128-asym-ao",
+                 "gptq-w3-g64-asym-clip-ao", "gptq-w2-g64-asym-clip-ao",
+                 "rtn-w3-g64-asym", "rtn-w2-g64-asym", "rtn-w4-g64-asym"):
+        c[f"{base}-nt"] = c[base] + "," + norm_tweak()
     return c
+
+
+def norm_tweak(lr=NORM_TWEAK_LR):
+    return f"qlr-norm-tweak{{reference={{model}} lr={lr}}}"
 
 
 def linear_shapes(model_cfg):
@@ -118,6 +134,8 @@ def run_config(args, name, pipeline, model_cfg):
     entry = {"name": name, "pipeline": pipeline}
     model = args.model
     if pipeline is not None:
+        pipeline = pipeline.replace("{model}", args.model)
+        entry["pipeline"] = pipeline
         cmd = [str(args.quant_opt), args.model, f"--pass-pipeline=builtin.module({pipeline})",
                "--emit-bytecode", "-o", str(out_file)]
         t0 = time.perf_counter()

@@ -93,7 +93,7 @@ calib=$QLR_ROOT/../shared/data/tinystories-calib.txt
 [ -f "$calib" ] || calib=generate
 quantized=$out/smollm2.gptq-w4-g64.mlirbc
 qlr_log "quant-opt --qlr-quantize-linear: GPTQ W4 g64 (calibration: $(basename "$calib"))"
-"$opt" "$model" --qlr-quantize-linear="method=gptq bits=4 group-size=64 calibration=$calib samples=32 seq-len=256" \
+"$opt" "$model" --qlr-quantize-linear="method=gptq bits=4 group-size=64 data=$calib samples=32 seq-len=256" \
   --mlir-timing -emit-bytecode -o "$quantized" 2>&1 | grep -E "QLRQuantizeLinearPass|Total" | sed 's/^ */  /'
 printf '  %-28s %12s bytes\n' "float (f32) model:" "$(wc -c <"$model")" "GPTQ W4 g64 model:" "$(wc -c <"$quantized")"
 if [ -f "$dev" ]; then

@@ -176,12 +176,13 @@ public:
     return {};
   }
 
-  /// The qlr.pack / qlr.lowrank built from resources NAME.codes, NAME.lora_a,
-  /// ..., or null.
+  /// The qlr.pack / qlr.lowrank built from resources NAME.codes, NAME.lora_a
+  /// (qlr-loftq), NAME.factor_a (qlr-basis-select), ..., or null.
   Value compressed(StringRef name) const {
     Value found;
     for (StringRef suffix :
-         {".lora_a", ".lora_b", ".lora_a.codes", ".lora_b.codes", ".codes"}) {
+         {".lora_a", ".lora_b", ".lora_a.codes", ".lora_b.codes", ".factor_a",
+          ".factor_b", ".factor_a.codes", ".factor_b.codes", ".codes"}) {
       Value v = named.lookup((name + suffix).str()).first;
       if (!v)
         continue;

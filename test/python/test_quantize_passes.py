@@ -195,7 +195,7 @@ def test_quantized_synthetic_model_runs(synthetic, tmp_path):
     w8 = perplexity(bin_dir, quantize(bin_dir, model, tmp_path / "w8.mlirbc",
                                       "qlr-quantize-linear{bits=8 group-size=0}"), text)
     assert abs(w8 - base) / base < 0.01
-    calib = f"calibration=generate samples=8 seq-len=64"
+    calib = f"data=generate samples=8 seq-len=64"
     rtn = perplexity(bin_dir, quantize(bin_dir, model, tmp_path / "rtn.mlirbc",
                                        "qlr-quantize-linear{bits=3 group-size=32}"), text)
     gptq = perplexity(bin_dir, quantize(bin_dir, model, tmp_path / "gptq.mlirbc",
@@ -213,8 +213,8 @@ def test_gptq_needs_calibration_and_imported_model(quant_opt, synthetic, tmp_pat
     result = subprocess.run([quant_opt, model, "--qlr-quantize-linear=method=gptq", "-o", tmp_path / "x.mlirbc"],
                             capture_output=True, text=True)
     assert result.returncode != 0
-    assert "needs calibration data: calibration=FILE" in result.stderr
+    assert "needs calibration data: data=FILE" in result.stderr
     assert not (tmp_path / "x.mlirbc").exists()
-    result = subprocess.run([quant_opt, model, "--qlr-quantize-linear=method=gptq calibration=/nonexistent",
+    result = subprocess.run([quant_opt, model, "--qlr-quantize-linear=method=gptq data=/nonexistent",
                              "-o", tmp_path / "x.mlirbc"], capture_output=True, text=True)
     assert result.returncode != 0 and "cannot read calibration file '/nonexistent'" in result.stderr

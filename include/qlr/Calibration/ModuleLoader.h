@@ -31,8 +31,9 @@ FailureOr<std::vector<float>> decodeWeight(Value weight);
 /// Each canonical weight NAME (tok_embeddings, layers.N.attention.wq, ...,
 /// norm, output) is found by its resource name: compressed forms first
 /// (resources NAME.codes / NAME.scales / NAME.zero_points tied by qlr.pack,
-/// or NAME.lora_a / NAME.lora_b tied by qlr.lowrank, whose decoded value is
-/// used), then the float constant NAME. Constants without a usable name
+/// or NAME.lora_a / NAME.lora_b (qlr-loftq) and NAME.factor_a /
+/// NAME.factor_b (qlr-basis-select) tied by qlr.lowrank, whose decoded value
+/// is used), then the float constant NAME. Constants without a usable name
 /// (inline `dense<...>`) are found by position: the @forward function's
 /// qlr.rms_norm and qlr.linear ops in the importer's order (7 linears and 2
 /// norms per layer, then the final norm and the classifier).

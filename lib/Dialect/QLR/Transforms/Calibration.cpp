@@ -8,12 +8,14 @@
 #include "qlr/Import/LlamaImporter.h"
 #include "qlr/Tokenizer/Tokenizer.h"
 
+#include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/MemoryBuffer.h"
 
 #include <random>
 
 using namespace mlir;
 using namespace mlir::qlr;
+namespace calib = ::qlr::calibration;
 
 FailureOr<std::vector<int32_t>>
 mlir::qlr::getCalibrationTokens(ModuleOp module, StringRef pass,
@@ -21,8 +23,8 @@ mlir::qlr::getCalibrationTokens(ModuleOp module, StringRef pass,
                                 const ::qlr::calibration::LlamaModel &model) {
   auto error = [&]() { return emitError(module.getLoc()) << pass << ": "; };
   if (spec.source.empty()) {
-    error() << "needs calibration data: calibration=FILE (a text file) or "
-               "calibration=generate (text sampled from the model)";
+    error() << "needs calibration data: data=FILE (a text file) or "
+               "data=generate (text sampled from the model)";
     return failure();
   }
   if (spec.samples < 1 || spec.seqLen < 2) {
@@ -43,9 +45,9 @@ mlir::qlr::getCalibrationTokens(ModuleOp module, StringRef pass,
   if (failed(data))
     return failure();
   if (!*data) {
-    error() << "calibration=" << spec.source
+    error() << "data=" << spec.source
             << " needs the tokenizer qlr-import embeds (module attribute "
-            << kTokenizerAttrName << "); use calibration=generate instead";
+            << kTokenizerAttrName << "); use data=generate instead";
     return failure();
   }
   auto tokenizer = ::qlr::tokenizer::Tokenizer::create(std::move(**data));
@@ -85,4 +87,24 @@ mlir::qlr::getCalibrationTokens(ModuleOp module, StringRef pass,
                   text.begin() + at + spec.seqLen);
   }
   return tokens;
+}
+
+SmallVector<std::pair<std::string, std::vector<float> *>>
+mlir::qlr::blockGroupWeights(calib::BlockWeights &block, int64_t i,
+                             calib::LinearGroup group) {
+  std::string prefix = llvm::formatv("layers.{0}.", i).str();
+  switch (group) {
+  case calib::LinearGroup::QKV:
+    return {{prefix + "attention.wq", &block.wq},
+            {prefix + "attention.wk", &block.wk},
+            {prefix + "attention.wv", &block.wv}};
+  case calib::LinearGroup::Output:
+    return {{prefix + "attention.wo", &block.wo}};
+  case calib::LinearGroup::GateUp:
+    return {{prefix + "feed_forward.w1", &block.w1},
+            {prefix + "feed_forward.w3", &block.w3}};
+  case calib::LinearGroup::Down:
+    return {{prefix + "feed_forward.w2", &block.w2}};
+  }
+  llvm_unreachable("unknown linear group");
 }

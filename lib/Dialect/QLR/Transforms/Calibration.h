@@ -40,6 +40,13 @@ getCalibrationTokens(ModuleOp module, StringRef pass,
                      const CalibrationSpec &spec,
                      const ::qlr::calibration::LlamaModel &model);
 
+/// The canonical names (`layers.I.attention.wq`, ...) of block `i`'s linear
+/// layers that consume `group`'s input, each with the member of `block` that
+/// holds its weight, in forward order.
+SmallVector<std::pair<std::string, std::vector<float> *>>
+blockGroupWeights(::qlr::calibration::BlockWeights &block, int64_t i,
+                  ::qlr::calibration::LinearGroup group);
+
 } // namespace mlir::qlr
 
 #endif // QLR_LIB_DIALECT_QLR_TRANSFORMS_CALIBRATION_H

@@ -22,8 +22,11 @@ using namespace mlir;
 using namespace mlir::qlr;
 
 /// The name a decoded weight gets: the resource name of its storage without
-/// the `.codes` / `.lora_a` suffix the compressing passes add.
+/// the `.codes` / `.lora_a` / `.factor_a` suffixes the compressing passes add
+/// (a quantized factor is stored as NAME.factor_a.codes).
 static std::string baseName(Value storage) {
+  if (auto pack = storage.getDefiningOp<PackOp>())
+    storage = pack.getCodes();
   auto constant = storage.getDefiningOp<arith::ConstantOp>();
   if (!constant)
     return "weight";
@@ -31,7 +34,8 @@ static std::string baseName(Value storage) {
   if (!resource)
     return "weight";
   StringRef key = resource.getRawHandle().getKey();
-  for (StringRef suffix : {".codes", ".lora_a", ".lora_b", ".scales"})
+  key.consume_back(".codes");
+  for (StringRef suffix : {".lora_a", ".lora_b", ".factor_a", ".factor_b"})
     if (key.consume_back(suffix))
       break;
   return key.str();

@@ -15,7 +15,9 @@
 #include "qlr/Calibration/ModuleLoader.h"
 #include "qlr/Dialect/QLR/Transforms/Passes.h"
 #include "qlr/Numerics/GPTQ.h"
+#include "qlr/Numerics/LowRank.h"
 
+#include "mlir/IR/DialectResourceBlobManager.h"
 #include "mlir/IR/Threading.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringSet.h"
@@ -32,25 +34,101 @@ namespace numerics = ::qlr::numerics;
 namespace calib = ::qlr::calibration;
 
 namespace {
-/// The canonical names of block `i`'s linears that consume `group`'s input,
-/// each with the block weight it lives in.
-SmallVector<std::pair<std::string, std::vector<float> *>>
-groupWeights(calib::BlockWeights &block, int64_t i, calib::LinearGroup group) {
-  std::string prefix = llvm::formatv("layers.{0}.", i).str();
-  switch (group) {
-  case calib::LinearGroup::QKV:
-    return {{prefix + "attention.wq", &block.wq},
-            {prefix + "attention.wk", &block.wk},
-            {prefix + "attention.wv", &block.wv}};
-  case calib::LinearGroup::Output:
-    return {{prefix + "attention.wo", &block.wo}};
-  case calib::LinearGroup::GateUp:
-    return {{prefix + "feed_forward.w1", &block.w1},
-            {prefix + "feed_forward.w3", &block.w3}};
-  case calib::LinearGroup::Down:
-    return {{prefix + "feed_forward.w2", &block.w2}};
-  }
-  llvm_unreachable("unknown linear group");
+/// A selected `qlr.linear` whose weight is `qlr.lowrank` of two float
+/// constants without a base (what qlr-basis-select writes): each factor is
+/// quantized like a weight of its own, A [N, r] in groups along r and
+/// B [r, K] in groups along K.
+struct LowRankLinear {
+  LowRankOp lowRank;
+  /// The weight's name: factor A's resource key without `.factor_a`.
+  std::string name;
+  /// The factors (LinearWeight::linear is the first linear using them).
+  LinearWeight a, b;
+  /// The quantized factors (filled by GPTQ, else by RTN).
+  numerics::QuantizedData qa, qb;
+};
+
+/// Collects, in program order, the distinct low-rank weights of float
+/// factors whose name `filter` accepts and checks that `format` fits both
+/// factors. Fails after reporting a problem.
+FailureOr<std::vector<LowRankLinear>>
+collectLowRankLinears(ModuleOp module, const LinearFilter &filter,
+                      FormatAttr format) {
+  std::vector<LowRankLinear> result;
+  llvm::SmallPtrSet<Operation *, 16> seen;
+  WalkResult walk = module.walk([&](LinearOp linear) {
+    auto lowRank = linear.getWeight().getDefiningOp<LowRankOp>();
+    if (!lowRank || lowRank.getBase() || !seen.insert(lowRank).second)
+      return WalkResult::advance();
+    auto readFactor = [&](Value factor, LinearWeight &out) {
+      auto constant = factor.getDefiningOp<arith::ConstantOp>();
+      auto type = dyn_cast<RankedTensorType>(factor.getType());
+      if (!constant || !type || !type.hasStaticShape())
+        return false;
+      out.linear = linear;
+      out.constant = constant;
+      out.type = type;
+      if (auto resource =
+              dyn_cast<DenseResourceElementsAttr>(constant.getValue()))
+        out.name = resource.getRawHandle().getKey().str();
+      return true;
+    };
+    LowRankLinear entry;
+    entry.lowRank = lowRank;
+    if (!readFactor(lowRank.getA(), entry.a) ||
+        !readFactor(lowRank.getB(), entry.b))
+      return WalkResult::advance();
+    StringRef name = entry.a.name;
+    if (!name.consume_back(".factor_a") && !name.consume_back(".lora_a"))
+      name = "";
+    entry.name =
+        name.empty() ? "lowrank" + std::to_string(result.size()) : name.str();
+    if (entry.a.name.empty())
+      entry.a.name = entry.name + ".factor_a";
+    if (entry.b.name.empty())
+      entry.b.name = entry.name + ".factor_b";
+    if (!filter.accepts(entry.name))
+      return WalkResult::advance();
+    for (LinearWeight *factor : {&entry.a, &entry.b}) {
+      if (failed(checkFormatFits(linear, format, factor->type)))
+        return WalkResult::interrupt();
+      FailureOr<std::vector<float>> values =
+          decodeWeight(factor->constant.getResult());
+      if (failed(values))
+        return WalkResult::interrupt();
+      factor->values = std::move(*values);
+    }
+    result.push_back(std::move(entry));
+    return WalkResult::advance();
+  });
+  if (walk.wasInterrupted())
+    return failure();
+  return result;
+}
+
+/// B H Bᵀ for B [r, k] (row-major) and H [k, k]: the Hessian of the inputs
+/// of A when A·B is applied to inputs with Hessian H.
+std::vector<double> projectHessian(ArrayRef<double> h, ArrayRef<float> b,
+                                   int64_t r, int64_t k) {
+  std::vector<double> bh(r * k, 0.0), result(r * r, 0.0);
+  for (int64_t i = 0; i < r; ++i)
+    for (int64_t l = 0; l < k; ++l) {
+      double bil = b[i * k + l];
+      if (bil == 0.0)
+        continue;
+      const double *hRow = &h[l * k];
+      double *out = &bh[i * k];
+      for (int64_t j = 0; j < k; ++j)
+        out[j] += bil * hRow[j];
+    }
+  for (int64_t i = 0; i < r; ++i)
+    for (int64_t j = 0; j < r; ++j) {
+      double sum = 0;
+      for (int64_t l = 0; l < k; ++l)
+        sum += bh[i * k + l] * double(b[j * k + l]);
+      result[i * r + j] = sum;
+    }
+  return result;
 }
 
 struct QLRQuantizeLinearPass
@@ -60,17 +138,25 @@ struct QLRQuantizeLinearPass
   void runOnOperation() override;
 
 private:
+  /// Quantizes the factors of `lowRanks` (RTN for those GPTQ did not cover)
+  /// and rewrites each low-rank weight to quantized factors.
+  LogicalResult quantizeLowRankFactors(MutableArrayRef<LowRankLinear> lowRanks,
+                                       FormatAttr quantFormat);
   /// Sequential GPTQ over the transformer blocks; fills `results` for every
-  /// selected weight that lives in a block.
+  /// selected float
+  /// weight that lives in a block, and the quantized factors of every
+  /// low-rank weight in `lowRanks` that does.
   LogicalResult runGPTQ(ModuleOp module, FormatAttr quantFormat,
                         const llvm::StringSet<> &selected,
-                        llvm::StringMap<numerics::QuantizedData> &results);
+                        llvm::StringMap<numerics::QuantizedData> &results,
+                        const llvm::StringMap<LowRankLinear *> &lowRanks);
 };
 } // namespace
 
 LogicalResult QLRQuantizeLinearPass::runGPTQ(
     ModuleOp module, FormatAttr quantFormat, const llvm::StringSet<> &selected,
-    llvm::StringMap<numerics::QuantizedData> &results) {
+    llvm::StringMap<numerics::QuantizedData> &results,
+    const llvm::StringMap<LowRankLinear *> &lowRanks) {
   FailureOr<calib::LlamaModel> model = loadLlamaModel(module);
   if (failed(model))
     return emitError(module.getLoc())
@@ -78,7 +164,7 @@ LogicalResult QLRQuantizeLinearPass::runGPTQ(
            << ": method=gptq calibrates by running the model, which needs a "
               "module made by qlr-import (qlr.model attribute and canonical "
               "weight names)";
-  CalibrationSpec spec{calibration, samples, seqLen, seed};
+  CalibrationSpec spec{data, samples, seqLen, seed};
   FailureOr<std::vector<int32_t>> tokens =
       getCalibrationTokens(module, getArgument(), spec, *model);
   if (failed(tokens))
@@ -97,14 +183,42 @@ LogicalResult QLRQuantizeLinearPass::runGPTQ(
     calib::BlockWeights &block = model->block(i);
     x = model->forwardBlock(
         i, x, [&](calib::LinearGroup group, const calib::Activations &input) {
-          auto weights = groupWeights(block, i, group);
+          auto weights = blockGroupWeights(block, i, group);
           if (!problem.empty() || llvm::none_of(weights, [&](const auto &w) {
-                return selected.contains(w.first);
+                return selected.contains(w.first) || lowRanks.contains(w.first);
               }))
             return;
           std::vector<double> h = calib::inputHessian(input);
           int64_t k = input.width;
           for (auto &[name, w] : weights) {
+            if (LowRankLinear *lowRank = lowRanks.lookup(name)) {
+              // y = A (B x): B sees the layer's inputs, A sees B's outputs,
+              // whose Hessian is Bq H Bqᵀ once B is quantized.
+              numerics::LowRankFactors f;
+              int64_t n = lowRank->a.type.getDimSize(0);
+              f.rank = lowRank->b.type.getDimSize(0);
+              auto qb = numerics::quantizeGPTQ(lowRank->b.values, f.rank, k, h,
+                                               fmt, options);
+              if (!qb) {
+                problem =
+                    name + " (factor B): " + llvm::toString(qb.takeError());
+                return;
+              }
+              f.b = numerics::dequantize(*qb, {f.rank, k}, fmt);
+              std::vector<double> hA = projectHessian(h, f.b, f.rank, k);
+              auto qa = numerics::quantizeGPTQ(lowRank->a.values, n, f.rank, hA,
+                                               fmt, options);
+              if (!qa) {
+                problem =
+                    name + " (factor A): " + llvm::toString(qa.takeError());
+                return;
+              }
+              f.a = numerics::dequantize(*qa, {n, f.rank}, fmt);
+              *w = numerics::multiplyFactors(f, n, k);
+              lowRank->qa = std::move(*qa);
+              lowRank->qb = std::move(*qb);
+              continue;
+            }
             if (!selected.contains(name))
               continue;
             int64_t n = int64_t(w->size()) / k;
@@ -148,7 +262,15 @@ void QLRQuantizeLinearPass::runOnOperation() {
       module, pass, include, exclude, classifier, *quantFormat);
   if (failed(weights))
     return signalPassFailure();
-  if (weights->empty())
+  FailureOr<LinearFilter> filter =
+      LinearFilter::create(module, pass, include, exclude, classifier);
+  if (failed(filter))
+    return signalPassFailure();
+  FailureOr<std::vector<LowRankLinear>> lowRanks =
+      collectLowRankLinears(module, *filter, *quantFormat);
+  if (failed(lowRanks))
+    return signalPassFailure();
+  if (weights->empty() && lowRanks->empty())
     return;
 
   llvm::StringMap<numerics::QuantizedData> gptq;
@@ -156,7 +278,10 @@ void QLRQuantizeLinearPass::runOnOperation() {
     llvm::StringSet<> selected;
     for (LinearWeight &weight : *weights)
       selected.insert(weight.name);
-    if (failed(runGPTQ(module, *quantFormat, selected, gptq)))
+    llvm::StringMap<LowRankLinear *> lowRankByName;
+    for (LowRankLinear &lowRank : *lowRanks)
+      lowRankByName[lowRank.name] = &lowRank;
+    if (failed(runGPTQ(module, *quantFormat, selected, gptq, lowRankByName)))
       return signalPassFailure();
   }
 
@@ -195,4 +320,52 @@ void QLRQuantizeLinearPass::runOnOperation() {
   }
   replaceLinearWeights(*weights, done);
   numQuantized += weights->size();
+  if (failed(quantizeLowRankFactors(*lowRanks, *quantFormat)))
+    return signalPassFailure();
+}
+
+LogicalResult QLRQuantizeLinearPass::quantizeLowRankFactors(
+    MutableArrayRef<LowRankLinear> lowRanks, FormatAttr quantFormat) {
+  numerics::QuantFormat fmt = quantFormat.toNumerics(2);
+  for (LowRankLinear &lowRank : lowRanks) {
+    if (lowRank.qa.codes.empty() && method == "gptq")
+      lowRank.lowRank.emitWarning()
+          << "low-rank weight '" << lowRank.name
+          << "' is not in a transformer block, so GPTQ has no inputs for it; "
+             "its factors are quantized with round-to-nearest";
+  }
+  parallelFor(&getContext(), 0, 2 * lowRanks.size(), [&](size_t index) {
+    LowRankLinear &lowRank = lowRanks[index / 2];
+    bool isA = index % 2 == 0;
+    numerics::QuantizedData &out = isA ? lowRank.qa : lowRank.qb;
+    const LinearWeight &factor = isA ? lowRank.a : lowRank.b;
+    if (out.codes.empty())
+      out = clipSearch ? numerics::quantizeRTNClipSearch(
+                             factor.values, factor.type.getShape(), fmt)
+                       : numerics::quantizeRTN(factor.values,
+                                               factor.type.getShape(), fmt);
+  });
+  for (LowRankLinear &lowRank : lowRanks) {
+    LowRankOp old = lowRank.lowRank;
+    OpBuilder b(old);
+    Location loc = old.getLoc();
+    Value a = buildPackedWeight(b, loc, lowRank.a.name, lowRank.a.type,
+                                quantFormat, lowRank.qa);
+    Value bFactor = buildPackedWeight(b, loc, lowRank.b.name, lowRank.b.type,
+                                      quantFormat, lowRank.qb);
+    auto oldType = cast<LowRankType>(old.getType());
+    auto type =
+        LowRankType::get(old.getContext(), oldType.getShape(),
+                         oldType.getElementType(), oldType.getRank(),
+                         /*base=*/FormatAttr(), quantFormat, quantFormat);
+    auto replacement = LowRankOp::create(b, loc, type, a, bFactor, Value());
+    old.getResult().replaceAllUsesWith(replacement.getResult());
+    // The linears keep their result types; only the weight type changed.
+    old.erase();
+    for (LinearWeight *factor : {&lowRank.a, &lowRank.b})
+      if (factor->constant->use_empty())
+        factor->constant->erase();
+    ++numQuantized;
+  }
+  return success();
 }

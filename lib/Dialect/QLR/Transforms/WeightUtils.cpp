@@ -262,3 +262,28 @@ FailureOr<SmallVector<LinearWeight>> mlir::qlr::selectLinearWeights(
       return failure();
   return weights;
 }
+
+StringRef mlir::qlr::resourceKey(arith::ConstantOp constant) {
+  if (auto resource = dyn_cast<DenseResourceElementsAttr>(constant.getValue()))
+    return resource.getRawHandle().getKey();
+  return {};
+}
+
+float mlir::qlr::roundToFloatType(double value, Type element) {
+  APFloat rounded(value);
+  bool losesInfo;
+  rounded.convert(cast<FloatType>(element).getFloatSemantics(),
+                  APFloat::rmNearestTiesToEven, &losesInfo);
+  rounded.convert(APFloat::IEEEsingle(), APFloat::rmNearestTiesToEven,
+                  &losesInfo);
+  return rounded.convertToFloat();
+}
+
+Value mlir::qlr::createFloatConstantLike(OpBuilder &b, Location loc,
+                                         arith::ConstantOp like,
+                                         RankedTensorType type, StringRef name,
+                                         ArrayRef<float> values) {
+  if (like && isa<DenseResourceElementsAttr>(like.getValue()))
+    return createFloatResource(b, loc, type, name, values);
+  return createFloatConstant(b, loc, type, values);
+}

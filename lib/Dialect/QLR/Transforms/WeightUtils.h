@@ -111,6 +111,20 @@ distinctWeights(MutableArrayRef<LinearWeight> weights);
 void replaceLinearWeights(MutableArrayRef<LinearWeight> weights,
                           const DenseMap<Operation *, Value> &replacements);
 
+/// The dense_resource key of `constant`'s value; empty for inline constants.
+StringRef resourceKey(arith::ConstantOp constant);
+
+/// `value` rounded once (to nearest, ties to even) to the float type
+/// `element` (f32, f16 or bf16), returned as a float, which holds it exactly.
+float roundToFloatType(double value, Type element);
+
+/// A float constant of `type` holding `values`, stored the way `like` is:
+/// `dense_resource<name>` when `like` holds a dense_resource, an inline
+/// `dense<...>` otherwise (the folding passes keep small weights readable).
+Value createFloatConstantLike(OpBuilder &b, Location loc,
+                              arith::ConstantOp like, RankedTensorType type,
+                              StringRef name, ArrayRef<float> values);
+
 } // namespace mlir::qlr
 
 #endif // QLR_LIB_DIALECT_QLR_TRANSFORMS_WEIGHTUTILS_H

@@ -114,7 +114,7 @@ defvar QLR_LinearFilterOptions = [
 
 // Options of the self-calibrating passes: where calibration tokens come from.
 defvar QLR_CalibrationOptions = [
-  Option<"calibration", "calibration", "std::string", /*default=*/"\"\"",
+  Option<"data", "data", "std::string", /*default=*/"\"\"",
          "Calibration text: a UTF-8 text FILE tokenized with the module's "
          "embedded tokenizer, or `generate` to sample text from the float "
          "model itself (random first token, 4 greedy tokens, then sampling)">,
@@ -150,7 +150,7 @@ def QLRQuantizeLinearPass : Pass<"qlr-quantize-linear", "ModuleOp"> {
       quantized before the output projection's inputs are collected, and so
       on (sequential GPTQ). This needs a module made by `qlr-import` (the
       `qlr.model` attribute and the canonical weight names) and
-      `calibration=FILE|generate`. Memory: one block's activations and
+      `data=FILE|generate`. Memory: one block's activations and
       Hessians.
 
     `format=nf4|nf2` use the NormalFloat codebooks and `format=lut` the
@@ -265,6 +265,267 @@ def QLRDequantizeWeightsPass : Pass<"qlr-dequantize-weights", "ModuleOp"> {
     Statistic<"numDequantized", "dequantized-weights", "Weights decoded">
   ];
   let dependentDialects = ["::mlir::arith::ArithDialect"];
+}
+
+//===----------------------------------------------------------------------===//
+// Norm tweaking and folding
+//===----------------------------------------------------------------------===//
+
+def QLRNormTweakPass : Pass<"qlr-norm-tweak", "ModuleOp"> {
+  let summary = "Tune the RMSNorm weights of a quantized model so that each "
+                "block's outputs match the float model's (Norm Tweaking)";
+  let description = [{
+    Norm Tweaking (Li et al., AAAI 2024) repairs a post-training quantized
+    model by re-tuning only its normalisation weights. The linear layers
+    stay exactly as an earlier pass quantized them (any format, RTN, GPTQ,
+    LoftQ); the pass reads them from the IR.
+
+    Block by block, in order:
+
+    1. the float model's block output `Yf` on the float hidden states of
+       the calibration tokens (the float model is `reference=FILE`, the
+       module before quantization);
+    2. the quantized block's output `Yq` on the quantized model's hidden
+       states, which are the previous (tweaked) quantized block's outputs;
+    3. `iters` epochs of Adam (learning rate `lr`) over the calibration
+       sequences, one sequence per step, on the block's norm weights only
+       (`norms=all|attn|ffn`), minimising `loss=dist`, the channel-wise
+       distribution distance
+       `L = 1/C · Σ_c (|μ_f,c − μ_q,c| + |σ²_f,c − σ²_q,c|)` over all tokens,
+       or `loss=mse`, the mean squared difference `mean((Yq − Yf)²)`.
+       Gradients come from the analytic backward of the block
+       (lib/Numerics/NormTweak);
+    4. the tweak is kept only if `L` over all calibration tokens went down.
+
+    With `data=generate` (the default) the calibration text is sampled from
+    the float model itself: a random first token, 4 greedy tokens, then
+    sampling (seeded). The tweaked weights replace the norm constants
+    (`dense_resource` named like the original with `.tweaked` appended).
+    Needs a module made by `qlr-import` (LLaMA-family, RMSNorm) and its float
+    original.
+
+    ```
+    quant-opt float.mlirbc \
+      --qlr-quantize-linear="method=gptq bits=3 data=generate" \
+      --qlr-norm-tweak="reference=float.mlirbc" -emit-bytecode -o w3-nt.mlirbc
+    ```
+  }];
+  let options = [
+    Option<"reference", "reference", "std::string", /*default=*/"\"\"",
+           "The float module this one was quantized from (qlr-import's "
+           "output, text or bytecode); its blocks give the target outputs">,
+    Option<"lr", "lr", "double", /*default=*/"1e-5",
+           "Adam learning rate">,
+    Option<"iters", "iters", "int64_t", /*default=*/"1",
+           "Epochs over the calibration sequences (one Adam step per "
+           "sequence)">,
+    Option<"loss", "loss", "std::string", /*default=*/"\"dist\"",
+           "dist: channel-wise |Δmean| + |Δvariance| (the paper's loss); "
+           "mse: mean squared output difference">,
+    Option<"norms", "norms", "std::string", /*default=*/"\"all\"",
+           "Which norm weights to tune: all, attn (attention_norm) or ffn "
+           "(ffn_norm)">,
+    Option<"data", "data", "std::string", /*default=*/"\"generate\"",
+           "Calibration text: a UTF-8 text FILE tokenized with the module's "
+           "embedded tokenizer, or `generate` to sample text from the float "
+           "model (random first token, 4 greedy tokens, then sampling)">,
+    Option<"samples", "samples", "int64_t", /*default=*/"32",
+           "Number of calibration sequences">,
+    Option<"seqLen", "seq-len", "int64_t", /*default=*/"256",
+           "Tokens per calibration sequence">,
+    Option<"seed", "seed", "uint64_t", /*default=*/"0",
+           "Seed for picking windows of the calibration file or for "
+           "generating calibration text">,
+    Option<"report", "report", "std::string", /*default=*/"\"\"",
+           "Write each block's loss before and after tweaking to this JSON "
+           "file">
+  ];
+  let statistics = [
+    Statistic<"numTweaked", "tweaked-blocks", "Blocks whose tweak was kept">,
+    Statistic<"numRejected", "rejected-blocks",
+              "Blocks whose tweak did not lower the loss">
+  ];
+  let dependentDialects = ["::mlir::arith::ArithDialect"];
+}
+
+def QLRFoldNormPass : Pass<"qlr-fold-norm", "ModuleOp"> {
+  let summary = "Fold norm weights (and LayerNorm biases) into the following "
+                "linear layers";
+  let description = [{
+    For a `qlr.rms_norm` or `qlr.layer_norm` with constant weight `g` (and
+    bias `b`) whose every use is the input of a `qlr.linear` with a float
+    constant weight `W [N, K]`, rewrites
+
+    * each linear's weight to `W · diag(g)` (column `k` scaled by `g[k]`),
+    * each linear's bias to `c + W·b` (LayerNorm; a bias is created when the
+      linear had none),
+    * the norm's weight to ones and its bias to zeros,
+
+    which computes the same function (exactly, up to float rounding). This
+    is how tweaked norms are folded before quantization, or how a model is
+    prepared for a quantizer that expects unit norms.
+
+    A norm is refused with a diagnostic (and left unchanged) when folding
+    would not be exact: a use that is not a linear's input, a compressed
+    (quantized or low-rank) consumer weight, a weight that is not a
+    constant, or a consumer weight also used elsewhere (tied embeddings: a
+    LLaMA model's final norm feeds the classifier, which is also the
+    embedding table). A refusal is a warning naming the reason, and the
+    other norms are still folded; with `strict=true` it is an error and the
+    pass fails. Every norm is checked before any is rewritten, so a failing
+    run leaves the module unchanged. Norms whose weight is already all ones
+    (and bias all zeros) are skipped silently.
+
+    The new values are computed in double and rounded once to the weight's
+    element type. A weight stored as `dense_resource<NAME>` is replaced by
+    `dense_resource<NAME.folded>` (a created bias is named after the weight,
+    with `.weight` replaced by `.bias.folded`); inline `dense<...>` weights
+    stay inline. Constants left without users are erased.
+
+    ```mlir
+    %n = qlr.rms_norm %x, %g eps = 1.0e-05 : tensor<?x64xf32>, tensor<64xf32>
+    %y = qlr.linear %n, %w : tensor<?x64xf32>, tensor<32x64xf32> -> tensor<?x32xf32>
+    // becomes, with %w2 = %w · diag(%g) and %ones a constant of ones:
+    %n = qlr.rms_norm %x, %ones eps = 1.0e-05 : tensor<?x64xf32>, tensor<64xf32>
+    %y = qlr.linear %n, %w2 : tensor<?x64xf32>, tensor<32x64xf32> -> tensor<?x32xf32>
+    ```
+  }];
+  let options = [
+    Option<"strict", "strict", "bool", /*default=*/"false",
+           "Fail when a norm cannot be folded exactly (by default: warn and "
+           "leave that norm)">
+  ];
+  let statistics = [
+    Statistic<"numFolded", "folded-norms", "Norms folded">
+  ];
+  let dependentDialects = ["::mlir::arith::ArithDialect"];
+}
+
+def QLRFoldBatchNormPass : Pass<"qlr-fold-batchnorm", "ModuleOp"> {
+  let summary = "Fold inference BatchNorm into the preceding linear layer or "
+                "convolution";
+  let description = [{
+    `qlr.batch_norm` with constant parameters computes
+    `y = (x - mean) · s + bias` per channel with `s = scale / sqrt(var +
+    eps)`. When `x` is produced by
+
+    * a `qlr.linear` with a float constant weight `W [N, K]` (channel axis
+      the last one), the weight becomes `diag(s) · W` and the bias
+      `(c - mean) · s + bias` (`c` the linear's bias, or 0);
+    * a `linalg.conv_2d_nchw_fchw` (channel axis 1) whose filter is a float
+      constant and whose init is a zero fill, the filter's output channels
+      are scaled by `s` and the shifted bias is added after the convolution,
+
+    and the batch norm disappears. After a convolution the bias is added as
+    `linalg.add` of a `linalg.broadcast` (nothing when it is all zeros). The
+    producer, and its weight, must have no other use, and `var + eps` must be
+    positive. Anything else is refused with a warning naming the reason (an
+    error that fails the pass, before anything is rewritten, with
+    `strict=true`), and that batch norm stays. Values are computed in double
+    and named as by `qlr-fold-norm` (`NAME.folded`, `.bias.folded`).
+
+    ```mlir
+    %y = qlr.linear %x, %w : tensor<8x16xf32>, tensor<4x16xf32> -> tensor<8x4xf32>
+    %z = qlr.batch_norm %y, %s, %b, %m, %v axis = 1 eps = 1.0e-05 : ...
+    // becomes
+    %z = qlr.linear %x, %w2, %b2 : tensor<8x16xf32>, tensor<4x16xf32>,
+        tensor<4xf32> -> tensor<8x4xf32>
+    ```
+  }];
+  let options = [
+    Option<"strict", "strict", "bool", /*default=*/"false",
+           "Fail when a batch norm cannot be folded (by default: warn and "
+           "leave it)">
+  ];
+  let statistics = [
+    Statistic<"numFolded", "folded-batchnorms", "Batch norms folded">
+  ];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::linalg::LinalgDialect",
+                           "::mlir::tensor::TensorDialect"];
+}
+
+//===----------------------------------------------------------------------===//
+// Low-rank factorization
+//===----------------------------------------------------------------------===//
+
+def QLRBasisSelectPass : Pass<"qlr-basis-select", "ModuleOp"> {
+  let summary = "Split linear weights into low-rank factors whose bases are "
+                "selected on target data (Basis Selection)";
+  let description = [{
+    Writes each selected constant weight `W [N, K] = Σ σ_i u_i v_iᵀ` (its
+    SVD) as two thin factors `A [N, r]`, `B [r, K]` that keep `r` of its
+    bases, chosen on data from the target application (Basis Selection,
+    arXiv 2405.15877):
+
+    * `score=energy` scores basis `i` by the energy it contributes to the
+      layer's output on the target activations `X`,
+      `s_i = σ_i² ‖v_iᵀ X‖²`; `score=magnitude` by `σ_i²` alone (plain
+      truncated SVD, the baseline);
+    * ranks are allocated across the selected layers under one budget,
+      `ratio` × their dense parameter count, by greedily keeping the bases
+      with the largest share of their layer's total score per parameter
+      they cost (`N + K` each); every layer keeps at least `min-rank`
+      bases; a layer whose rank reaches the break-even `⌊NK / (N + K)⌋` is
+      better stored dense and stays as it is; `rank=R` instead keeps `R`
+      bases in every layer (even above the break-even; `R <= min(N, K)`);
+    * `refit=lsq` refits the kept bases' coefficients by least squares on
+      the layer outputs (`A = W G V (Vᵀ G V)⁻¹` with `G = XᵀX` and `V` the
+      kept right bases); `refit=none` keeps the SVD's. Both factors are
+      balanced (`A = P Λ^½`, `B = Λ^½ Qᵀ` from the SVD `P Λ Qᵀ` of `A·B`),
+      so that quantizing them later behaves.
+
+    The activations come from running the float model on `data=FILE|generate`
+    (needs a module made by `qlr-import`; selected weights outside the
+    transformer blocks, such as the classifier, are refused): one pass
+    scores every layer, then the refit runs block by block on the outputs
+    of the already factorized layers. `score=magnitude refit=none` needs no
+    data and works on any module. The weight becomes `qlr.lowrank %a, %b`
+    with resources `NAME.factor_a`, `NAME.factor_b`; later passes may
+    quantize the factors (`qlr-quantize-linear`), and the lowering runs them
+    as two thin matrix products. The rules are detailed in
+    docs/basis-selection.md.
+
+    ```mlir
+    %w = qlr.lowrank %a, %b : tensor<1536x200xf32>, tensor<200x576xf32>
+        -> !qlr.lowrank<1536x576xf32, rank = 200>
+    ```
+  }];
+  let options = !listconcat([
+    Option<"ratio", "ratio", "double", /*default=*/"0.75",
+           "Kept parameters / dense parameters over the selected linear "
+           "layers, in (0, 1]">,
+    Option<"rank", "rank", "int64_t", /*default=*/"0",
+           "Keep this many bases in every selected layer (overrides ratio)">,
+    Option<"score", "score", "std::string", /*default=*/"\"energy\"",
+           "Basis score: energy (σ² ‖vᵀX‖² on the target data) or "
+           "magnitude (σ², plain truncated SVD)">,
+    Option<"refit", "refit", "std::string", /*default=*/"\"lsq\"",
+           "Refit the kept factors by least squares on the layer outputs "
+           "(lsq) or keep the SVD's (none)">,
+    Option<"minRank", "min-rank", "int64_t", /*default=*/"1",
+           "Smallest rank any selected layer keeps">
+  ], !listconcat(QLR_LinearFilterOptions, [
+    Option<"data", "data", "std::string", /*default=*/"\"\"",
+           "Target data: a UTF-8 text FILE tokenized with the module's "
+           "embedded tokenizer, or `generate` to sample text from the float "
+           "model; needed by score=energy and refit=lsq">,
+    Option<"samples", "samples", "int64_t", /*default=*/"32",
+           "Number of calibration sequences">,
+    Option<"seqLen", "seq-len", "int64_t", /*default=*/"256",
+           "Tokens per calibration sequence">,
+    Option<"seed", "seed", "uint64_t", /*default=*/"0",
+           "Seed for picking windows of the data file or for generating "
+           "text">
+  ]));
+  let statistics = [
+    Statistic<"numFactorized", "factorized-linears",
+              "Linear layers written as low-rank factors">,
+    Statistic<"numKeptDense", "dense-linears",
+              "Selected layers kept dense (rank at or above break-even)">
+  ];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::qlr::QLRDialect"];
 }
 
 #endif // QLR_DIALECT_QLR_TRANSFORMS_PASSES_TD
