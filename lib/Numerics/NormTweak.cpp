@@ -28,6 +28,7 @@
 #include <cstring>
 #include <thread>
 #include <type_traits>
+#include <utility>
 
 using namespace qlr::numerics;
 using llvm::ArrayRef;
@@ -127,34 +128,6 @@ constexpr int64_t kMaxNR = 32;
 typedef float Vec8 __attribute__((vector_size(32)));
 typedef float Vec16 __attribute__((vector_size(64)));
 
-/// Packs rows [i0, i0 + mc) x columns [p0, p0 + kc) of A into slivers of MR
-/// rows, each stored [kc][MR], zero-padding the last sliver.
-template <int MR>
-QLR_ALWAYS_INLINE void packA(Operand<float> a, int64_t i0, int64_t mc,
-                             int64_t p0, int64_t kc, float *dst) {
-  for (int64_t ir = 0; ir < mc; ir += MR, dst += MR * kc) {
-    int64_t rows = std::min<int64_t>(MR, mc - ir);
-    if (a.trans) {
-      for (int64_t p = 0; p < kc; ++p) {
-        const float *src = a.p + (p0 + p) * a.ld + i0 + ir;
-        for (int64_t i = 0; i < MR; ++i)
-          dst[p * MR + i] = i < rows ? src[i] : 0.0f;
-      }
-    } else {
-      for (int64_t i = 0; i < MR; ++i) {
-        if (i < rows) {
-          const float *src = a.p + (i0 + ir + i) * a.ld + p0;
-          for (int64_t p = 0; p < kc; ++p)
-            dst[p * MR + i] = src[p];
-        } else {
-          for (int64_t p = 0; p < kc; ++p)
-            dst[p * MR + i] = 0.0f;
-        }
-      }
-    }
-  }
-}
-
 /// Packs rows [p0, p0 + kc) x columns [j0, j0 + nc) of B into slivers of NR
 /// columns, each stored [kc][NR], zero-padding the last sliver.
 template <int NR>
@@ -185,6 +158,15 @@ QLR_ALWAYS_INLINE void packB(Operand<float> b, int64_t p0, int64_t kc,
       }
     }
   }
+}
+
+/// Packs rows [i0, i0 + mc) x columns [p0, p0 + kc) of A into slivers of MR
+/// rows, each stored [kc][MR], zero-padding the last sliver: the packing of
+/// the columns of Aᵀ.
+template <int MR>
+QLR_ALWAYS_INLINE void packA(Operand<float> a, int64_t i0, int64_t mc,
+                             int64_t p0, int64_t kc, float *dst) {
+  packB<MR>(Operand<float>{a.p, a.ld, !a.trans}, p0, kc, i0, mc, dst);
 }
 
 /// C[0:rows, 0:cols] (+)= Ap Bp for an MR x kc sliver of A and a kc x NR
@@ -368,6 +350,20 @@ void rmsNormRowsBackward(const T *x, int64_t rows, int64_t width, const T *w,
     for (int64_t c = 0; c < width; ++c)
       out[c] = s * (g[c] * w[c]) - in[c] * k;
   }
+}
+
+/// The mean of the `width` values at `in` and 1 / sqrt(their biased variance
+/// + eps), in double: the statistics of one LayerNorm row.
+template <typename T>
+std::pair<double, double> layerNormRowStats(const T *in, int64_t width,
+                                            double eps) {
+  double mean = 0, var = 0;
+  for (int64_t c = 0; c < width; ++c)
+    mean += double(in[c]);
+  mean /= double(width);
+  for (int64_t c = 0; c < width; ++c)
+    var += (double(in[c]) - mean) * (double(in[c]) - mean);
+  return {mean, 1.0 / std::sqrt(var / double(width) + eps)};
 }
 
 template <typename T> int sign(T x) { return (x > 0) - (x < 0); }
@@ -1002,13 +998,7 @@ void qlr::numerics::layerNormForward(ArrayRef<T> x, int64_t rows, int64_t C,
          int64_t(y.size()) == rows * C && "layer norm sizes");
   for (int64_t r = 0; r < rows; ++r) {
     const T *in = x.data() + r * C;
-    double mean = 0, var = 0;
-    for (int64_t c = 0; c < C; ++c)
-      mean += double(in[c]);
-    mean /= double(C);
-    for (int64_t c = 0; c < C; ++c)
-      var += (double(in[c]) - mean) * (double(in[c]) - mean);
-    double rstd = 1.0 / std::sqrt(var / double(C) + eps);
+    auto [mean, rstd] = layerNormRowStats(in, C, eps);
     for (int64_t c = 0; c < C; ++c)
       y[r * C + c] = T((double(in[c]) - mean) * rstd) * gamma[c] + beta[c];
   }
@@ -1035,13 +1025,7 @@ void qlr::numerics::layerNormBackward(ArrayRef<T> x, int64_t rows, int64_t C,
   for (int64_t r = 0; r < rows; ++r) {
     const T *in = x.data() + r * C;
     const T *g = dy.data() + r * C;
-    double mean = 0, var = 0;
-    for (int64_t c = 0; c < C; ++c)
-      mean += double(in[c]);
-    mean /= double(C);
-    for (int64_t c = 0; c < C; ++c)
-      var += (double(in[c]) - mean) * (double(in[c]) - mean);
-    double rstd = 1.0 / std::sqrt(var / double(C) + eps);
+    auto [mean, rstd] = layerNormRowStats(in, C, eps);
     double meanG = 0, meanGX = 0;
     for (int64_t c = 0; c < C; ++c) {
       xhat[c] = (double(in[c]) - mean) * rstd;

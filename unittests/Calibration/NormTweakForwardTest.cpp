@@ -8,6 +8,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "../Numerics/NormTweakTestUtil.h"
 #include "TestModels.h"
 
 #include "qlr/Numerics/NormTweak.h"
@@ -19,6 +20,7 @@
 using namespace qlr::calibration;
 using namespace qlr::calibration::test;
 using namespace qlr::numerics;
+using namespace qlr::numerics::test;
 
 namespace {
 
@@ -33,35 +35,6 @@ LlamaBlockShape blockShape(const LlamaConfig &c) {
   s.ropeTheta = c.ropeTheta;
   return s;
 }
-
-template <typename T> std::vector<T> cast(const std::vector<float> &v) {
-  return std::vector<T>(v.begin(), v.end());
-}
-
-/// A block's weights as T.
-template <typename T> struct TypedWeights {
-  std::vector<T> attentionNorm, ffnNorm, wq, wk, wv, wo, w1, w2, w3;
-
-  explicit TypedWeights(const BlockWeights &b)
-      : attentionNorm(cast<T>(b.attentionNorm)), ffnNorm(cast<T>(b.ffnNorm)),
-        wq(cast<T>(b.wq)), wk(cast<T>(b.wk)), wv(cast<T>(b.wv)),
-        wo(cast<T>(b.wo)), w1(cast<T>(b.w1)), w2(cast<T>(b.w2)),
-        w3(cast<T>(b.w3)) {}
-
-  LlamaBlockParams<T> params() const {
-    LlamaBlockParams<T> p;
-    p.attentionNorm = attentionNorm;
-    p.ffnNorm = ffnNorm;
-    p.wq = wq;
-    p.wk = wk;
-    p.wv = wv;
-    p.wo = wo;
-    p.w1 = w1;
-    p.w2 = w2;
-    p.w3 = w3;
-    return p;
-  }
-};
 
 /// max |a - b| / max |b|.
 template <typename T>
@@ -91,7 +64,7 @@ void checkModel(const LlamaConfig &config, int64_t sequences, int64_t seqLen,
     SCOPED_TRACE(testing::Message() << "block " << layer);
     Activations expected = model.forwardBlock(layer, x);
 
-    TypedWeights<float> weightsF(model.block(layer));
+    TypedBlock<float> weightsF(model.block(layer));
     for (SimdLevel level :
          {SimdLevel::Portable, SimdLevel::AVX2, SimdLevel::AVX512}) {
       if (level > detectSimdLevel())
@@ -103,7 +76,7 @@ void checkModel(const LlamaConfig &config, int64_t sequences, int64_t seqLen,
       EXPECT_LT(maxRelativeDifference(y, expected.data), 2e-6);
     }
 
-    TypedWeights<double> weightsD(model.block(layer));
+    TypedBlock<double> weightsD(model.block(layer));
     LlamaBlockBackprop<double> engineD(shape);
     std::vector<double> yD(x.data.size());
     engineD.forward(weightsD.params(), cast<double>(x.data), sequences, seqLen,

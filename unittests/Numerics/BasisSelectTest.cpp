@@ -2,6 +2,8 @@
 // SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
 //===----------------------------------------------------------------------===//
 
+#include "TestUtil.h"
+
 #include "qlr/Numerics/BasisSelect.h"
 
 #include "gtest/gtest.h"
@@ -13,26 +15,9 @@
 #include <random>
 
 using namespace qlr::numerics;
+using namespace qlr::numerics::test;
 
 namespace {
-
-using Floats = std::vector<float>;
-using Doubles = std::vector<double>;
-
-Floats randomNormal(int64_t count, std::mt19937 &rng, float stddev = 1.0f) {
-  std::normal_distribution<float> dist(0.0f, stddev);
-  Floats v(count);
-  for (float &x : v)
-    x = dist(rng);
-  return v;
-}
-
-double norm(const Doubles &v) {
-  double sum = 0;
-  for (double x : v)
-    sum += x * x;
-  return std::sqrt(sum);
-}
 
 /// Row-major product of a (rows x inner) and b (inner x cols).
 template <typename T, typename U>
@@ -78,7 +63,7 @@ Doubles minus(Doubles a, const Doubles &b) {
 double outputError(const Floats &w, const Doubles &approx, const Floats &x,
                    int64_t m, int64_t n, int64_t rows) {
   Doubles diff = minus(Doubles(w.begin(), w.end()), approx);
-  return norm(matmul(x, transpose(diff, m, n), rows, n, m));
+  return frobenius(matmul(x, transpose(diff, m, n), rows, n, m));
 }
 
 /// Solves the r x r system M X = R (R is r x cols) by Gaussian elimination
@@ -167,10 +152,10 @@ TEST(BasisSelectTest, MagnitudeUnrefitIsTruncatedSVD) {
   for (int64_t i = r; i < n; ++i)
     tail += svd.s[i] * svd.s[i];
   Doubles err = minus(Doubles(w.begin(), w.end()), product(f, m, n));
-  EXPECT_NEAR(norm(err), std::sqrt(tail), 1e-5 * std::sqrt(tail));
+  EXPECT_NEAR(frobenius(err), std::sqrt(tail), 1e-5 * std::sqrt(tail));
   // The same matrix as truncatedSVD.
   Doubles reference = product(truncatedSVD(w, m, n, r), m, n);
-  EXPECT_LT(norm(minus(product(f, m, n), reference)), 1e-4);
+  EXPECT_LT(frobenius(minus(product(f, m, n), reference)), 1e-4);
   expectBalanced(f, m, n);
 }
 
@@ -186,7 +171,7 @@ TEST(BasisSelectTest, EnergyScoresMatchDirectComputation) {
   for (size_t i = 0; i < scores.size(); ++i) {
     // σ_i² ‖X v_i‖².
     Doubles vi(svd.vt.begin() + i * n, svd.vt.begin() + (i + 1) * n);
-    double xv = norm(matmul(x, vi, rows, n, 1));
+    double xv = frobenius(matmul(x, vi, rows, n, 1));
     double direct = svd.s[i] * svd.s[i] * xv * xv;
     EXPECT_NEAR(scores[i], direct, 1e-9 * (1 + direct)) << i;
   }
@@ -238,7 +223,7 @@ TEST(BasisSelectTest, LsqRefitBeatsUnrefitAndSolvesNormalEquations) {
     Doubles a = transpose(solve(mat, rhsT, r, m), r, m);    // m x r
     Doubles expected = matmul(a, transpose(vk, n, r), m, r, n);
     Doubles got = product(*refit, m, n);
-    EXPECT_LT(norm(minus(got, expected)), 1e-5 * norm(expected));
+    EXPECT_LT(frobenius(minus(got, expected)), 1e-5 * frobenius(expected));
     // The refit product keeps B's row space: it is rebalanced, not changed.
     expectBalanced(*refit, m, n);
   }
@@ -275,7 +260,7 @@ TEST(BasisSelectTest, LowDimensionalInputsStructured) {
   std::sort(energy.begin(), energy.end());
   EXPECT_EQ(energy, (std::vector<int64_t>{5, 6, 7}));
   Doubles wx = matmul(x, transpose(w, m, n), rows, n, m);
-  double scale = norm(wx);
+  double scale = frobenius(wx);
   for (bool lsq : {false, true}) {
     LowRankFactors f = basisFactors(svd, energy);
     if (lsq) {
@@ -293,7 +278,8 @@ TEST(BasisSelectTest, LowDimensionalInputsStructured) {
   // The refit cannot help either (V_Kᵀ G V_K = 0): it keeps W V_K.
   auto refit = refitFactors(w, svd, magnitude, g);
   ASSERT_TRUE(bool(refit)) << llvm::toString(refit.takeError());
-  EXPECT_LT(norm(minus(product(*refit, m, n), product(plain, m, n))), 1e-4);
+  EXPECT_LT(frobenius(minus(product(*refit, m, n), product(plain, m, n))),
+            1e-4);
 }
 
 TEST(BasisSelectTest, LowDimensionalInputsGeneric) {
@@ -306,7 +292,7 @@ TEST(BasisSelectTest, LowDimensionalInputsGeneric) {
   Floats x = subspaceInputs(rows, n, 3, rng);
   SVD svd = thinSVD(w, m, n);
   Doubles g = gramOf(x, rows, n);
-  double scale = norm(matmul(x, transpose(w, m, n), rows, n, m));
+  double scale = frobenius(matmul(x, transpose(w, m, n), rows, n, m));
   auto refit = refitFactors(w, svd, topBases(energyScores(svd, g), r), g);
   ASSERT_TRUE(bool(refit)) << llvm::toString(refit.takeError());
   EXPECT_LT(outputError(w, product(*refit, m, n), x, m, n, rows), 1e-5 * scale);
@@ -330,8 +316,8 @@ TEST(BasisSelectTest, RefitWithoutDataKeepsUnrefitProduct) {
   std::vector<int64_t> kept = {0, 2, 3};
   auto refit = refitFactors(w, svd, kept, Doubles(n * n, 0.0));
   ASSERT_TRUE(bool(refit)) << llvm::toString(refit.takeError());
-  EXPECT_LT(norm(minus(product(*refit, m, n),
-                       product(basisFactors(svd, kept), m, n))),
+  EXPECT_LT(frobenius(minus(product(*refit, m, n),
+                            product(basisFactors(svd, kept), m, n))),
             1e-4);
 }
 

@@ -2,8 +2,10 @@
 // SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
 //===----------------------------------------------------------------------===//
 
-#include "qlr/Numerics/GPTQ.h"
+#include "TestUtil.h"
+
 #include "qlr/Numerics/Codebook.h"
+#include "qlr/Numerics/GPTQ.h"
 
 #include "gtest/gtest.h"
 
@@ -14,11 +16,9 @@
 #include <string>
 
 using namespace qlr::numerics;
+using namespace qlr::numerics::test;
 
 namespace {
-
-using Floats = std::vector<float>;
-using Doubles = std::vector<double>;
 
 //===----------------------------------------------------------------------===//
 // Helpers
@@ -39,14 +39,6 @@ QuantFormat normalFloatFormat(unsigned bits, int64_t groupSize) {
   QuantFormat fmt = uniformFormat(bits, Granularity::Group, 1, groupSize, true);
   fmt.codebook = normalFloatCodebook(bits);
   return fmt;
-}
-
-Floats randomNormal(int64_t count, std::mt19937 &rng, float stddev = 1.0f) {
-  std::normal_distribution<float> dist(0.0f, stddev);
-  Floats v(count);
-  for (float &x : v)
-    x = dist(rng);
-  return v;
 }
 
 /// Returns numRows x k inputs (row-major) with correlated features of varying

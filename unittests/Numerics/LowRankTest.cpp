@@ -2,8 +2,10 @@
 // SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
 //===----------------------------------------------------------------------===//
 
-#include "qlr/Numerics/LowRank.h"
+#include "TestUtil.h"
+
 #include "qlr/Numerics/Codebook.h"
+#include "qlr/Numerics/LowRank.h"
 
 #include "gtest/gtest.h"
 
@@ -13,30 +15,9 @@
 #include <string>
 
 using namespace qlr::numerics;
+using namespace qlr::numerics::test;
 
 namespace {
-
-using Floats = std::vector<float>;
-using Doubles = std::vector<double>;
-
-Floats randomNormal(int64_t count, std::mt19937 &rng, float stddev = 1.0f) {
-  std::normal_distribution<float> dist(0.0f, stddev);
-  Floats v(count);
-  for (float &x : v)
-    x = dist(rng);
-  return v;
-}
-
-double frobenius(const Doubles &v) {
-  double sum = 0;
-  for (double x : v)
-    sum += x * x;
-  return std::sqrt(sum);
-}
-
-double frobenius(const Floats &v) {
-  return frobenius(Doubles(v.begin(), v.end()));
-}
 
 /// Returns W - U diag(s) Vᵀ.
 Doubles svdResidual(const Floats &w, const SVD &svd) {

@@ -12,6 +12,8 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "NormTweakTestUtil.h"
+
 #include "qlr/Numerics/NormTweak.h"
 
 #include "gtest/gtest.h"
@@ -23,21 +25,9 @@
 #include <random>
 
 using namespace qlr::numerics;
+using namespace qlr::numerics::test;
 
 namespace {
-
-std::vector<double> gaussian(size_t n, double mean, double sigma,
-                             std::mt19937_64 &rng) {
-  std::normal_distribution<double> dist(mean, sigma);
-  std::vector<double> v(n);
-  for (double &x : v)
-    x = dist(rng);
-  return v;
-}
-
-template <typename To> std::vector<To> cast(const std::vector<double> &v) {
-  return std::vector<To>(v.begin(), v.end());
-}
 
 /// ||a - b|| / ||b||.
 template <typename A, typename B>
@@ -79,55 +69,22 @@ struct Block {
   }
 };
 
-/// Block's weights converted to T, viewable as LlamaBlockParams<T>.
-template <typename T> struct TypedBlock {
-  std::vector<T> attentionNorm, ffnNorm, wq, wk, wv, wo, w1, w2, w3;
-
-  explicit TypedBlock(const Block &b)
-      : attentionNorm(cast<T>(b.attentionNorm)), ffnNorm(cast<T>(b.ffnNorm)),
-        wq(cast<T>(b.wq)), wk(cast<T>(b.wk)), wv(cast<T>(b.wv)),
-        wo(cast<T>(b.wo)), w1(cast<T>(b.w1)), w2(cast<T>(b.w2)),
-        w3(cast<T>(b.w3)) {}
-
-  LlamaBlockParams<T> params() const {
-    LlamaBlockParams<T> p;
-    p.attentionNorm = attentionNorm;
-    p.ffnNorm = ffnNorm;
-    p.wq = wq;
-    p.wk = wk;
-    p.wv = wv;
-    p.wo = wo;
-    p.w1 = w1;
-    p.w2 = w2;
-    p.w3 = w3;
-    return p;
-  }
-};
+/// A shape with the default normEps and ropeTheta.
+LlamaBlockShape blockShape(int64_t dim, int64_t headDim, int64_t heads,
+                           int64_t kvHeads, int64_t hiddenDim) {
+  return {dim, headDim, heads, kvHeads, hiddenDim};
+}
 
 LlamaBlockShape tinyShape() {
-  LlamaBlockShape s;
-  s.dim = 8;
-  s.headDim = 4;
-  s.heads = 2;
-  s.kvHeads = 1;
-  s.hiddenDim = 12;
-  s.normEps = 1e-5;
-  s.ropeTheta = 10000.0;
-  return s;
+  return blockShape(/*dim=*/8, /*headDim=*/4, /*heads=*/2, /*kvHeads=*/1,
+                    /*hiddenDim=*/12);
 }
 
 /// A shape with grouped-query attention and sizes that are not multiples of
 /// the micro-kernel tiles.
 LlamaBlockShape mediumShape() {
-  LlamaBlockShape s;
-  s.dim = 40;
-  s.headDim = 10;
-  s.heads = 4;
-  s.kvHeads = 2;
-  s.hiddenDim = 70;
-  s.normEps = 1e-5;
-  s.ropeTheta = 10000.0;
-  return s;
+  return blockShape(/*dim=*/40, /*headDim=*/10, /*heads=*/4, /*kvHeads=*/2,
+                    /*hiddenDim=*/70);
 }
 
 struct GradientCase {
@@ -503,12 +460,8 @@ void quantizeRows(std::vector<double> &w, int64_t rows, int levels) {
 }
 
 TEST(NormTweakTest, TweakingNormsReducesDistributionLoss) {
-  LlamaBlockShape s;
-  s.dim = 32;
-  s.headDim = 8;
-  s.heads = 4;
-  s.kvHeads = 2;
-  s.hiddenDim = 64;
+  LlamaBlockShape s = blockShape(/*dim=*/32, /*headDim=*/8, /*heads=*/4,
+                                 /*kvHeads=*/2, /*hiddenDim=*/64);
   int64_t sequences = 4, seqLen = 64, rows = sequences * seqLen;
   std::mt19937_64 rng(41);
   std::vector<float> x = cast<float>(gaussian(rows * s.dim, 0, 1, rng));
@@ -564,12 +517,8 @@ TEST(NormTweakTest, TweakingNormsReducesDistributionLoss) {
 //===----------------------------------------------------------------------===//
 
 TEST(NormTweakTest, DISABLED_TimingSmolLM2Block) {
-  LlamaBlockShape s;
-  s.dim = 576;
-  s.headDim = 64;
-  s.heads = 9;
-  s.kvHeads = 3;
-  s.hiddenDim = 1536;
+  LlamaBlockShape s = blockShape(/*dim=*/576, /*headDim=*/64, /*heads=*/9,
+                                 /*kvHeads=*/3, /*hiddenDim=*/1536);
   int64_t seqLen = 256;
   std::mt19937_64 rng(51);
   std::vector<float> x = cast<float>(gaussian(seqLen * s.dim, 0, 1, rng));

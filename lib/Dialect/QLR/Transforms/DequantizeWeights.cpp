@@ -9,8 +9,6 @@
 #include "qlr/Dialect/QLR/Transforms/Passes.h"
 #include "qlr/Dialect/QLR/Utils/ConstantData.h"
 
-#include "mlir/IR/DialectResourceBlobManager.h"
-
 #include "llvm/ADT/SetVector.h"
 
 namespace mlir::qlr {
@@ -28,12 +26,9 @@ static std::string baseName(Value storage) {
   if (auto pack = storage.getDefiningOp<PackOp>())
     storage = pack.getCodes();
   auto constant = storage.getDefiningOp<arith::ConstantOp>();
-  if (!constant)
+  StringRef key = constant ? resourceKey(constant) : StringRef();
+  if (key.empty())
     return "weight";
-  auto resource = dyn_cast<DenseResourceElementsAttr>(constant.getValue());
-  if (!resource)
-    return "weight";
-  StringRef key = resource.getRawHandle().getKey();
   key.consume_back(".codes");
   for (StringRef suffix : {".lora_a", ".lora_b", ".factor_a", ".factor_b"})
     if (key.consume_back(suffix))

@@ -14,7 +14,6 @@
 #include "WeightUtils.h"
 
 #include "qlr/Dialect/QLR/Transforms/Passes.h"
-#include "qlr/Dialect/QLR/Utils/ConstantData.h"
 
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
@@ -46,41 +45,13 @@ struct BatchNormFold {
   arith::ConstantOp bias;
 };
 
-/// Why a batch norm stays: the reason and, when one op is to blame, that op.
-struct Refusal {
-  std::string reason;
-  Operation *culprit = nullptr;
-  std::string note;
-};
-
 enum class Verdict { Fold, Refuse, Error };
 
 } // namespace
 
-/// The arith.constant holding the elements of `value`, or null.
-static arith::ConstantOp getElementsConstant(Value value) {
-  auto constant = value.getDefiningOp<arith::ConstantOp>();
-  if (!constant || !isa<ElementsAttr>(constant.getValue()))
-    return {};
-  return constant;
-}
-
-static FailureOr<std::vector<float>> read(arith::ConstantOp constant) {
-  return readFloats(cast<ElementsAttr>(constant.getValue()), constant.getLoc());
-}
-
-/// The name of a folded constant: `NAME.folded` for `dense_resource<NAME>`.
-static std::string foldedName(StringRef key) { return (key + ".folded").str(); }
-
-/// The name of a bias created for the weight `dense_resource<NAME>`: NAME
-/// without a `.weight` suffix, then `.bias.folded`.
-static std::string createdBiasName(StringRef weightKey) {
-  weightKey.consume_back(".weight");
-  return (weightKey + ".bias.folded").str();
-}
-
 /// Decides whether `op` can be folded; fills `fold` or `refusal`.
-static Verdict analyze(BatchNormOp op, BatchNormFold &fold, Refusal &refusal) {
+static Verdict analyze(BatchNormOp op, BatchNormFold &fold,
+                       FoldRefusal &refusal) {
   auto refuse = [&](const Twine &reason, Operation *culprit = nullptr,
                     StringRef note = "") {
     refusal = {reason.str(), culprit, note.str()};
@@ -100,7 +71,7 @@ static Verdict analyze(BatchNormOp op, BatchNormFold &fold, Refusal &refusal) {
       return refuse(Twine("its ") + operand.first + " is not a constant",
                     operand.second.getDefiningOp(),
                     "the parameter is computed here");
-    FailureOr<std::vector<float>> values = read(constant);
+    FailureOr<std::vector<float>> values = readConstantFloats(constant);
     if (failed(values))
       return Verdict::Error;
     params[index] = std::move(*values);
@@ -205,7 +176,7 @@ static Verdict analyze(BatchNormOp op, BatchNormFold &fold, Refusal &refusal) {
   // Fail here rather than half-way through the rewrite when a weight cannot
   // be read (an elided blob).
   for (arith::ConstantOp constant : {fold.weight, fold.bias})
-    if (constant && failed(read(constant)))
+    if (constant && failed(readConstantFloats(constant)))
       return Verdict::Error;
   return Verdict::Fold;
 }
@@ -215,7 +186,7 @@ static Verdict analyze(BatchNormOp op, BatchNormFold &fold, Refusal &refusal) {
 static Value scaleRows(arith::ConstantOp constant, ArrayRef<double> factor) {
   auto type = cast<RankedTensorType>(constant.getType());
   Type element = type.getElementType();
-  std::vector<float> values = *read(constant);
+  std::vector<float> values = *readConstantFloats(constant);
   int64_t rows = type.getDimSize(0);
   int64_t rowSize = type.getNumElements() / rows;
   for (int64_t row = 0; row < rows; ++row)
@@ -237,7 +208,7 @@ static void rewrite(BatchNormFold &fold) {
   // The new bias: (c - mean)·s + beta = c·s + shift.
   std::vector<double> c(channels, 0.0);
   if (fold.bias) {
-    std::vector<float> old = *read(fold.bias);
+    std::vector<float> old = *readConstantFloats(fold.bias);
     c.assign(old.begin(), old.end());
   }
   std::vector<float> biasValues(channels);
@@ -304,22 +275,17 @@ struct QLRFoldBatchNormPass
     bool refused = false;
     for (BatchNormOp op : batchNorms) {
       BatchNormFold fold;
-      Refusal refusal;
+      FoldRefusal refusal;
       switch (analyze(op, fold, refusal)) {
       case Verdict::Error:
         return signalPassFailure();
       case Verdict::Fold:
         folds.push_back(std::move(fold));
         continue;
-      case Verdict::Refuse: {
+      case Verdict::Refuse:
         refused = true;
-        InFlightDiagnostic diag =
-            strict ? emitError(op.getLoc()) : emitWarning(op.getLoc());
-        diag << "qlr.batch_norm not folded: " << refusal.reason;
-        if (refusal.culprit)
-          diag.attachNote(refusal.culprit->getLoc()) << refusal.note;
+        reportFoldRefusal(op, refusal, strict);
         continue;
-      }
       }
     }
     if (strict && refused)

@@ -12,7 +12,6 @@
 #include "WeightUtils.h"
 
 #include "qlr/Dialect/QLR/Transforms/Passes.h"
-#include "qlr/Dialect/QLR/Utils/ConstantData.h"
 
 #include "llvm/ADT/SetVector.h"
 
@@ -45,32 +44,9 @@ struct NormFold {
   SmallVector<Consumer> consumers;
 };
 
-/// Why a norm stays: the reason and, when one op is to blame, that op.
-struct Refusal {
-  std::string reason;
-  Operation *culprit = nullptr;
-  std::string note;
-};
-
 enum class Verdict { Fold, Skip, Refuse, Error };
 
 } // namespace
-
-/// The arith.constant holding the elements of `value`, or null.
-static arith::ConstantOp getElementsConstant(Value value) {
-  auto constant = value.getDefiningOp<arith::ConstantOp>();
-  if (!constant || !isa<ElementsAttr>(constant.getValue()))
-    return {};
-  return constant;
-}
-
-static FailureOr<std::vector<double>> readDoubles(arith::ConstantOp constant) {
-  FailureOr<std::vector<float>> values =
-      readFloats(cast<ElementsAttr>(constant.getValue()), constant.getLoc());
-  if (failed(values))
-    return failure();
-  return std::vector<double>(values->begin(), values->end());
-}
 
 static StringRef operandRole(LinearOp linear, OpOperand &use) {
   if (&use == &linear.getInputMutable())
@@ -80,18 +56,8 @@ static StringRef operandRole(LinearOp linear, OpOperand &use) {
   return "bias";
 }
 
-/// The name of a folded constant: `NAME.folded` for `dense_resource<NAME>`.
-static std::string foldedName(StringRef key) { return (key + ".folded").str(); }
-
-/// The name of a bias created for the weight `dense_resource<NAME>`: NAME
-/// without a `.weight` suffix, then `.bias.folded`.
-static std::string createdBiasName(StringRef weightKey) {
-  weightKey.consume_back(".weight");
-  return (weightKey + ".bias.folded").str();
-}
-
 /// Decides whether `norm` can be folded; fills `fold` or `refusal`.
-static Verdict analyze(Operation *norm, NormFold &fold, Refusal &refusal) {
+static Verdict analyze(Operation *norm, NormFold &fold, FoldRefusal &refusal) {
   auto refuse = [&](std::string reason, Operation *culprit = nullptr,
                     std::string note = "") {
     refusal = {std::move(reason), culprit, std::move(note)};
@@ -108,7 +74,7 @@ static Verdict analyze(Operation *norm, NormFold &fold, Refusal &refusal) {
     return refuse("its weight is not a constant",
                   fold.weightOperand->get().getDefiningOp(),
                   "the weight is computed here");
-  FailureOr<std::vector<double>> g = readDoubles(gConstant);
+  FailureOr<std::vector<double>> g = readConstantDoubles(gConstant);
   if (failed(g))
     return Verdict::Error;
   fold.g = std::move(*g);
@@ -119,7 +85,7 @@ static Verdict analyze(Operation *norm, NormFold &fold, Refusal &refusal) {
       return refuse("its bias is not a constant",
                     fold.biasOperand->get().getDefiningOp(),
                     "the bias is computed here");
-    FailureOr<std::vector<double>> b = readDoubles(bConstant);
+    FailureOr<std::vector<double>> b = readConstantDoubles(bConstant);
     if (failed(b))
       return Verdict::Error;
     fold.b = std::move(*b);
@@ -195,8 +161,7 @@ static Verdict analyze(Operation *norm, NormFold &fold, Refusal &refusal) {
   for (Consumer &consumer : fold.consumers) {
     for (arith::ConstantOp constant : {consumer.weight, consumer.bias})
       if (constant && checked.insert(constant).second &&
-          failed(readFloats(cast<ElementsAttr>(constant.getValue()),
-                            constant.getLoc())))
+          failed(readConstantFloats(constant)))
         return Verdict::Error;
   }
   return Verdict::Fold;
@@ -221,8 +186,7 @@ static void rewrite(NormFold &fold, llvm::SetVector<Operation *> &maybeDead) {
     std::vector<float> w;
     auto weightValues = [&]() -> ArrayRef<float> {
       if (w.empty())
-        w = *readFloats(cast<ElementsAttr>(wConstant.getValue()),
-                        wConstant.getLoc());
+        w = *readConstantFloats(wConstant);
       return w;
     };
 
@@ -234,9 +198,7 @@ static void rewrite(NormFold &fold, llvm::SetVector<Operation *> &maybeDead) {
       if (!bias) {
         std::vector<double> c(n, 0.0);
         if (consumer.bias) {
-          std::vector<float> oldBias =
-              *readFloats(cast<ElementsAttr>(consumer.bias.getValue()),
-                          consumer.bias.getLoc());
+          std::vector<float> oldBias = *readConstantFloats(consumer.bias);
           c.assign(oldBias.begin(), oldBias.end());
         }
         ArrayRef<float> oldWeight = weightValues();
@@ -313,7 +275,7 @@ struct QLRFoldNormPass
     bool refused = false;
     for (Operation *norm : norms) {
       NormFold fold;
-      Refusal refusal;
+      FoldRefusal refusal;
       switch (analyze(norm, fold, refusal)) {
       case Verdict::Error:
         return signalPassFailure();
@@ -322,15 +284,10 @@ struct QLRFoldNormPass
       case Verdict::Fold:
         folds.push_back(std::move(fold));
         continue;
-      case Verdict::Refuse: {
+      case Verdict::Refuse:
         refused = true;
-        InFlightDiagnostic diag =
-            strict ? emitError(norm->getLoc()) : emitWarning(norm->getLoc());
-        diag << norm->getName() << " not folded: " << refusal.reason;
-        if (refusal.culprit)
-          diag.attachNote(refusal.culprit->getLoc()) << refusal.note;
+        reportFoldRefusal(norm, refusal, strict);
         continue;
-      }
       }
     }
     if (strict && refused)

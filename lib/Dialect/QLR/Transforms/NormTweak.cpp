@@ -21,7 +21,6 @@
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Diagnostics.h"
-#include "mlir/IR/DialectResourceBlobManager.h"
 #include "mlir/Parser/Parser.h"
 
 #include "llvm/Support/FormatVariadic.h"
@@ -205,9 +204,8 @@ LogicalResult QLRNormTweakPass::writeBack(ModuleOp module,
     Value old = op.getWeight();
     std::string name = canonical.str();
     if (auto constant = old.getDefiningOp<arith::ConstantOp>())
-      if (auto resource =
-              dyn_cast<DenseResourceElementsAttr>(constant.getValue()))
-        name = resource.getRawHandle().getKey().str();
+      if (StringRef key = resourceKey(constant); !key.empty())
+        name = key.str();
     OpBuilder b(op);
     auto type = cast<RankedTensorType>(old.getType());
     op.getWeightMutable().assign(

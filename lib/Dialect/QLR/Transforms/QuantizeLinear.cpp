@@ -17,7 +17,6 @@
 #include "qlr/Numerics/GPTQ.h"
 #include "qlr/Numerics/LowRank.h"
 
-#include "mlir/IR/DialectResourceBlobManager.h"
 #include "mlir/IR/Threading.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringSet.h"
@@ -68,9 +67,7 @@ collectLowRankLinears(ModuleOp module, const LinearFilter &filter,
       out.linear = linear;
       out.constant = constant;
       out.type = type;
-      if (auto resource =
-              dyn_cast<DenseResourceElementsAttr>(constant.getValue()))
-        out.name = resource.getRawHandle().getKey().str();
+      out.name = resourceKey(constant).str();
       return true;
     };
     LowRankLinear entry;

@@ -287,3 +287,41 @@ Value mlir::qlr::createFloatConstantLike(OpBuilder &b, Location loc,
     return createFloatResource(b, loc, type, name, values);
   return createFloatConstant(b, loc, type, values);
 }
+
+arith::ConstantOp mlir::qlr::getElementsConstant(Value value) {
+  auto constant = value.getDefiningOp<arith::ConstantOp>();
+  if (!constant || !isa<ElementsAttr>(constant.getValue()))
+    return {};
+  return constant;
+}
+
+FailureOr<std::vector<float>>
+mlir::qlr::readConstantFloats(arith::ConstantOp constant) {
+  return readFloats(cast<ElementsAttr>(constant.getValue()), constant.getLoc());
+}
+
+FailureOr<std::vector<double>>
+mlir::qlr::readConstantDoubles(arith::ConstantOp constant) {
+  FailureOr<std::vector<float>> values = readConstantFloats(constant);
+  if (failed(values))
+    return failure();
+  return std::vector<double>(values->begin(), values->end());
+}
+
+std::string mlir::qlr::foldedName(StringRef key) {
+  return (key + ".folded").str();
+}
+
+std::string mlir::qlr::createdBiasName(StringRef weightKey) {
+  weightKey.consume_back(".weight");
+  return (weightKey + ".bias.folded").str();
+}
+
+void mlir::qlr::reportFoldRefusal(Operation *op, const FoldRefusal &refusal,
+                                  bool strict) {
+  InFlightDiagnostic diag =
+      strict ? emitError(op->getLoc()) : emitWarning(op->getLoc());
+  diag << op->getName() << " not folded: " << refusal.reason;
+  if (refusal.culprit)
+    diag.attachNote(refusal.culprit->getLoc()) << refusal.note;
+}

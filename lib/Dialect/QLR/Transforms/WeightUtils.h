@@ -5,7 +5,9 @@
 // What qlr-quantize-linear, qlr-loftq and qlr-dequantize-weights share:
 // choosing the linear layers to rewrite, naming weights, building formats
 // from pass options, and writing compressed weights as dense_resource
-// constants.
+// constants; and what the folding passes (qlr-fold-norm,
+// qlr-fold-batchnorm) share: reading float constants and naming the
+// constants they create.
 //
 //===----------------------------------------------------------------------===//
 
@@ -124,6 +126,36 @@ float roundToFloatType(double value, Type element);
 Value createFloatConstantLike(OpBuilder &b, Location loc,
                               arith::ConstantOp like, RankedTensorType type,
                               StringRef name, ArrayRef<float> values);
+
+/// The arith.constant holding the elements of `value`, or null.
+arith::ConstantOp getElementsConstant(Value value);
+
+/// The values of `constant` (an elements constant of f32, f16 or bf16) as
+/// floats; fails with a diagnostic at the constant when they cannot be read
+/// (for example an elided resource blob).
+FailureOr<std::vector<float>> readConstantFloats(arith::ConstantOp constant);
+
+/// readConstantFloats, widened to double.
+FailureOr<std::vector<double>> readConstantDoubles(arith::ConstantOp constant);
+
+/// The name of a folded constant: `NAME.folded` for `dense_resource<NAME>`.
+std::string foldedName(StringRef key);
+
+/// The name of a bias created for the weight `dense_resource<NAME>`: NAME
+/// without a `.weight` suffix, then `.bias.folded`.
+std::string createdBiasName(StringRef weightKey);
+
+/// Why a folding pass leaves an op as it is: the reason and, when one op is
+/// to blame, that op and a note to attach to it.
+struct FoldRefusal {
+  std::string reason;
+  Operation *culprit = nullptr;
+  std::string note;
+};
+
+/// Reports "OP not folded: REASON" at `op`, with the note at the culprit: an
+/// error when `strict`, a warning otherwise.
+void reportFoldRefusal(Operation *op, const FoldRefusal &refusal, bool strict);
 
 } // namespace mlir::qlr
 

@@ -314,8 +314,9 @@ def QLRNormTweakPass : Pass<"qlr-norm-tweak", "ModuleOp"> {
     Option<"reference", "reference", "std::string", /*default=*/"\"\"",
            "The float module this one was quantized from (qlr-import's "
            "output, text or bytecode); its blocks give the target outputs">,
-    Option<"lr", "lr", "double", /*default=*/"1e-5",
-           "Adam learning rate">,
+    Option<"lr", "lr", "double", /*default=*/"5e-4",
+           "Adam learning rate (the default was best of 1e-5 .. 3e-3 on "
+           "SmolLM2-135M GPTQ W3; see docs/norm-tweak.md)">,
     Option<"iters", "iters", "int64_t", /*default=*/"1",
            "Epochs over the calibration sequences (one Adam step per "
            "sequence)">,
