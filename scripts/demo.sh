@@ -119,11 +119,16 @@ qlr_log "quant-opt: GPTQ W3 g64 asymmetric, then --qlr-norm-tweak"
   --mlir-timing -emit-bytecode -o "$w3nt" 2>&1 | grep -E "QLRNormTweakPass|Total" | sed 's/^ */  /'
 "$QLR_VENV/bin/python" - "$out/norm-tweak.json" <<'PY'
 import json, sys
-blocks = json.load(open(sys.argv[1]))["blocks"]
+report = json.load(open(sys.argv[1]))
+blocks = report["blocks"]
 kept = sum(b["kept"] for b in blocks)
 print(f"  norm tweak kept in {kept} of {len(blocks)} blocks; block loss before -> after:")
 for b in blocks[:3] + blocks[-2:]:
     print(f"    block {b['block']:2d}: {b['loss_before']:.4f} -> {b['loss_after']:.4f}")
+guard = report.get("model_guard")
+if guard:
+    print(f"  perplexity on the calibration text: {guard['calibration_perplexity_before']:.3f} -> "
+          f"{guard['calibration_perplexity_after']:.3f} ({'kept' if guard['kept'] else 'rejected'})")
 PY
 printf '  %-28s %12s bytes\n' "GPTQ W3 g64 model:" "$(wc -c <"$w3")" "... + norm tweak:" "$(wc -c <"$w3nt")"
 if [ -f "$dev" ]; then

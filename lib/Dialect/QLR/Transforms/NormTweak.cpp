@@ -30,6 +30,7 @@
 #include <algorithm>
 #include <cmath>
 #include <thread>
+#include <utility>
 
 namespace mlir::qlr {
 #define GEN_PASS_DEF_QLRNORMTWEAKPASS
@@ -46,6 +47,13 @@ namespace {
 struct BlockReport {
   double before = 0, after = 0;
   bool kept = false;
+};
+
+/// The model-level check: calibration perplexity without and with the
+/// tweaks the blocks kept.
+struct ModelGuard {
+  bool checked = false, kept = true;
+  double before = 0, after = 0;
 };
 
 /// The loss of `yq` against `yf` over all their rows.
@@ -78,7 +86,8 @@ private:
   LogicalResult writeBack(ModuleOp module, const calib::LlamaModel &quantized,
                           ArrayRef<BlockReport> reports);
   /// Writes the per-block losses to `report` (atomically).
-  LogicalResult writeReport(ModuleOp module, ArrayRef<BlockReport> reports);
+  LogicalResult writeReport(ModuleOp module, ArrayRef<BlockReport> reports,
+                            const ModelGuard &guard);
 };
 } // namespace
 
@@ -227,7 +236,8 @@ LogicalResult QLRNormTweakPass::writeBack(ModuleOp module,
 }
 
 LogicalResult QLRNormTweakPass::writeReport(ModuleOp module,
-                                            ArrayRef<BlockReport> reports) {
+                                            ArrayRef<BlockReport> reports,
+                                            const ModelGuard &guard) {
   if (report.empty())
     return success();
   llvm::json::Array blocks;
@@ -246,6 +256,11 @@ LogicalResult QLRNormTweakPass::writeReport(ModuleOp module,
                           {"seq_len", int64_t(seqLen)},
                           {"seed", int64_t(seed)},
                           {"blocks", std::move(blocks)}};
+  if (guard.checked)
+    root["model_guard"] =
+        llvm::json::Object{{"calibration_perplexity_before", guard.before},
+                           {"calibration_perplexity_after", guard.after},
+                           {"kept", guard.kept}};
   llvm::Error error =
       llvm::writeToOutput(report.getValue(), [&](llvm::raw_ostream &os) {
         os << llvm::formatv("{0:2}", llvm::json::Value(std::move(root)))
@@ -301,17 +316,48 @@ void QLRNormTweakPass::runOnOperation() {
   calib::Activations xf = floatModel->embed(*tokens, samples, seqLen);
   calib::Activations xq = quantized->embed(*tokens, samples, seqLen);
   std::vector<BlockReport> reports(qc.layers);
+  std::vector<calib::BlockWeights> original;
+  if (modelGuard)
+    for (int64_t i = 0; i < qc.layers; ++i)
+      original.push_back(
+          {quantized->block(i).attentionNorm, quantized->block(i).ffnNorm});
   for (int64_t i = 0; i < qc.layers; ++i) {
     calib::Activations yf = floatModel->forwardBlock(i, xf);
     xq = tweakBlock(*quantized, i, xq, yf, kind, reports[i]);
     xf = std::move(yf);
-    if (reports[i].kept)
+  }
+
+  // The per-block guard protects each block's loss, not the model: keep the
+  // tweaked norms only if the quantized model also predicts the calibration
+  // text better with them (with generated text: is closer to the float
+  // model that wrote it).
+  ModelGuard guard;
+  auto swapNorms = [&] {
+    for (int64_t i = 0; i < qc.layers; ++i) {
+      std::swap(quantized->block(i).attentionNorm, original[i].attentionNorm);
+      std::swap(quantized->block(i).ffnNorm, original[i].ffnNorm);
+    }
+  };
+  if (modelGuard && llvm::any_of(reports, [](auto &r) { return r.kept; })) {
+    guard.checked = true;
+    guard.after = quantized->perplexity(*tokens, samples, seqLen);
+    swapNorms();
+    guard.before = quantized->perplexity(*tokens, samples, seqLen);
+    guard.kept = guard.after < guard.before;
+    if (guard.kept)
+      swapNorms();
+    else
+      for (BlockReport &r : reports)
+        r.kept = false;
+  }
+  for (const BlockReport &r : reports) {
+    if (r.kept)
       ++numTweaked;
     else
       ++numRejected;
   }
 
   if (failed(writeBack(module, *quantized, reports)) ||
-      failed(writeReport(module, reports)))
+      failed(writeReport(module, reports, guard)))
     return signalPassFailure();
 }

@@ -297,6 +297,11 @@ def QLRNormTweakPass : Pass<"qlr-norm-tweak", "ModuleOp"> {
        (lib/Numerics/NormTweak);
     4. the tweak is kept only if `L` over all calibration tokens went down.
 
+    With `model-guard=true` (the default) the kept tweaks must then also
+    lower the quantized model's perplexity on the calibration tokens (with
+    generated text: bring it closer to the float model that wrote them);
+    otherwise every norm stays as it was.
+
     With `data=generate` (the default) the calibration text is sampled from
     the float model itself: a random first token, 4 greedy tokens, then
     sampling (seeded). The tweaked weights replace the norm constants
@@ -337,9 +342,12 @@ def QLRNormTweakPass : Pass<"qlr-norm-tweak", "ModuleOp"> {
     Option<"seed", "seed", "uint64_t", /*default=*/"0",
            "Seed for picking windows of the calibration file or for "
            "generating calibration text">,
+    Option<"modelGuard", "model-guard", "bool", /*default=*/"true",
+           "Keep the tweaks only if they also lower the model's perplexity "
+           "on the calibration tokens">,
     Option<"report", "report", "std::string", /*default=*/"\"\"",
-           "Write each block's loss before and after tweaking to this JSON "
-           "file">
+           "Write each block's loss before and after tweaking (and the "
+           "model guard's perplexities) to this JSON file">
   ];
   let statistics = [
     Statistic<"numTweaked", "tweaked-blocks", "Blocks whose tweak was kept">,
