@@ -23,6 +23,7 @@ import argparse
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -35,7 +36,7 @@ CALIB_TEXT = ROOT.parent / "shared" / "data" / "tinystories-calib.txt"
 
 # Learning rate of the norm-tweak configurations (chosen on GPTQ W3 g64; see
 # docs/norm-tweak.md).
-NORM_TWEAK_LR = "1e-4"
+NORM_TWEAK_LR = "5e-4"
 
 
 def rtn(bits, group, sym=True, fmt="uniform", clip=False):
@@ -92,7 +93,21 @@ def configs():
                  "gptq-w3-g64-asym-clip-ao", "gptq-w2-g64-asym-clip-ao",
                  "rtn-w3-g64-asym", "rtn-w2-g64-asym", "rtn-w4-g64-asym"):
         c[f"{base}-nt"] = c[base] + "," + norm_tweak()
+    # Basis selection (qlr-basis-select): data-aware (energy scores, least-
+    # squares refit on the calibration text) against plain truncated SVD.
+    for ratio in ("0.9", "0.75", "0.6", "0.5"):
+        c[f"bs-energy-lsq-r{ratio}"] = basis_select(ratio, "energy", "lsq")
+        c[f"bs-magnitude-none-r{ratio}"] = basis_select(ratio, "magnitude", "none")
+    c["bs-energy-lsq-r0.75-gptq-w4-g64-asym-ao"] = (
+        basis_select("0.75", "energy", "lsq") + "," + gptq(4, 64, False, act_order=True))
     return c
+
+
+def basis_select(ratio, score, refit, samples=32, seq_len=256):
+    opts = f"ratio={ratio} score={score} refit={refit}"
+    if score == "energy" or refit == "lsq":
+        opts += f" data={CALIB_TEXT} samples={samples} seq-len={seq_len}"
+    return f"qlr-basis-select{{{opts}}}"
 
 
 def norm_tweak(lr=NORM_TWEAK_LR):
@@ -103,6 +118,55 @@ def linear_shapes(model_cfg):
     d, h, kv, hd, layers = (model_cfg[k] for k in ("dim", "hidden_dim", "kv_heads", "head_dim", "layers"))
     per_layer = [(d, d), (kv * hd, d), (kv * hd, d), (d, d), (h, d), (h, d), (d, h)]
     return per_layer * layers
+
+
+def ir_storage(args, module):
+    """Storage of the transformer blocks' linear weights of `module`, read
+    from its types: (bits stored, dense weights). Float weights cost their
+    element size, qtensors their codes plus f16/f32 scales and 8-bit zero
+    points per group, low-rank weights both factors (each float or
+    quantized)."""
+    text = subprocess.run([str(args.quant_opt), module, "--mlir-elide-resource-strings-if-larger=1"],
+                          capture_output=True, text=True, check=True).stdout
+    formats = {}
+    for alias, body in re.findall(r"^#(\w+) = #qlr.format<([^>]*)>", text, re.M):
+        formats[alias] = body
+
+    def fmt_bits(ref, n, k):
+        body = formats.get(ref.lstrip("#"), ref)
+        bits = int(re.match(r"\s*(?:int|nf|lut)(\d+)", body).group(1))
+        group = re.search(r"group = (\d+)", body)
+        scale = 32 if "scale = " not in body else (16 if re.search(r"scale = (f16|bf16)", body) else 32)
+        groups = n * math.ceil(k / int(group.group(1))) if group else (n if "channel" in body else 1)
+        zp = 8 if "asymmetric" in body else 0
+        return n * math.ceil(k * bits / 8) * 8 + groups * (scale + zp)
+
+    bits = dense = 0
+    for line in text.splitlines():
+        if "qlr.linear" not in line:
+            continue
+        weight = line.split(":", 1)[1].split("->")[0].split(", ", 1)[1].strip()
+        m = re.match(r"tensor<(\d+)x(\d+)xf32>", weight)
+        if m:
+            n, k = int(m.group(1)), int(m.group(2))
+            if n * k == int(args.vocab) * k:
+                continue  # the classifier
+            bits += 32 * n * k
+        elif weight.startswith("!qlr.qtensor"):
+            m = re.match(r"!qlr.qtensor<(\d+)x(\d+)xf32, (#?[^>]+>?)>", weight)
+            n, k = int(m.group(1)), int(m.group(2))
+            bits += fmt_bits(m.group(3), n, k)
+        elif weight.startswith("!qlr.lowrank"):
+            m = re.match(r"!qlr.lowrank<(\d+)x(\d+)xf32, rank = (\d+)(.*)>", weight)
+            n, k, r, rest = int(m.group(1)), int(m.group(2)), int(m.group(3)), m.group(4)
+            a = re.search(r"a = (#\w+)", rest)
+            b = re.search(r"b = (#\w+)", rest)
+            bits += fmt_bits(a.group(1), n, r) if a else 32 * n * r
+            bits += fmt_bits(b.group(1), r, k) if b else 32 * r * k
+        else:
+            continue
+        dense += n * k
+    return bits, dense
 
 
 def bits_per_weight(name, model_cfg):
@@ -147,7 +211,13 @@ def run_config(args, name, pipeline, model_cfg):
             return entry
         model = str(out_file)
     entry["file_bytes"] = os.path.getsize(model)
-    entry["bits_per_weight"] = round(bits_per_weight(name, model_cfg), 4)
+    if name.startswith("bs-"):
+        args.vocab = model_cfg["vocab_size"]
+        bits, dense = ir_storage(args, model)
+        entry["bits_per_weight"] = round(bits / dense, 4)
+        entry["kept_parameter_ratio"] = round(bits / dense / 32, 4) if "gptq" not in name else None
+    else:
+        entry["bits_per_weight"] = round(bits_per_weight(name, model_cfg), 4)
     cmd = [str(args.qlr_run), model, "--perplexity", str(DEV_TEXT), "--ctx", "512",
            "--max-windows", str(args.windows), "--json", "--quiet", "-t", str(args.threads)]
     t0 = time.perf_counter()

@@ -1,20 +1,62 @@
 #!/usr/bin/env python3
 """Markdown tables from benchmarks/results/quantize-sweep.json (QLR) and
-benchmarks/results/llamacpp-quants.json (llama.cpp), for docs/quantization.md.
+benchmarks/results/llamacpp-quants.json (llama.cpp), for docs/quantization.md;
+with --basis, the basis-selection rows (bs-*) for docs/basis-selection.md;
+with --norm-tweak, benchmarks/results/norm-tweak.json beside its bases for
+docs/norm-tweak.md.
 
-    python3 benchmarks/quantize_table.py
+    python3 benchmarks/quantize_table.py [--basis | --norm-tweak]
 """
 
 import json
 import pathlib
+import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def basis_table(sweep, float_ppl):
+    print("| ratio | score, refit | kept parameters | bits/weight (linears) | file MB | quant-opt s | ppl (4 windows) |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    rows = [e for e in sweep if e["name"].startswith("bs-")]
+    for e in sorted(rows, key=lambda e: (-float(e["name"].split("-r")[1].split("-")[0]), e["name"])):
+        parts = e["name"].split("-")
+        ratio = parts[3][1:]
+        method = f"{parts[1]}, {parts[2]}" + (" + GPTQ W4 g64" if "gptq" in e["name"] else "")
+        if "perplexity" not in e:
+            print(f"| {ratio} | {method} | | | | | failed |")
+            continue
+        kept = e.get("kept_parameter_ratio")
+        print(f"| {ratio} | {method} | {'' if kept is None else f'{kept:.3f}'} | {e['bits_per_weight']:.2f} | "
+              f"{e['file_bytes'] / 1e6:.1f} | {e.get('quant_opt_seconds', '')} | {e['perplexity']:.4g} |")
+    print(f"\nfloat: {float_ppl:.4f}")
+
+
+def norm_tweak_table(by_name):
+    path = ROOT / "benchmarks/results/norm-tweak.json"
+    tweaked = json.loads(path.read_text())["results"]
+    print("| quantizer | bits/weight | ppl without | ppl with norm tweak | change | blocks kept | norm-tweak s | peak RSS MB |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for e in tweaked:
+        base = by_name.get(e["base"], {})
+        if "perplexity" not in e or "perplexity" not in base:
+            print(f"| {e['base']} | | {base.get('perplexity', '')} | failed | | | | |")
+            continue
+        change = 100 * (e["perplexity"] / base["perplexity"] - 1)
+        print(f"| {e['base']} | {base['bits_per_weight']:.3f} | {base['perplexity']:.4g} | {e['perplexity']:.4g} | "
+              f"{change:+.1f} % | {e['blocks_kept']} of {len(e['blocks'])} | {e['norm_tweak_seconds']} | "
+              f"{e.get('peak_rss_mb', '')} |")
 
 
 def main():
     sweep = json.loads((ROOT / "benchmarks/results/quantize-sweep.json").read_text())["results"]
     by_name = {e["name"]: e for e in sweep}
     float_ppl = by_name.get("float", {}).get("perplexity")
+    if "--basis" in sys.argv:
+        return basis_table(sweep, float_ppl)
+    if "--norm-tweak" in sys.argv:
+        return norm_tweak_table(by_name)
+    sweep = [e for e in sweep if not e["name"].startswith("bs-")]
     print("| configuration | bits/weight (linears) | file MB | quant-opt s | ppl (4 windows) | vs float |")
     print("|---|---:|---:|---:|---:|---:|")
     for e in sorted(sweep, key=lambda e: (-e.get("bits_per_weight", 0), e.get("perplexity", 1e9))):
