@@ -39,8 +39,10 @@ CALIB_TEXT = ROOT.parent / "shared" / "data" / "tinystories-calib.txt"
 NORM_TWEAK_LR = "5e-4"
 
 
-def rtn(bits, group, sym=True, fmt="uniform", clip=False):
+def rtn(bits, group, sym=True, fmt="uniform", clip=False, frac=False):
     opts = f"method=rtn bits={bits} group-size={group} symmetric={'true' if sym else 'false'}"
+    if frac:
+        opts += " zero-point=fractional"
     if clip:
         opts += " clip-search=true"
     if fmt != "uniform":
@@ -48,11 +50,13 @@ def rtn(bits, group, sym=True, fmt="uniform", clip=False):
     return f"qlr-quantize-linear{{{opts}}}"
 
 
-def gptq(bits, group, sym=True, samples=32, seq_len=256, act_order=False, clip=False):
+def gptq(bits, group, sym=True, samples=32, seq_len=256, act_order=False, clip=False,
+         frac=False):
     return ("qlr-quantize-linear{method=gptq "
             f"bits={bits} group-size={group} symmetric={'true' if sym else 'false'} "
             f"data={CALIB_TEXT} samples={samples} seq-len={seq_len}"
-            f" act-order={'true' if act_order else 'false'}{' clip-search=true' if clip else ''}}}")
+            f" act-order={'true' if act_order else 'false'}{' clip-search=true' if clip else ''}"
+            f"{' zero-point=fractional' if frac else ''}}}")
 
 
 def loftq(fmt, rank, iters, bits=2, group=64):
@@ -80,6 +84,13 @@ def configs():
         for group in (32, 128):
             c[f"gptq-w{bits}-g{group}-asym-clip-ao"] = gptq(bits, group, False, act_order=True, clip=True)
             c[f"gptq-w{bits}-g{group}-asym-ao"] = gptq(bits, group, False, act_order=True)
+    # Fractional zero points (zero-point=fractional, "-fz"): same storage as
+    # the asymmetric configurations above.
+    for bits in (4, 3, 2):
+        for group in (32, 64, 128):
+            c[f"gptq-w{bits}-g{group}-asym-fz-ao"] = gptq(bits, group, False, act_order=True, frac=True)
+            c[f"rtn-w{bits}-g{group}-asym-fz"] = rtn(bits, group, False, frac=True)
+        c[f"gptq-w{bits}-g64-asym-fz-clip-ao"] = gptq(bits, 64, False, act_order=True, clip=True, frac=True)
     for fmt in ("nf4", "nf2"):
         c[f"rtn-{fmt}-g64"] = rtn(0, 64, fmt=fmt)
     for fmt in ("nf2", "uniform"):

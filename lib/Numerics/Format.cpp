@@ -14,6 +14,14 @@ bool qlr::numerics::isCodebook(const QuantFormat &fmt) {
   return !fmt.codebook.empty();
 }
 
+unsigned qlr::numerics::zeroPointFractionBits(const QuantFormat &fmt) {
+  return fmt.fractionalZeroPoint ? 8 - fmt.bits : 0;
+}
+
+unsigned qlr::numerics::maxStoredZeroPoint(const QuantFormat &fmt) {
+  return ((1u << fmt.bits) - 1) << zeroPointFractionBits(fmt);
+}
+
 int64_t qlr::numerics::numElements(llvm::ArrayRef<int64_t> shape) {
   int64_t n = 1;
   for (int64_t d : shape)
@@ -29,6 +37,8 @@ std::string qlr::numerics::verifyFormat(const QuantFormat &fmt) {
            " entries, got " + std::to_string(fmt.codebook.size());
   if (isCodebook(fmt) && !fmt.symmetric)
     return "codebook formats must be symmetric (no zero points)";
+  if (fmt.fractionalZeroPoint && fmt.symmetric)
+    return "fractional zero points need an asymmetric format";
   if (fmt.granularity == Granularity::Group && fmt.groupSize <= 0)
     return "group size must be positive, got " + std::to_string(fmt.groupSize);
   if (fmt.axis < 0)

@@ -23,7 +23,10 @@ static uint8_t clampToCode(float v, const QuantFormat &fmt) {
 
 /// Returns the zero point actually used by uniform formats.
 static float effectiveZeroPoint(uint8_t zeroPoint, const QuantFormat &fmt) {
-  return fmt.symmetric ? float(1u << (fmt.bits - 1)) : float(zeroPoint);
+  if (fmt.symmetric)
+    return float(1u << (fmt.bits - 1));
+  // Exact: a byte divided by a power of two.
+  return float(zeroPoint) / float(1u << zeroPointFractionBits(fmt));
 }
 
 uint8_t qlr::numerics::quantizeOne(float x, float scale, uint8_t zeroPoint,
@@ -34,7 +37,9 @@ uint8_t qlr::numerics::quantizeOne(float x, float scale, uint8_t zeroPoint,
     return nearestCodebookIndex(fmt.codebook, scale == 0 ? 0.0f : x / scale);
   float z = effectiveZeroPoint(zeroPoint, fmt);
   if (scale == 0)
-    return uint8_t(z);
+    return clampToCode(std::nearbyint(z), fmt);
+  if (fmt.fractionalZeroPoint)
+    return clampToCode(std::nearbyint(x / scale + z), fmt);
   return clampToCode(std::nearbyint(x / scale) + z, fmt);
 }
 
@@ -61,8 +66,11 @@ static std::pair<float, uint8_t> scaleForRange(float lo, float hi,
     s = (hi - lo) / qmax;
   s = roundToScaleType(s, fmt.scaleType);
   uint8_t z = 0;
-  if (!fmt.symmetric && s != 0)
-    z = clampToCode(std::nearbyint(-lo / s), fmt);
+  if (!fmt.symmetric && s != 0) {
+    float steps = float(1u << zeroPointFractionBits(fmt));
+    z = uint8_t(std::clamp(std::nearbyint(-lo / s * steps), 0.0f,
+                           float(maxStoredZeroPoint(fmt))));
+  }
   return {s, z};
 }
 
@@ -145,7 +153,7 @@ QuantizedData qlr::numerics::quantizeWithScales(
          "zero point count mismatch");
 #ifndef NDEBUG
   for (uint8_t z : zeroPoints)
-    assert(z <= maxCode(fmt) && "zero point out of range");
+    assert(z <= maxStoredZeroPoint(fmt) && "zero point out of range");
 #endif
 
   QuantizedData q;

@@ -322,6 +322,70 @@ TEST(QuantizeTest, AsymmetricPerGroupZeroPoints) {
   EXPECT_EQ(q.codes, (Bytes{0, 255, 0, 255}));
 }
 
+TEST(QuantizeTest, FractionalZeroPoint) {
+  // 2 bits, so 6 fraction bits: lo = -0.5, hi = 2.5, s = 3/3 = 1,
+  // zs = r(0.5 * 64) = 32, z = 0.5. Codes r(x + 0.5): -0.5 -> 0,
+  // 0.25 -> r(0.75) = 1, 1.0 -> r(1.5) = 2 (tie to even), 2.5 -> 3.
+  // Decoded s * (c - 0.5): the range's ends are exact, which integer zero
+  // points (z = r(0.5) = 0, grid 0 .. 3) cannot give.
+  Floats x = {-0.5f, 0.25f, 1.0f, 2.5f};
+  QuantFormat fmt = uniformFormat(2, /*symmetric=*/false);
+  fmt.fractionalZeroPoint = true;
+  QuantizedData q = quantizeRTN(x, {4}, fmt);
+  EXPECT_EQ(q.scales, (Floats{1.0f}));
+  EXPECT_EQ(q.zeroPoints, (Bytes{32}));
+  EXPECT_EQ(q.codes, (Bytes{0, 1, 2, 3}));
+  EXPECT_EQ(dequantize(q, {4}, fmt), (Floats{-0.5f, 0.5f, 1.5f, 2.5f}));
+  EXPECT_FLOAT_EQ(dequantizeOne(3, 0.25f, 255, fmt), 0.25f * (3 - 255 / 64.0f));
+
+  QuantFormat integer = uniformFormat(2, /*symmetric=*/false);
+  QuantizedData qi = quantizeRTN(x, {4}, integer);
+  EXPECT_EQ(qi.zeroPoints, (Bytes{0}));
+  EXPECT_EQ(dequantize(qi, {4}, integer), (Floats{0.0f, 0.0f, 1.0f, 2.0f}));
+
+  // The stored byte saturates at qmax * 2^F (here 3 * 64 = 192).
+  EXPECT_EQ(maxStoredZeroPoint(fmt), 192u);
+  EXPECT_EQ(zeroPointFractionBits(fmt), 6u);
+  QuantizedData negative = quantizeRTN(Floats{-3.0f, -1.0f}, {2}, fmt);
+  EXPECT_EQ(negative.zeroPoints, (Bytes{192}));
+  EXPECT_EQ(negative.codes, (Bytes{0, 2}));
+
+  // Symmetric formats have no zero point to make fractional.
+  QuantFormat bad = uniformFormat(4, /*symmetric=*/true);
+  bad.fractionalZeroPoint = true;
+  EXPECT_NE(verifyFormat(bad), "");
+}
+
+TEST(QuantizeTest, FractionalZeroPointRecoversShiftedGrids) {
+  // Groups that already lie on a 4-bit grid with a free offset (the shape of
+  // a Q4_1 block: x = d * q + m, q = 0..15) come back to within d / 32 with
+  // fractional zero points; integer zero points move the grid by up to d / 2.
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int> code(0, 15);
+  std::uniform_real_distribution<float> unit(0.0f, 1.0f);
+  double fractionalMax = 0, integerMax = 0;
+  for (int g = 0; g < 200; ++g) {
+    float d = 0.01f + unit(rng), m = -d * (0.5f + 14.0f * unit(rng));
+    Floats x(32);
+    for (float &v : x)
+      v = d * float(code(rng)) + m;
+    x[0] = m;             // q = 0 and q = 15 both occur,
+    x[1] = d * 15.0f + m; // so the range is [m, m + 15 d].
+    QuantFormat fractional = uniformFormat(4, /*symmetric=*/false);
+    fractional.fractionalZeroPoint = true;
+    QuantFormat integer = uniformFormat(4, /*symmetric=*/false);
+    Floats rf = dequantize(quantizeRTN(x, {32}, fractional), {32}, fractional);
+    Floats ri = dequantize(quantizeRTN(x, {32}, integer), {32}, integer);
+    for (size_t i = 0; i < x.size(); ++i) {
+      fractionalMax =
+          std::max(fractionalMax, double(std::abs(x[i] - rf[i])) / d);
+      integerMax = std::max(integerMax, double(std::abs(x[i] - ri[i])) / d);
+    }
+  }
+  EXPECT_LE(fractionalMax, 1.0 / 32 + 1e-5);
+  EXPECT_GT(integerMax, 0.4);
+}
+
 TEST(QuantizeTest, HalfAndBFloatScales) {
   // 8-bit symmetric, a = 1000: 2000/255 = 7.8431373 rounds to the f16 value
   // 2008 * 2^-8 = 7.84375. 1000/7.84375 = 127.49 -> 127 -> code 255.

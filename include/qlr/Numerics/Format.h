@@ -53,6 +53,12 @@ struct QuantFormat {
   int64_t groupSize = 0;
   /// False: explicit per-scale zero points (uniform formats only).
   bool symmetric = true;
+  /// Asymmetric formats only. False: zero points are integers 0..2^bits - 1.
+  /// True: they are fixed-point numbers with 8 - bits fraction bits, stored
+  /// in the same byte: z = stored / 2^(8 - bits), stored in
+  /// 0 .. (2^bits - 1) * 2^(8 - bits). The grid then sits within 1/2^(9-bits)
+  /// of a step of where the range asks for, at no extra storage.
+  bool fractionalZeroPoint = false;
   /// The type scales are stored in; computed scales are rounded to it.
   ScaleType scaleType = ScaleType::F32;
 };
@@ -60,6 +66,13 @@ struct QuantFormat {
 /// Returns true if \p fmt uses a codebook (lookup table) rather than a
 /// uniform integer grid.
 bool isCodebook(const QuantFormat &fmt);
+
+/// Fraction bits of the stored zero points: 8 - bits for fractional zero
+/// points, 0 otherwise.
+unsigned zeroPointFractionBits(const QuantFormat &fmt);
+
+/// The largest stored zero point: (2^bits - 1) * 2^zeroPointFractionBits.
+unsigned maxStoredZeroPoint(const QuantFormat &fmt);
 
 /// Returns the number of elements of a tensor of \p shape (1 for rank 0).
 int64_t numElements(llvm::ArrayRef<int64_t> shape);

@@ -17,13 +17,17 @@
 //       lo = min(0, min x), hi = max(0, max x) over G
 //       s = roundToScaleType((hi - lo) / qmax);  z = clamp(r(-lo / s), 0, qmax)
 //       c = clamp(r(x / s) + z, 0, qmax);  x^ = s * (c - z)
+//   - Uniform asymmetric with fractional zero points (F = 8 - b fraction
+//     bits): the byte stored is zs, and z = zs / 2^F.
+//       lo, hi, s as above;  zs = clamp(r(-lo / s * 2^F), 0, qmax * 2^F)
+//       c = clamp(r(x / s + z), 0, qmax);  x^ = s * (c - z)
 //   - Codebook cb (symmetric only):
 //       s = roundToScaleType(max |x| over G)
 //       c = nearestCodebookIndex(cb, x / s);  x^ = s * cb[c]
 //   - If s == 0 (an all-zero group, or a scale that underflows the scale
-//     type): c = z for uniform formats (RTN picks z = 0 for asymmetric ones),
-//     c = nearestCodebookIndex(cb, 0) for codebooks; x^ = 0. No division by
-//     zero happens.
+//     type): c = r(z) for uniform formats (RTN picks z = 0 for asymmetric
+//     ones), c = nearestCodebookIndex(cb, 0) for codebooks; x^ = 0. No division
+//     by zero happens.
 //
 // Arithmetic is IEEE binary32 throughout, evaluated exactly as written:
 // 2a / qmax is (2 * a) / qmax, x / s is a true division (not a multiplication
@@ -60,14 +64,15 @@ struct QuantizedData {
 };
 
 /// Returns the code of the single value \p x for scale \p scale (finite,
-/// >= 0); the per-element formula of the file comment. \p zeroPoint is used
-/// only by asymmetric formats.
+/// >= 0); the per-element formula of the file comment. \p zeroPoint (the
+/// stored byte) is used only by asymmetric formats.
 uint8_t quantizeOne(float x, float scale, uint8_t zeroPoint,
                     const QuantFormat &fmt);
 
 /// Returns the dequantized value of \p code for scale \p scale: s * (c - z)
 /// for uniform formats (z = 2^(bits-1) when symmetric, \p zeroPoint
-/// otherwise), s * codebook[c] for codebook formats.
+/// otherwise, divided by 2^(8-bits) when fractional), s * codebook[c] for
+/// codebook formats.
 float dequantizeOne(uint8_t code, float scale, uint8_t zeroPoint,
                     const QuantFormat &fmt);
 
@@ -95,8 +100,9 @@ QuantizedData quantizeRTNClipSearch(llvm::ArrayRef<float> x,
 /// Quantizes \p x with given (static) scales and zero points, laid out as
 /// row-major tensors of scaleShape(fmt, shape). Scales must be finite and
 /// >= 0 and are rounded to the scale type first; \p zeroPoints must be
-/// empty for symmetric and codebook formats and hold values <= 2^bits - 1
-/// otherwise. Codes follow the same formula as quantizeRTN.
+/// empty for symmetric and codebook formats and hold values <=
+/// maxStoredZeroPoint(fmt) otherwise. Codes follow the same formula as
+/// quantizeRTN.
 QuantizedData quantizeWithScales(llvm::ArrayRef<float> x,
                                  llvm::ArrayRef<int64_t> shape,
                                  const QuantFormat &fmt,

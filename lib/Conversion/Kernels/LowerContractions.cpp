@@ -305,6 +305,8 @@ namespace {
 struct VectorPlan {
   unsigned bits;
   bool codebook;
+  /// Fraction bits of the stored zero points (`asymmetric = fractional`).
+  unsigned zeroPointFractionBits;
   /// The packed codes [N, ceil(K * bits / 8)], the codebook (if any), the
   /// scales and the zero points (if any): inputs of the generic or values it
   /// captures. Scales and zero points are read at `scaleMap` (n, k).
@@ -347,8 +349,14 @@ static std::optional<VectorPlan> planVectorDecode(Decoder &decoder,
   unsigned bits = format.getBits();
   if ((bits != 2 && bits != 4 && bits != 8) || (width * bits) % 8 != 0)
     return std::nullopt;
-  VectorPlan plan{bits,    format.isCodebook(), Value(), Value(), Value(),
-                  Value(), AffineMap()};
+  VectorPlan plan{bits,
+                  format.isCodebook(),
+                  format.getZeroPointFractionBits(),
+                  Value(),
+                  Value(),
+                  Value(),
+                  Value(),
+                  AffineMap()};
   int64_t numInputs = generic.getNumDpsInputs();
   if (numInputs > 0) {
     if (numInputs != (format.hasZeroPoints() ? 2 : 1))
@@ -533,11 +541,17 @@ void DecodeBuilder::emitVector(Value row, Value k, Value r, Value scratch) {
     value = arith::MulFOp::create(b, loc, scale, entries);
   } else {
     Value zero;
-    if (plan->zeroPoints)
-      zero = vector::BroadcastOp::create(
-          b, loc, vecType,
-          arith::UIToFPOp::create(b, loc, f32, loadScale(plan->zeroPoints)));
-    else
+    if (plan->zeroPoints) {
+      Value stored =
+          arith::UIToFPOp::create(b, loc, f32, loadScale(plan->zeroPoints));
+      // Fractional zero points: zs / 2^F, exact in f32.
+      if (unsigned fractionBits = plan->zeroPointFractionBits)
+        stored = arith::MulFOp::create(
+            b, loc, stored,
+            arith::ConstantOp::create(
+                b, loc, b.getF32FloatAttr(1.0 / (1 << fractionBits))));
+      zero = vector::BroadcastOp::create(b, loc, vecType, stored);
+    } else
       zero = splat(vecType, b.getF32FloatAttr(double(1 << (bits - 1))));
     // Exact in f32 for codes below 2^24: the same value as the scalar
     // decoder's integer subtraction.

@@ -264,8 +264,22 @@ static FailureOr<Value> buildDequantize(OpBuilder &b, Location loc,
                                      : args[1];
             zero = arith::ExtUIOp::create(nb, nloc, i32, stored);
           }
+          // Fractional zero points have F fraction bits: c - zs / 2^F is
+          // (c * 2^F - zs) / 2^F, an exact integer difference scaled by an
+          // exact power of two.
+          unsigned fractionBits = format.getZeroPointFractionBits();
+          Value shiftedCode =
+              fractionBits == 0 ? code
+                                : arith::ShLIOp::create(nb, nloc, code,
+                                                        constI32(fractionBits));
           Value centered = arith::SIToFPOp::create(
-              nb, nloc, f32, arith::SubIOp::create(nb, nloc, code, zero));
+              nb, nloc, f32,
+              arith::SubIOp::create(nb, nloc, shiftedCode, zero));
+          if (fractionBits != 0)
+            centered = arith::MulFOp::create(
+                nb, nloc, centered,
+                arith::ConstantOp::create(
+                    nb, nloc, nb.getF32FloatAttr(1.0 / (1 << fractionBits))));
           value = arith::MulFOp::create(nb, nloc, scale, centered);
         }
         linalg::YieldOp::create(nb, nloc,

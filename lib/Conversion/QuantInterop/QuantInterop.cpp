@@ -158,7 +158,7 @@ static FailureOr<QLRFromQuant> convertQuantType(RankedTensorType tensorType,
       [&] { return emitError(loc); }, ctx, Scheme::Uniform, bits,
       DenseF32ArrayAttr(), granularity,
       granularity == Granularity::Tensor ? 0 : axis, groupSize, symmetric,
-      expressed);
+      expressed, /*fractionalZeroPoints=*/false);
   if (!format)
     return failure();
   result.type =
@@ -339,6 +339,9 @@ static FailureOr<quant::QuantizedType> buildQuantType(QTensorType type,
   if (format.isCodebook())
     return fail() << "its codebook format has no upstream equivalent; only "
                      "uniform integer grids do";
+  if (format.getFractionalZeroPoints())
+    return fail() << "its zero points are fractional (asymmetric = "
+                     "fractional); upstream zero points are integers";
   if (!type.hasStaticShape())
     return fail() << "the shape must be static";
   unsigned bits = format.getBits();

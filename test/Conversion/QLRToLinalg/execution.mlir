@@ -55,6 +55,17 @@ func.func @main() {
   %d3_d = tensor.cast %d3 : tensor<1x8xf32> to tensor<?x?xf32>
   call @print(%d3_d) : (tensor<?x?xf32>) -> ()
 
+  // The same codes with a fractional zero point: int3 has 8 - 3 = 5
+  // fraction bits, so the stored 80 is z = 80 / 32 = 2.5; scale 0.5 gives
+  // W = 0.5 * (c - 2.5).
+  // CHECK: [-0.75, -0.25, 0.25, 0.75, 1.25, 1.75, 2.25, -1.25]
+  %z3f = arith.constant dense<[[80]]> : tensor<1x1xi8>
+  %q3f = qlr.pack %c3, %s3, %z3f : tensor<1x3xi8>, tensor<1x1xf32>, tensor<1x1xi8>
+      -> !qlr.qtensor<1x8xf32, #qlr.format<int3, group = 8, asymmetric = fractional>>
+  %d3f = qlr.dequantize %q3f : !qlr.qtensor<1x8xf32, #qlr.format<int3, group = 8, asymmetric = fractional>> -> tensor<1x8xf32>
+  %d3f_d = tensor.cast %d3f : tensor<1x8xf32> to tensor<?x?xf32>
+  call @print(%d3f_d) : (tensor<?x?xf32>) -> ()
+
   // NF4 codes 0 and 15 are the table's -1 and 1; 7 is 0. Scale 2, and a
   // partial last group (3 values in groups of 2) with scale 4.
   // CHECK: [-2, 2, 0]

@@ -11,6 +11,18 @@ func.func @codebook_not_expressible() -> tensor<1x2xf32> {
 
 // -----
 
+func.func @fractional_zero_point_not_expressible() -> tensor<1x2xf32> {
+  %codes = arith.constant dense<[[33]]> : tensor<1x1xi8>
+  %scales = arith.constant dense<1.0> : tensor<f32>
+  %zero = arith.constant dense<24> : tensor<i8>
+  // expected-error@+1 {{cannot express '!qlr.qtensor<1x2xf32, #qlr.format<int4, asymmetric = fractional>>' as !quant.uniform: its zero points are fractional (asymmetric = fractional); upstream zero points are integers}}
+  %w = qlr.pack %codes, %scales, %zero : tensor<1x1xi8>, tensor<f32>, tensor<i8> -> !qlr.qtensor<1x2xf32, #qlr.format<int4, asymmetric = fractional>>
+  %d = qlr.dequantize %w : !qlr.qtensor<1x2xf32, #qlr.format<int4, asymmetric = fractional>> -> tensor<1x2xf32>
+  return %d : tensor<1x2xf32>
+}
+
+// -----
+
 func.func @dynamic_scales(%x: tensor<2x4xf32>) {
   // expected-error@+1 {{'qlr.quantize' op computes its scales from the data at run time; !quant.uniform types need them at compile time}}
   %q = qlr.quantize %x : tensor<2x4xf32> -> !qlr.qtensor<2x4xf32, #qlr.format<int8>>

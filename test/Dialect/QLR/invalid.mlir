@@ -30,6 +30,16 @@ func.func @codebook_asymmetric(%x: !qlr.qtensor<4x64xf32, #qlr.format<nf4, group
 
 // -----
 
+// expected-error@+1 {{'asymmetric' applies to uniform 'int' grids only; codebook formats scale each group by its largest magnitude}}
+func.func @codebook_fractional(%x: !qlr.qtensor<4x64xf32, #qlr.format<nf4, group = 64, asymmetric = fractional>>)
+
+// -----
+
+// expected-error@+1 {{expected 'fractional' or 'integer' zero points after 'asymmetric =', got 'half'}}
+func.func @unknown_zero_point_kind(%x: !qlr.qtensor<4x64xf32, #qlr.format<int4, group = 64, asymmetric = half>>)
+
+// -----
+
 // expected-error@+1 {{group size must be positive, got -4}}
 func.func @negative_group(%x: !qlr.qtensor<4x64xf32, #qlr.format<int4, group = -4>>)
 

@@ -13,6 +13,8 @@
 // RUN: not quant-opt %s --qlr-quantize-linear="method=gptq block-size=0" 2>&1 | FileCheck %s --check-prefix=BLOCK
 // RUN: not quant-opt %s --qlr-quantize-linear="method=gptq" 2>&1 | FileCheck %s --check-prefix=GPTQ
 // RUN: not quant-opt %s --qlr-quantize-linear="include=[" 2>&1 | FileCheck %s --check-prefix=GLOB
+// RUN: not quant-opt %s --qlr-quantize-linear="zero-point=fractional" 2>&1 | FileCheck %s --check-prefix=ZPSYM
+// RUN: not quant-opt %s --qlr-quantize-linear="symmetric=false zero-point=float" 2>&1 | FileCheck %s --check-prefix=ZPKIND
 
 // BITS1: error: qlr-quantize-linear: bits=1 is out of range (2..8)
 // BITS9: error: qlr-quantize-linear: bits=9 is out of range (2..8)
@@ -27,6 +29,8 @@
 // BLOCK: error: qlr-quantize-linear: damp must be >= 0 and block-size >= 1
 // GPTQ: error: qlr-quantize-linear: method=gptq calibrates by running the model, which needs a module made by qlr-import
 // GLOB: error: qlr-quantize-linear: invalid name pattern '['
+// ZPSYM: error: qlr-quantize-linear: zero-point=fractional needs symmetric=false (symmetric grids have no stored zero point)
+// ZPKIND: error: qlr-quantize-linear: unknown zero-point 'float' (expected integer or fractional)
 
 func.func @f(%x: tensor<2x64xf32>) -> tensor<2x32xf32> {
   %w = arith.constant dense<0.5> : tensor<32x64xf32>

@@ -89,7 +89,7 @@ Attribute FormatAttr::parse(AsmParser &parser, Type) {
 
   Granularity granularity = Granularity::Tensor;
   int64_t axis = 0, groupSize = 0;
-  bool symmetric = true, sawAxis = false, sawScale = false;
+  bool symmetric = true, fractional = false, sawAxis = false, sawScale = false;
   Type scaleType = Float32Type::get(ctx);
   while (succeeded(parser.parseOptionalComma())) {
     SMLoc optionLoc = parser.getCurrentLocation();
@@ -129,6 +129,19 @@ Attribute FormatAttr::parse(AsmParser &parser, Type) {
       if (!symmetric)
         return duplicate();
       symmetric = false;
+      if (succeeded(parser.parseOptionalEqual())) {
+        SMLoc kindLoc = parser.getCurrentLocation();
+        StringRef kind;
+        if (parser.parseKeyword(&kind))
+          return {};
+        if (kind != "fractional" && kind != "integer") {
+          parser.emitError(kindLoc, "expected 'fractional' or 'integer' zero "
+                                    "points after 'asymmetric =', got '")
+              << kind << "'";
+          return {};
+        }
+        fractional = kind == "fractional";
+      }
     } else if (option == "scale") {
       if (sawScale)
         return duplicate();
@@ -150,7 +163,8 @@ Attribute FormatAttr::parse(AsmParser &parser, Type) {
   if (parser.parseGreater())
     return {};
   return getChecked([&] { return parser.emitError(loc); }, ctx, scheme, bits,
-                    table, granularity, axis, groupSize, symmetric, scaleType);
+                    table, granularity, axis, groupSize, symmetric, scaleType,
+                    fractional);
 }
 
 void FormatAttr::print(AsmPrinter &printer) const {
@@ -176,6 +190,8 @@ void FormatAttr::print(AsmPrinter &printer) const {
   }
   if (!getSymmetric())
     printer << ", asymmetric";
+  if (getFractionalZeroPoints())
+    printer << " = fractional";
   if (!getScaleType().isF32())
     printer << ", scale = " << getScaleType();
   printer << ">";
@@ -190,7 +206,7 @@ LogicalResult FormatAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                                  DenseF32ArrayAttr table,
                                  Granularity granularity, int64_t axis,
                                  int64_t groupSize, bool symmetric,
-                                 Type scaleType) {
+                                 Type scaleType, bool fractionalZeroPoints) {
   if (bits < kMinBits || bits > kMaxBits)
     return emitError() << "storage bits must be between " << kMinBits << " and "
                        << kMaxBits << ", got " << bits;
@@ -212,6 +228,8 @@ LogicalResult FormatAttr::verify(function_ref<InFlightDiagnostic()> emitError,
     return emitError() << "'asymmetric' applies to uniform 'int' grids only; "
                           "codebook formats scale each group by its largest "
                           "magnitude";
+  if (fractionalZeroPoints && symmetric)
+    return emitError() << "fractional zero points need an asymmetric format";
   if (granularity == Granularity::Group && groupSize <= 0)
     return emitError() << "group size must be positive, got " << groupSize;
   if (granularity != Granularity::Group && groupSize != 0)
@@ -295,6 +313,7 @@ numerics::QuantFormat FormatAttr::toNumerics(int64_t rank) const {
   format.axis = getGranularity() == Granularity::Tensor ? 0 : resolveAxis(rank);
   format.groupSize = getGroupSize();
   format.symmetric = getSymmetric();
+  format.fractionalZeroPoint = getFractionalZeroPoints();
   format.scaleType = toNumericsScaleType(getScaleType());
   return format;
 }
@@ -323,7 +342,7 @@ std::string FormatAttr::getAliasName() const {
       os << "_a" << (getAxis() < 0 ? "m" : "") << std::abs(getAxis());
   }
   if (!getSymmetric())
-    os << "_asym";
+    os << (getFractionalZeroPoints() ? "_asymf" : "_asym");
   if (!getScaleType().isF32())
     os << "_" << getScaleType();
   return name;

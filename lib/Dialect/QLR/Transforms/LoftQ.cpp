@@ -43,7 +43,7 @@ struct QLRLoftQPass : public mlir::qlr::impl::QLRLoftQPassBase<QLRLoftQPass> {
     }
     FailureOr<FormatAttr> baseFormat = buildFormatFromOptions(
         module, pass, format.getValue(), bits, /*defaultBits=*/2, groupSize,
-        symmetric, scaleType.getValue(), /*table=*/{});
+        symmetric, zeroPoint.getValue(), scaleType.getValue(), /*table=*/{});
     if (failed(baseFormat))
       return signalPassFailure();
     FailureOr<SmallVector<LinearWeight>> weights = selectLinearWeights(

@@ -250,9 +250,10 @@ void QLRQuantizeLinearPass::runOnOperation() {
         << pass << ": damp must be >= 0 and block-size >= 1";
     return signalPassFailure();
   }
-  FailureOr<FormatAttr> quantFormat = buildFormatFromOptions(
-      module, pass, format.getValue(), bits,
-      /*defaultBits=*/4, groupSize, symmetric, scaleType.getValue(), table);
+  FailureOr<FormatAttr> quantFormat =
+      buildFormatFromOptions(module, pass, format.getValue(), bits,
+                             /*defaultBits=*/4, groupSize, symmetric,
+                             zeroPoint.getValue(), scaleType.getValue(), table);
   if (failed(quantFormat))
     return signalPassFailure();
   FailureOr<SmallVector<LinearWeight>> weights = selectLinearWeights(

@@ -90,8 +90,8 @@ mlir::qlr::collectLinearWeights(ModuleOp module, const LinearFilter &filter) {
 
 FailureOr<FormatAttr> mlir::qlr::buildFormatFromOptions(
     ModuleOp module, StringRef pass, StringRef format, int64_t bits,
-    int64_t defaultBits, int64_t groupSize, bool symmetric, StringRef scaleType,
-    ArrayRef<double> table) {
+    int64_t defaultBits, int64_t groupSize, bool symmetric, StringRef zeroPoint,
+    StringRef scaleType, ArrayRef<double> table) {
   auto error = [&]() { return emitError(module.getLoc()) << pass << ": "; };
   Scheme scheme = Scheme::Uniform;
   int64_t impliedBits = 0;
@@ -127,6 +127,17 @@ FailureOr<FormatAttr> mlir::qlr::buildFormatFromOptions(
                "format=uniform";
     return failure();
   }
+  if (zeroPoint != "integer" && zeroPoint != "fractional") {
+    error() << "unknown zero-point '" << zeroPoint
+            << "' (expected integer or fractional)";
+    return failure();
+  }
+  bool fractional = zeroPoint == "fractional";
+  if (fractional && symmetric) {
+    error() << "zero-point=fractional needs symmetric=false (symmetric "
+               "grids have no stored zero point)";
+    return failure();
+  }
   if (scheme == Scheme::LookupTable) {
     if (table.size() != (size_t(1) << bits)) {
       error() << "format=lut needs table= with exactly " << (1 << bits)
@@ -160,7 +171,7 @@ FailureOr<FormatAttr> mlir::qlr::buildFormatFromOptions(
   int64_t axis = groupSize == 0 ? 0 : -1;
   FormatAttr attr = FormatAttr::getChecked(
       [&]() { return error(); }, ctx, scheme, unsigned(bits), tableAttr,
-      granularity, axis, groupSize, symmetric, scale);
+      granularity, axis, groupSize, symmetric, scale, fractional);
   if (!attr)
     return failure();
   return attr;

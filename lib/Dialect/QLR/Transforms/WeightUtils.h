@@ -74,15 +74,15 @@ FailureOr<SmallVector<LinearWeight>> selectLinearWeights(
 
 /// Builds `#qlr.format` from pass options: `format` is uniform, nf4, nf2 or
 /// lut (with `table`); `bits` 0 means `defaultBits` for uniform/lut and is
-/// implied by nf4/nf2; `groupSize` 0 means per output channel; `scaleType`
-/// is f16, bf16 or f32. Reports invalid combinations at `module` with the
-/// pass name and returns failure.
-FailureOr<FormatAttr> buildFormatFromOptions(ModuleOp module, StringRef pass,
-                                             StringRef format, int64_t bits,
-                                             int64_t defaultBits,
-                                             int64_t groupSize, bool symmetric,
-                                             StringRef scaleType,
-                                             ArrayRef<double> table);
+/// implied by nf4/nf2; `groupSize` 0 means per output channel; `zeroPoint`
+/// is integer or fractional (asymmetric formats); `scaleType` is f16, bf16
+/// or f32. Reports invalid combinations at `module` with the pass name and
+/// returns failure.
+FailureOr<FormatAttr>
+buildFormatFromOptions(ModuleOp module, StringRef pass, StringRef format,
+                       int64_t bits, int64_t defaultBits, int64_t groupSize,
+                       bool symmetric, StringRef zeroPoint, StringRef scaleType,
+                       ArrayRef<double> table);
 
 /// Checks that `format` can quantize a weight of `type` ([N, K]); reports
 /// at `op` otherwise.

@@ -22,6 +22,7 @@ def QLR_FormatAttr : QLR_Attr<"Format", "format"> {
                   | `group` `=` int           // groups of this many consecutive elements ...
                   | `axis` `=` int            // ... along this axis (default: -1, the last)
                   | `asymmetric`              // explicit zero points (uniform grids only)
+                  | `asymmetric = fractional` // ... stored with 8 - N fraction bits
                   | `scale` `=` (`f32` | `f16` | `bf16`)   // default f32
     ```
 
@@ -32,7 +33,11 @@ def QLR_FormatAttr : QLR_Attr<"Format", "format"> {
     Decoding a code `c` with its group's scale `s` (and zero point `z`):
 
     * uniform, symmetric: `x = s * (c - 2^(N-1))` (implicit zero point);
-    * uniform, asymmetric: `x = s * (c - z)`, `z` stored per scale;
+    * uniform, asymmetric: `x = s * (c - z)`, `z` stored per scale as an
+      `i8` byte `zs`: `z = zs` (integer zero points, `0 .. 2^N - 1`) or,
+      with `asymmetric = fractional`, `z = zs / 2^(8-N)` (a fixed-point zero
+      point: the grid can start anywhere within 2^-(9-N) of a step of the
+      group's minimum, in the same byte);
     * codebook: `x = s * table[c]` (absmax scaling: `s` is the group's
       largest magnitude).
 
@@ -43,6 +48,7 @@ def QLR_FormatAttr : QLR_Attr<"Format", "format"> {
     #qlr.format<int8, channel = 0>                     // per output channel
     #qlr.format<int4, group = 64, scale = f16>         // 4.25 bits per weight
     #qlr.format<int3, group = 32, axis = 0, asymmetric>
+    #qlr.format<int4, group = 64, asymmetric = fractional, scale = f16>
     #qlr.format<nf4, group = 64, scale = f16>
     #qlr.format<lut2 [-1.0, -0.25, 0.25, 1.0], group = 64>
     ```
@@ -55,7 +61,8 @@ def QLR_FormatAttr : QLR_Attr<"Format", "format"> {
     "int64_t":$axis,
     "int64_t":$groupSize,
     "bool":$symmetric,
-    "::mlir::Type":$scaleType
+    "::mlir::Type":$scaleType,
+    "bool":$fractionalZeroPoints
   );
   let hasCustomAssemblyFormat = 1;
   let genVerifyDecl = 1;
@@ -64,6 +71,11 @@ def QLR_FormatAttr : QLR_Attr<"Format", "format"> {
     bool isCodebook() const { return getScheme() != Scheme::Uniform; }
     /// True when codes come with explicit zero points.
     bool hasZeroPoints() const { return !getSymmetric(); }
+    /// Fraction bits of the stored zero points (8 - bits with
+    /// `asymmetric = fractional`, otherwise 0).
+    unsigned getZeroPointFractionBits() const {
+      return getFractionalZeroPoints() ? 8 - getBits() : 0;
+    }
     /// The codebook values (computed for `nf`, given for `lut`); empty for
     /// uniform grids.
     ::llvm::SmallVector<float> getCodebook() const;

@@ -178,6 +178,11 @@ def QLRQuantizeLinearPass : Pass<"qlr-quantize-linear", "ModuleOp"> {
     Option<"symmetric", "symmetric", "bool", /*default=*/"true",
            "Symmetric grid (absmax scale, implicit zero point); false gives "
            "min/max scales with stored zero points (uniform format only)">,
+    Option<"zeroPoint", "zero-point", "std::string", /*default=*/"\"integer\"",
+           "symmetric=false only: integer zero points (0 .. 2^bits - 1) or "
+           "fractional ones (the same byte with 8 - bits fraction bits, so "
+           "the grid starts at the group's minimum to 1/2^(9-bits) of a "
+           "step; `asymmetric = fractional` in the format)">,
     Option<"format", "format", "std::string", /*default=*/"\"uniform\"",
            "Code values: uniform (integer grid), nf4, nf2 (NormalFloat) or "
            "lut (the codebook given by `table`)">,
@@ -236,6 +241,9 @@ def QLRLoftQPass : Pass<"qlr-loftq", "ModuleOp"> {
            "channel">,
     Option<"symmetric", "symmetric", "bool", /*default=*/"true",
            "uniform only: false gives min/max scales with zero points">,
+    Option<"zeroPoint", "zero-point", "std::string", /*default=*/"\"integer\"",
+           "symmetric=false only: integer or fractional zero points (see "
+           "qlr-quantize-linear)">,
     Option<"scaleType", "scale-type", "std::string", /*default=*/"\"f16\"",
            "Storage type of the scales: f16, bf16 or f32">,
     Option<"rank", "rank", "int64_t", /*default=*/"16",
