@@ -127,8 +127,10 @@ for b in blocks[:3] + blocks[-2:]:
     print(f"    block {b['block']:2d}: {b['loss_before']:.4f} -> {b['loss_after']:.4f}")
 guard = report.get("model_guard")
 if guard:
-    print(f"  perplexity on the calibration text: {guard['calibration_perplexity_before']:.3f} -> "
-          f"{guard['calibration_perplexity_after']:.3f} ({'kept' if guard['kept'] else 'rejected'})")
+    print(f"  model guard, KL(float || quantized) on the calibration text: "
+          f"{guard['calibration_kl_before']:.4f} -> {guard['calibration_kl_after']:.4f} "
+          f"({'kept' if guard['kept'] else 'rejected'}); perplexity there "
+          f"{guard['calibration_perplexity_before']:.3f} -> {guard['calibration_perplexity_after']:.3f}")
 PY
 printf '  %-28s %12s bytes\n' "GPTQ W3 g64 model:" "$(wc -c <"$w3")" "... + norm tweak:" "$(wc -c <"$w3nt")"
 if [ -f "$dev" ]; then
