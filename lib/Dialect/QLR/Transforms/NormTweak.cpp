@@ -111,6 +111,28 @@ LogitComparison compareLogits(const calib::LlamaModel &quantized,
   return {kl / positions, std::exp(nll / positions)};
 }
 
+/// The narrowest code width among the compressed weights of `module`
+/// (quantized tensors, quantized low-rank bases and factors); 32 if none.
+unsigned narrowestCodeWidth(ModuleOp module) {
+  unsigned bits = 32;
+  auto visit = [&](FormatAttr format) {
+    if (format)
+      bits = std::min(bits, format.getBits());
+  };
+  module.walk([&](Operation *op) {
+    for (Type type : op->getResultTypes()) {
+      if (auto quantized = dyn_cast<QTensorType>(type)) {
+        visit(quantized.getFormat());
+      } else if (auto lowRank = dyn_cast<LowRankType>(type)) {
+        visit(lowRank.getBase());
+        visit(lowRank.getAFormat());
+        visit(lowRank.getBFormat());
+      }
+    }
+  });
+  return bits;
+}
+
 /// The loss of `yq` against `yf` over all their rows.
 double fullLoss(numerics::NormTweakLoss kind, const calib::Activations &yq,
                 const calib::Activations &yf) {
@@ -125,6 +147,9 @@ struct QLRNormTweakPass
   void runOnOperation() override;
 
 private:
+  /// The learning rate in use: `lr`, or the default for `module`.
+  double learningRate = 0;
+
   /// Checks the options; reports the first problem at `module`.
   LogicalResult checkOptions(ModuleOp module);
   /// Parses `reference` in its own context (its weights must not live on in
@@ -154,8 +179,9 @@ LogicalResult QLRNormTweakPass::checkOptions(ModuleOp module) {
   if (reference.empty())
     return error() << "needs the float model the quantized one was made "
                       "from: reference=FILE (qlr-import's output)";
-  if (!(lr > 0.0) || !std::isfinite(double(lr)))
-    return error() << "lr=" << double(lr) << ": must be > 0";
+  if (!(lr >= 0.0) || !std::isfinite(double(lr)))
+    return error() << "lr=" << double(lr)
+                   << ": must be > 0 (or 0 for the default)";
   if (iters < 1)
     return error() << "iters=" << int64_t(iters) << ": must be >= 1";
   if (loss != "dist" && loss != "mse")
@@ -210,8 +236,8 @@ calib::Activations QLRNormTweakPass::tweakBlock(calib::LlamaModel &quantized,
   std::vector<float> attention = block.attentionNorm, ffn = block.ffnNorm;
   const std::vector<float> originalAttention = attention, originalFfn = ffn;
   bool tuneAttention = norms != "ffn", tuneFfn = norms != "attn";
-  numerics::AdamOptimizer adamAttention(attention.size(), lr);
-  numerics::AdamOptimizer adamFfn(ffn.size(), lr);
+  numerics::AdamOptimizer adamAttention(attention.size(), learningRate);
+  numerics::AdamOptimizer adamFfn(ffn.size(), learningRate);
 
   int64_t seqLen = xq.seqLen, dim = xq.width, rows = seqLen;
   std::vector<float> y(rows * dim), grad(rows * dim);
@@ -301,16 +327,12 @@ LogicalResult QLRNormTweakPass::writeReport(ModuleOp module,
                                         {"loss_before", r.before},
                                         {"loss_after", r.after},
                                         {"kept", r.kept}});
-  llvm::json::Object root{{"pass", getArgument()},
-                          {"loss", loss.getValue()},
-                          {"lr", double(lr)},
-                          {"iters", int64_t(iters)},
-                          {"norms", norms.getValue()},
-                          {"data", data.getValue()},
-                          {"samples", int64_t(samples)},
-                          {"seq_len", int64_t(seqLen)},
-                          {"seed", int64_t(seed)},
-                          {"blocks", std::move(blocks)}};
+  llvm::json::Object root{
+      {"pass", getArgument()},       {"loss", loss.getValue()},
+      {"lr", learningRate},          {"iters", int64_t(iters)},
+      {"norms", norms.getValue()},   {"data", data.getValue()},
+      {"samples", int64_t(samples)}, {"seq_len", int64_t(seqLen)},
+      {"seed", int64_t(seed)},       {"blocks", std::move(blocks)}};
   if (guard.checked)
     root["model_guard"] = llvm::json::Object{
         {"calibration_kl_before", guard.klBefore},
@@ -335,6 +357,11 @@ void QLRNormTweakPass::runOnOperation() {
   ModuleOp module = getOperation();
   if (failed(checkOptions(module)))
     return signalPassFailure();
+  // At 4 bits and more the blocks are close to float and the step that
+  // helps most at 2-3 bits overshoots (docs/norm-tweak.md).
+  learningRate = lr != 0.0                         ? double(lr)
+                 : narrowestCodeWidth(module) <= 3 ? 5e-4
+                                                   : 1e-4;
   FailureOr<calib::LlamaModel> quantized = loadLlamaModel(module);
   if (failed(quantized)) {
     emitError(module.getLoc())

@@ -295,7 +295,9 @@ def QLRNormTweakPass : Pass<"qlr-norm-tweak", "ModuleOp"> {
        module before quantization);
     2. the quantized block's output `Yq` on the quantized model's hidden
        states, which are the previous (tweaked) quantized block's outputs;
-    3. `iters` epochs of Adam (learning rate `lr`) over the calibration
+    3. `iters` epochs of Adam (learning rate `lr`; by default 5e-4 when some
+       linear weight of the module has 3 or fewer bits per code, else 1e-4)
+       over the calibration
        sequences, one sequence per step, on the block's norm weights only
        (`norms=all|attn|ffn`), minimising `loss=dist`, the channel-wise
        distribution distance
@@ -306,8 +308,8 @@ def QLRNormTweakPass : Pass<"qlr-norm-tweak", "ModuleOp"> {
     4. the tweak is kept only if `L` over all calibration tokens went down.
 
     With `model-guard=true` (the default) the kept tweaks must then also
-    lower the quantized model's perplexity on the calibration tokens (with
-    generated text: bring it closer to the float model that wrote them);
+    bring the quantized model's next-token distributions on the calibration
+    tokens closer to the float model's (lower mean KL divergence);
     otherwise every norm stays as it was.
 
     With `data=generate` (the default) the calibration text is sampled from
@@ -327,9 +329,12 @@ def QLRNormTweakPass : Pass<"qlr-norm-tweak", "ModuleOp"> {
     Option<"reference", "reference", "std::string", /*default=*/"\"\"",
            "The float module this one was quantized from (qlr-import's "
            "output, text or bytecode); its blocks give the target outputs">,
-    Option<"lr", "lr", "double", /*default=*/"5e-4",
-           "Adam learning rate (the default was best of 1e-5 .. 3e-3 on "
-           "SmolLM2-135M GPTQ W3; see docs/norm-tweak.md)">,
+    Option<"lr", "lr", "double", /*default=*/"0",
+           "Adam learning rate; 0 (the default) picks by the narrowest code "
+           "width of the module's compressed linear weights: 5e-4 at 2-3 "
+           "bits (best of 1e-5 .. 3e-3 on SmolLM2-135M GPTQ W3), 1e-4 "
+           "otherwise (5e-4 costs 0.7 % perplexity at W4; see "
+           "docs/norm-tweak.md)">,
     Option<"iters", "iters", "int64_t", /*default=*/"1",
            "Epochs over the calibration sequences (one Adam step per "
            "sequence)">,
@@ -351,11 +356,13 @@ def QLRNormTweakPass : Pass<"qlr-norm-tweak", "ModuleOp"> {
            "Seed for picking windows of the calibration file or for "
            "generating calibration text">,
     Option<"modelGuard", "model-guard", "bool", /*default=*/"true",
-           "Keep the tweaks only if they also lower the model's perplexity "
+           "Keep the tweaks only if they also lower the mean KL divergence "
+           "of the model's next-token distributions from the float model's "
            "on the calibration tokens">,
     Option<"report", "report", "std::string", /*default=*/"\"\"",
-           "Write each block's loss before and after tweaking (and the "
-           "model guard's perplexities) to this JSON file">
+           "Write each block's loss before and after tweaking, the learning "
+           "rate used and the model guard's KL divergences and perplexities "
+           "to this JSON file">
   ];
   let statistics = [
     Statistic<"numTweaked", "tweaked-blocks", "Blocks whose tweak was kept">,
