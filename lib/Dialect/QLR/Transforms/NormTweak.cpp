@@ -66,7 +66,7 @@ struct LogitComparison {
   double perplexity = 0; ///< exp(mean NLL) of the quantized model
 };
 
-/// Row `r`'s log-softmax, in double.
+/// The log-softmax of one row of logits, in double.
 void logSoftmax(ArrayRef<float> logits, std::vector<double> &out) {
   out.resize(logits.size());
   double maximum = *std::max_element(logits.begin(), logits.end());
