@@ -458,20 +458,43 @@ llvm::StringRef qlr::calibration::stringifyLinearGroup(LinearGroup group) {
   llvm_unreachable("unknown linear group");
 }
 
+/// Returns the [width, rows] transpose of `x`'s data.
+static std::vector<float> transposeRows(const Activations &x) {
+  int64_t rows = x.rows(), width = x.width;
+  std::vector<float> transposed(width * rows);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < width; ++c)
+      transposed[c * rows + r] = x.data[r * width + c];
+  return transposed;
+}
+
 std::vector<double> qlr::calibration::inputHessian(const Activations &x) {
   int64_t rows = x.rows(), width = x.width;
   std::vector<double> result(width * width, 0.0);
   if (rows == 0)
     return result;
   // xᵀx = linear(xᵀ, xᵀ): transpose once so the product is one sgemm.
-  std::vector<float> transposed(width * rows);
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < width; ++c)
-      transposed[c * rows + r] = x.data[r * width + c];
+  std::vector<float> transposed = transposeRows(x);
   std::vector<float> product(width * width);
   linear(transposed, width, rows, transposed, width, product);
   double scale = 2.0 / double(rows);
   for (int64_t i = 0; i < width * width; ++i)
+    result[i] = scale * product[i];
+  return result;
+}
+
+std::vector<double> qlr::calibration::crossCovariance(const Activations &a,
+                                                      const Activations &b) {
+  assert(a.rows() == b.rows() && "row count mismatch");
+  int64_t rows = a.rows();
+  std::vector<double> result(a.width * b.width, 0.0);
+  if (rows == 0)
+    return result;
+  std::vector<float> at = transposeRows(a), bt = transposeRows(b);
+  std::vector<float> product(a.width * b.width);
+  linear(at, a.width, rows, bt, b.width, product);
+  double scale = 2.0 / double(rows);
+  for (size_t i = 0; i < product.size(); ++i)
     result[i] = scale * product[i];
   return result;
 }

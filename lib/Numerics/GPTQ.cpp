@@ -8,6 +8,7 @@
 
 #include "qlr/Numerics/GPTQ.h"
 #include "EigenTypes.h"
+#include "qlr/Numerics/FloatFormats.h"
 
 #include "llvm/ADT/SmallVector.h"
 #include "llvm/ADT/Twine.h"
@@ -19,6 +20,7 @@
 #include <cassert>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <numeric>
 #include <string>
 
@@ -163,104 +165,35 @@ toFloatRowMajor(const Eigen::MatrixXd &block) {
   return out;
 }
 
-llvm::Expected<QuantizedData>
-qlr::numerics::quantizeGPTQ(llvm::ArrayRef<float> w, int64_t n, int64_t k,
-                            llvm::ArrayRef<double> hessian,
-                            const QuantFormat &fmt,
-                            const GPTQOptions &options) {
-  // Validation.
-  if (n < 0 || k < 0)
-    return gptqError("matrix dimensions must be non-negative, got " +
-                     llvm::Twine(n) + "x" + llvm::Twine(k));
-  if (int64_t(w.size()) != n * k)
-    return gptqError("weight has " + llvm::Twine(w.size()) +
-                     " elements, expected " + llvm::Twine(n) + "x" +
-                     llvm::Twine(k) + " = " + llvm::Twine(n * k));
-  if (int64_t(hessian.size()) != k * k)
-    return gptqError("hessian has " + llvm::Twine(hessian.size()) +
-                     " elements, expected " + llvm::Twine(k) + "x" +
-                     llvm::Twine(k) + " = " + llvm::Twine(k * k));
-  if (!std::isfinite(options.damp) || options.damp < 0)
-    return gptqError("damp must be finite and non-negative, got " +
-                     formatDouble(options.damp));
-  if (options.blockSize < 1)
-    return gptqError("block size must be positive, got " +
-                     llvm::Twine(options.blockSize));
-  llvm::SmallVector<int64_t, 2> shape{n, k};
-  std::string formatError = verifyFormatForShape(fmt, shape);
-  if (!formatError.empty())
-    return gptqError("invalid format: " + formatError);
-  if (fmt.granularity == Granularity::Channel && fmt.axis != 0)
-    return gptqError("per-channel scales must be along axis 0 (output "
-                     "channels), got axis " +
-                     llvm::Twine(fmt.axis));
-  if (fmt.granularity == Granularity::Group && fmt.axis != 1)
-    return gptqError("groups must run along axis 1 (inputs), got axis " +
-                     llvm::Twine(fmt.axis));
-  if (!allFinite(w))
-    return gptqError("weight contains non-finite values");
-  if (!allFinite(hessian))
-    return gptqError("hessian contains non-finite values");
-  if (n == 0 || k == 0)
-    return quantizeRTN(w, shape, fmt);
-
-  // Symmetrized Hessian and double-precision working copy of W (column-major,
-  // so that a column is contiguous).
-  Eigen::MatrixXd h = Eigen::Map<const RowMatrixD>(hessian.data(), k, k);
-  h = (0.5 * (h + h.transpose())).eval();
-  Eigen::MatrixXd wcur =
-      Eigen::Map<const RowMatrixF>(w.data(), n, k).cast<double>();
-
-  // Dead inputs (always zero): their weights cannot matter; quantize them as
-  // zero and make H invertible there.
-  std::vector<float> wz(w.begin(), w.end());
-  for (int64_t i = 0; i < k; ++i) {
-    if (h(i, i) != 0)
-      continue;
-    h(i, i) = 1;
-    wcur.col(i).setZero();
-    for (int64_t r = 0; r < n; ++r)
-      wz[r * k + i] = 0;
-  }
-
-  // Column order: act-order processes the inputs with the largest diag H
-  // first (ties keep their original order).
-  std::vector<int64_t> perm(k);
-  std::iota(perm.begin(), perm.end(), 0);
-  if (options.actOrder) {
-    std::stable_sort(perm.begin(), perm.end(),
-                     [&](int64_t a, int64_t b) { return h(a, a) > h(b, b); });
-    Eigen::MatrixXd hp(k, k), wp(n, k);
-    for (int64_t j = 0; j < k; ++j) {
-      wp.col(j) = wcur.col(perm[j]);
-      for (int64_t i = 0; i < k; ++i)
-        hp(i, j) = h(perm[i], perm[j]);
-    }
-    h = std::move(hp);
-    wcur = std::move(wp);
-  }
-
-  llvm::Expected<RowMatrixD> maybeU = inverseCholeskyUpper(h, options.damp);
-  if (!maybeU)
-    return maybeU.takeError();
-  const RowMatrixD &u = *maybeU;
-
-  // Scales. Dynamic groups (Group without act-order) are computed when their
-  // first column is reached; everything else up front from W (dead columns
-  // zeroed).
+/// GPTQ's column loop: quantizes the (permuted) working weights \p w0 with
+/// the inverse Cholesky factor \p u, writing codes at the original column
+/// positions \p perm. Scales come from \p fixed when given; otherwise dynamic
+/// groups (Group without act-order) are computed when their first column is
+/// reached and everything else up front from \p wz (W with dead columns
+/// zeroed).
+static llvm::Expected<QuantizedData>
+quantizeColumns(const Eigen::MatrixXd &w0, const RowMatrixD &u,
+                llvm::ArrayRef<int64_t> perm, llvm::ArrayRef<float> wz,
+                const QuantFormat &fmt, const GPTQOptions &options,
+                const QuantizedData *fixed) {
+  int64_t n = w0.rows(), k = w0.cols();
+  Eigen::MatrixXd wcur = w0;
   bool dynamicGroups =
-      fmt.granularity == Granularity::Group && !options.actOrder;
+      !fixed && fmt.granularity == Granularity::Group && !options.actOrder;
   int64_t groupSize = fmt.granularity == Granularity::Group ? fmt.groupSize : 0;
   int64_t numGroups = groupSize > 0 ? (k + groupSize - 1) / groupSize : 1;
   QuantizedData result;
-  if (dynamicGroups) {
+  if (fixed) {
+    result.scales = fixed->scales;
+    result.zeroPoints = fixed->zeroPoints;
+  } else if (dynamicGroups) {
     result.scales.assign(n * numGroups, 0.0f);
     if (!fmt.symmetric)
       result.zeroPoints.assign(n * numGroups, 0);
   } else {
     QuantizedData rtn = options.clipSearch
-                            ? quantizeRTNClipSearch(wz, shape, fmt)
-                            : quantizeRTN(wz, shape, fmt);
+                            ? quantizeRTNClipSearch(wz, {n, k}, fmt)
+                            : quantizeRTN(wz, {n, k}, fmt);
     result.scales = std::move(rtn.scales);
     result.zeroPoints = std::move(rtn.zeroPoints);
   }
@@ -340,6 +273,129 @@ qlr::numerics::quantizeGPTQ(llvm::ArrayRef<float> w, int64_t n, int64_t k,
   return result;
 }
 
+llvm::Expected<QuantizedData>
+qlr::numerics::quantizeGPTQ(llvm::ArrayRef<float> w, int64_t n, int64_t k,
+                            llvm::ArrayRef<double> hessian,
+                            const QuantFormat &fmt,
+                            const GPTQOptions &options) {
+  // Validation.
+  if (n < 0 || k < 0)
+    return gptqError("matrix dimensions must be non-negative, got " +
+                     llvm::Twine(n) + "x" + llvm::Twine(k));
+  if (int64_t(w.size()) != n * k)
+    return gptqError("weight has " + llvm::Twine(w.size()) +
+                     " elements, expected " + llvm::Twine(n) + "x" +
+                     llvm::Twine(k) + " = " + llvm::Twine(n * k));
+  if (int64_t(hessian.size()) != k * k)
+    return gptqError("hessian has " + llvm::Twine(hessian.size()) +
+                     " elements, expected " + llvm::Twine(k) + "x" +
+                     llvm::Twine(k) + " = " + llvm::Twine(k * k));
+  if (!std::isfinite(options.damp) || options.damp < 0)
+    return gptqError("damp must be finite and non-negative, got " +
+                     formatDouble(options.damp));
+  if (options.refitRounds < 0)
+    return gptqError("refit rounds must be non-negative, got " +
+                     llvm::Twine(options.refitRounds));
+  if (options.blockSize < 1)
+    return gptqError("block size must be positive, got " +
+                     llvm::Twine(options.blockSize));
+  llvm::SmallVector<int64_t, 2> shape{n, k};
+  std::string formatError = verifyFormatForShape(fmt, shape);
+  if (!formatError.empty())
+    return gptqError("invalid format: " + formatError);
+  if (fmt.granularity == Granularity::Channel && fmt.axis != 0)
+    return gptqError("per-channel scales must be along axis 0 (output "
+                     "channels), got axis " +
+                     llvm::Twine(fmt.axis));
+  if (fmt.granularity == Granularity::Group && fmt.axis != 1)
+    return gptqError("groups must run along axis 1 (inputs), got axis " +
+                     llvm::Twine(fmt.axis));
+  if (!allFinite(w))
+    return gptqError("weight contains non-finite values");
+  if (!allFinite(hessian))
+    return gptqError("hessian contains non-finite values");
+  if (n == 0 || k == 0)
+    return quantizeRTN(w, shape, fmt);
+
+  // Symmetrized Hessian and double-precision working copy of W (column-major,
+  // so that a column is contiguous).
+  Eigen::MatrixXd h = Eigen::Map<const RowMatrixD>(hessian.data(), k, k);
+  h = (0.5 * (h + h.transpose())).eval();
+  Eigen::MatrixXd wcur =
+      Eigen::Map<const RowMatrixF>(w.data(), n, k).cast<double>();
+
+  // Dead inputs (always zero): their weights cannot matter; quantize them as
+  // zero and make H invertible there.
+  std::vector<float> wz(w.begin(), w.end());
+  for (int64_t i = 0; i < k; ++i) {
+    if (h(i, i) != 0)
+      continue;
+    h(i, i) = 1;
+    wcur.col(i).setZero();
+    for (int64_t r = 0; r < n; ++r)
+      wz[r * k + i] = 0;
+  }
+
+  // Column order: act-order processes the inputs with the largest diag H
+  // first (ties keep their original order).
+  std::vector<int64_t> perm(k);
+  std::iota(perm.begin(), perm.end(), 0);
+  if (options.actOrder) {
+    std::stable_sort(perm.begin(), perm.end(),
+                     [&](int64_t a, int64_t b) { return h(a, a) > h(b, b); });
+    Eigen::MatrixXd hp(k, k), wp(n, k);
+    for (int64_t j = 0; j < k; ++j) {
+      wp.col(j) = wcur.col(perm[j]);
+      for (int64_t i = 0; i < k; ++i)
+        hp(i, j) = h(perm[i], perm[j]);
+    }
+    h = std::move(hp);
+    wcur = std::move(wp);
+  }
+
+  llvm::Expected<RowMatrixD> maybeU = inverseCholeskyUpper(h, options.damp);
+  if (!maybeU)
+    return maybeU.takeError();
+  const RowMatrixD &u = *maybeU;
+
+  llvm::Expected<QuantizedData> result =
+      quantizeColumns(wcur, u, perm, wz, fmt, options, /*fixed=*/nullptr);
+  if (!result || options.refitRounds == 0)
+    return result;
+
+  // Refit rounds: refit the scales to the codes, then (but for the last
+  // round) let GPTQ choose new codes for the refit scales. Keep the best.
+  std::vector<double> hs(hessian.begin(), hessian.end());
+  for (int64_t i = 0; i < k; ++i)
+    for (int64_t j = 0; j < k; ++j)
+      hs[i * k + j] = 0.5 * (hessian[i * k + j] + hessian[j * k + i]);
+  QuantizedData best = std::move(*result);
+  double bestError =
+      hessianWeightedError(wz, dequantize(best, shape, fmt), n, k, hs);
+  QuantizedData current = best;
+  for (int64_t round = 0; round < options.refitRounds; ++round) {
+    if (round > 0) {
+      llvm::Expected<QuantizedData> next =
+          quantizeColumns(wcur, u, perm, wz, fmt, options, &current);
+      if (!next)
+        return next.takeError();
+      current = std::move(*next);
+    }
+    llvm::Expected<QuantizedData> refit =
+        refitScales(wz, n, k, hs, fmt, current, options.damp);
+    if (!refit)
+      return refit.takeError();
+    current = std::move(*refit);
+    double error =
+        hessianWeightedError(wz, dequantize(current, shape, fmt), n, k, hs);
+    if (error < bestError) {
+      bestError = error;
+      best = current;
+    }
+  }
+  return best;
+}
+
 double qlr::numerics::hessianWeightedError(llvm::ArrayRef<float> w,
                                            llvm::ArrayRef<float> wq, int64_t n,
                                            int64_t k,
@@ -355,4 +411,216 @@ double qlr::numerics::hessianWeightedError(llvm::ArrayRef<float> w,
   Eigen::Map<const RowMatrixD> h(hessian.data(), k, k);
   Eigen::MatrixXd dh = diff * h;
   return dh.cwiseProduct(diff).sum();
+}
+
+//===----------------------------------------------------------------------===//
+// refitScales
+//===----------------------------------------------------------------------===//
+
+llvm::Expected<QuantizedData>
+qlr::numerics::refitScales(llvm::ArrayRef<float> w, int64_t n, int64_t k,
+                           llvm::ArrayRef<double> hessian,
+                           const QuantFormat &fmt, const QuantizedData &q,
+                           double damp) {
+  if (n < 0 || k < 0 || int64_t(w.size()) != n * k ||
+      int64_t(hessian.size()) != k * k || int64_t(q.codes.size()) != n * k)
+    return gptqError(
+        "refitScales: weight, hessian or code sizes do not match " +
+        llvm::Twine(n) + "x" + llvm::Twine(k));
+  std::string formatError = verifyFormatForShape(fmt, {n, k});
+  if (!formatError.empty())
+    return gptqError("invalid format: " + formatError);
+  if (fmt.granularity == Granularity::Tensor || n == 0 || k == 0)
+    return q;
+  if (fmt.granularity == Granularity::Group && fmt.axis != 1)
+    return gptqError("groups must run along axis 1 (inputs), got axis " +
+                     llvm::Twine(fmt.axis));
+  if (fmt.granularity == Granularity::Channel && fmt.axis != 0)
+    return gptqError("per-channel scales must be along axis 0, got axis " +
+                     llvm::Twine(fmt.axis));
+  int64_t groupSize = fmt.granularity == Granularity::Group ? fmt.groupSize : k;
+  int64_t numGroups = (k + groupSize - 1) / groupSize;
+  if (int64_t(q.scales.size()) != n * numGroups ||
+      (!fmt.symmetric && int64_t(q.zeroPoints.size()) != n * numGroups))
+    return gptqError("refitScales: expected " + llvm::Twine(n * numGroups) +
+                     " scales (and zero points)");
+  bool withOffsets = !fmt.symmetric && !isCodebook(fmt);
+  auto groupStart = [&](int64_t g) { return g * groupSize; };
+  auto groupWidth = [&](int64_t g) {
+    return std::min(groupSize, k - g * groupSize);
+  };
+
+  Eigen::MatrixXd h = Eigen::Map<const RowMatrixD>(hessian.data(), k, k);
+  h = (0.5 * (h + h.transpose())).eval();
+  h.diagonal().array() += damp * h.diagonal().mean();
+  Eigen::MatrixXd wd =
+      Eigen::Map<const RowMatrixF>(w.data(), n, k).cast<double>();
+  // e: the code values at scale 1 and zero point 0.
+  Eigen::MatrixXd e(n, k);
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t j = 0; j < k; ++j)
+      e(r, j) = dequantizeOne(q.codes[r * k + j], 1.0f, 0, fmt);
+  Eigen::MatrixXd hw = wd * h; // (W H), H symmetric.
+
+  // Per-row normal equations. For groups g, g2: mss = sum e_j H_jl e_l,
+  // msm = sum e_j H_jl, mmm = sum H_jl over j in g, l in g2.
+  int64_t gg = numGroups * numGroups;
+  std::vector<double> mss(n * gg), msm(n * gg);
+  for (int64_t g = 0; g < numGroups; ++g) {
+    int64_t s0 = groupStart(g), wdt = groupWidth(g);
+    Eigen::MatrixXd p = e.middleCols(s0, wdt) * h.middleRows(s0, wdt);
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t g2 = 0; g2 < numGroups; ++g2) {
+        int64_t t0 = groupStart(g2), wdt2 = groupWidth(g2);
+        auto pr = p.row(r).segment(t0, wdt2);
+        mss[r * gg + g * numGroups + g2] = pr.dot(e.row(r).segment(t0, wdt2));
+        msm[r * gg + g * numGroups + g2] = pr.sum();
+      }
+  }
+  Eigen::MatrixXd mmm(numGroups, numGroups);
+  for (int64_t g = 0; g < numGroups; ++g)
+    for (int64_t g2 = 0; g2 < numGroups; ++g2)
+      mmm(g, g2) =
+          h.block(groupStart(g), groupStart(g2), groupWidth(g), groupWidth(g2))
+              .sum();
+
+  QuantizedData out = q;
+  double zeroStep = std::ldexp(1.0, -int(zeroPointFractionBits(fmt)));
+  double maxStored = double(maxStoredZeroPoint(fmt));
+  for (int64_t r = 0; r < n; ++r) {
+    Eigen::Map<const RowMatrixD> rss(&mss[r * gg], numGroups, numGroups);
+    Eigen::Map<const RowMatrixD> rsm(&msm[r * gg], numGroups, numGroups);
+    Eigen::VectorXd bs(numGroups), bm(numGroups);
+    for (int64_t g = 0; g < numGroups; ++g) {
+      auto seg = hw.row(r).segment(groupStart(g), groupWidth(g));
+      bs(g) = seg.dot(e.row(r).segment(groupStart(g), groupWidth(g)));
+      bm(g) = seg.sum();
+    }
+    double whw = hw.row(r).dot(wd.row(r));
+    // The row's error for scales s and zero points z (both per group):
+    // W H Wᵀ - 2 sᵀ b' + sᵀ M' s with the zero points folded into M', b'.
+    auto foldZero = [&](const Eigen::VectorXd &z, Eigen::MatrixXd &m,
+                        Eigen::VectorXd &b) {
+      m = rss;
+      b = bs;
+      if (!withOffsets)
+        return;
+      for (int64_t g = 0; g < numGroups; ++g) {
+        b(g) -= z(g) * bm(g);
+        for (int64_t g2 = 0; g2 < numGroups; ++g2)
+          m(g, g2) += -z(g2) * rsm(g, g2) - z(g) * rsm(g2, g) +
+                      z(g) * z(g2) * mmm(g, g2);
+      }
+    };
+    auto rowError = [&](const Eigen::VectorXd &s, const Eigen::VectorXd &z) {
+      Eigen::MatrixXd m;
+      Eigen::VectorXd b;
+      foldZero(z, m, b);
+      return whw - 2 * s.dot(b) + s.dot(m * s);
+    };
+    Eigen::VectorXd oldS(numGroups), oldZ = Eigen::VectorXd::Zero(numGroups);
+    for (int64_t g = 0; g < numGroups; ++g) {
+      oldS(g) = q.scales[r * numGroups + g];
+      if (withOffsets)
+        oldZ(g) = q.zeroPoints[r * numGroups + g] * zeroStep;
+    }
+    // A tiny ridge towards the old values keeps singular systems (a group
+    // whose codes are all equal) solvable without moving their scales.
+    auto ridgeSolve = [&](Eigen::MatrixXd m, Eigen::VectorXd b,
+                          const Eigen::VectorXd &old) -> Eigen::VectorXd {
+      double ridge = 1e-9 * std::max(m.diagonal().cwiseAbs().maxCoeff(),
+                                     std::numeric_limits<double>::min());
+      m.diagonal().array() += ridge;
+      b += ridge * old;
+      return m.ldlt().solve(b);
+    };
+    Eigen::VectorXd z = oldZ;
+    if (withOffsets) {
+      // Joint solve for (s, m), then z = -m / s on the stored grid.
+      Eigen::MatrixXd m(2 * numGroups, 2 * numGroups);
+      m.topLeftCorner(numGroups, numGroups) = rss;
+      m.topRightCorner(numGroups, numGroups) = rsm;
+      m.bottomLeftCorner(numGroups, numGroups) = rsm.transpose();
+      m.bottomRightCorner(numGroups, numGroups) = mmm;
+      Eigen::VectorXd b(2 * numGroups), old(2 * numGroups);
+      b << bs, bm;
+      old << oldS, -oldS.cwiseProduct(oldZ);
+      Eigen::VectorXd theta = ridgeSolve(m, b, old);
+      for (int64_t g = 0; g < numGroups; ++g) {
+        double s = theta(g);
+        if (!(s > 0) || !std::isfinite(theta(numGroups + g)))
+          continue;
+        double stored = std::nearbyint(-theta(numGroups + g) / s / zeroStep);
+        z(g) = std::clamp(stored, 0.0, maxStored) * zeroStep;
+      }
+    }
+    Eigen::MatrixXd m;
+    Eigen::VectorXd b;
+    foldZero(z, m, b);
+    Eigen::VectorXd s = ridgeSolve(m, b, oldS);
+    bool valid = true;
+    for (int64_t g = 0; g < numGroups && valid; ++g) {
+      float rounded = roundToScaleType(float(s(g)), fmt.scaleType);
+      valid = std::isfinite(rounded) && rounded >= 0;
+      s(g) = rounded;
+    }
+    if (!valid || !(rowError(s, z) < rowError(oldS, oldZ)))
+      continue;
+    for (int64_t g = 0; g < numGroups; ++g) {
+      out.scales[r * numGroups + g] = float(s(g));
+      if (withOffsets)
+        out.zeroPoints[r * numGroups + g] =
+            uint8_t(std::lround(z(g) / zeroStep));
+    }
+  }
+  return out;
+}
+
+//===----------------------------------------------------------------------===//
+// floatTargetWeights
+//===----------------------------------------------------------------------===//
+
+llvm::Expected<std::vector<float>>
+qlr::numerics::floatTargetWeights(llvm::ArrayRef<float> w, int64_t n, int64_t k,
+                                  llvm::ArrayRef<double> hessian,
+                                  llvm::ArrayRef<double> cross, double damp) {
+  if (n < 0 || k < 0 || int64_t(w.size()) != n * k ||
+      int64_t(hessian.size()) != k * k || int64_t(cross.size()) != k * k)
+    return gptqError("floatTargetWeights: weight, hessian or cross "
+                     "covariance sizes do not match " +
+                     llvm::Twine(n) + "x" + llvm::Twine(k));
+  if (!allFinite(w) || !allFinite(hessian) || !allFinite(cross))
+    return gptqError("floatTargetWeights: non-finite input");
+  if (!std::isfinite(damp) || damp < 0)
+    return gptqError("damp must be finite and non-negative, got " +
+                     formatDouble(damp));
+  if (n == 0 || k == 0)
+    return std::vector<float>(w.begin(), w.end());
+  Eigen::MatrixXd h = Eigen::Map<const RowMatrixD>(hessian.data(), k, k);
+  h = (0.5 * (h + h.transpose())).eval();
+  Eigen::MatrixXd d = Eigen::Map<const RowMatrixD>(cross.data(), k, k) - h;
+  double meanDiag = h.diagonal().mean();
+  h.diagonal().array() += damp * meanDiag;
+  // Dead inputs (zero in the quantized model): no correction can use them.
+  for (int64_t i = 0; i < k; ++i)
+    if (h(i, i) <= 0)
+      h(i, i) = 1;
+  Eigen::LLT<Eigen::MatrixXd> llt(h);
+  if (llt.info() != Eigen::Success)
+    return gptqError("floatTargetWeights: the damped hessian is not positive "
+                     "definite");
+  Eigen::MatrixXd wd =
+      Eigen::Map<const RowMatrixF>(w.data(), n, k).cast<double>();
+  // Wt = W + (W D) Hd^-1 = W + (Hd^-1 (W D)ᵀ)ᵀ with Hd symmetric.
+  Eigen::MatrixXd rhs = (wd * d).transpose();
+  Eigen::MatrixXd correction = llt.solve(rhs).transpose();
+  std::vector<float> out(n * k);
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c = 0; c < k; ++c) {
+      float v = float(wd(r, c) + correction(r, c));
+      if (!std::isfinite(v))
+        return gptqError("floatTargetWeights: non-finite result");
+      out[r * k + c] = v;
+    }
+  return out;
 }

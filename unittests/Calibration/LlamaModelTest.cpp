@@ -305,3 +305,33 @@ TEST(LlamaModelTest, InputHessianMatchesDefinition) {
   empty.width = 4;
   EXPECT_EQ(inputHessian(empty), std::vector<double>(16, 0.0));
 }
+
+// crossCovariance against the definition (2/n) Σ a bᵀ, with different widths,
+// and equal to inputHessian when both sides are the same activations.
+TEST(LlamaModelTest, CrossCovarianceMatchesDefinition) {
+  std::mt19937 rng(6);
+  std::normal_distribution<float> normal(0.3f, 1.0f);
+  auto make = [&](int64_t width) {
+    Activations x;
+    x.sequences = 2;
+    x.seqLen = 29;
+    x.width = width;
+    for (int64_t i = 0; i < x.rows() * x.width; ++i)
+      x.data.push_back(normal(rng));
+    return x;
+  };
+  Activations a = make(7), b = make(11);
+  std::vector<double> c = crossCovariance(a, b);
+  ASSERT_EQ(c.size(), size_t(a.width * b.width));
+  for (int64_t i = 0; i < a.width; ++i)
+    for (int64_t j = 0; j < b.width; ++j) {
+      double expected = 0.0;
+      for (int64_t r = 0; r < a.rows(); ++r)
+        expected += double(a.data[r * a.width + i]) * b.data[r * b.width + j];
+      expected *= 2.0 / double(a.rows());
+      EXPECT_NEAR(c[i * b.width + j], expected,
+                  1e-5 * (1.0 + std::fabs(expected)))
+          << i << ", " << j;
+    }
+  EXPECT_EQ(crossCovariance(a, a), inputHessian(a));
+}

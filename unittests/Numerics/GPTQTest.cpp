@@ -602,6 +602,349 @@ TEST(GPTQTest, BlockSizeDoesNotChangeResult) {
 }
 
 //===----------------------------------------------------------------------===//
+// Scale refit
+//===----------------------------------------------------------------------===//
+
+/// Solves the dense m x m system a x = b (row-major) by Gaussian elimination
+/// with partial pivoting.
+Doubles solveDense(Doubles a, Doubles b) {
+  int64_t m = int64_t(b.size());
+  for (int64_t c = 0; c < m; ++c) {
+    int64_t pivot = c;
+    for (int64_t r = c + 1; r < m; ++r)
+      if (std::abs(a[r * m + c]) > std::abs(a[pivot * m + c]))
+        pivot = r;
+    for (int64_t j = 0; j < m; ++j)
+      std::swap(a[c * m + j], a[pivot * m + j]);
+    std::swap(b[c], b[pivot]);
+    for (int64_t r = c + 1; r < m; ++r) {
+      double f = a[r * m + c] / a[c * m + c];
+      for (int64_t j = c; j < m; ++j)
+        a[r * m + j] -= f * a[c * m + j];
+      b[r] -= f * b[c];
+    }
+  }
+  Doubles x(m);
+  for (int64_t c = m - 1; c >= 0; --c) {
+    double acc = b[c];
+    for (int64_t j = c + 1; j < m; ++j)
+      acc -= a[c * m + j] * x[j];
+    x[c] = acc / a[c * m + c];
+  }
+  return x;
+}
+
+/// Minimises (w - A θ)ᵀ Hd (w - A θ) for the k x p column matrix \p a
+/// (row-major k x p) by the normal equations.
+Doubles leastSquares(const Doubles &a, int64_t p, const Floats &w, int64_t row,
+                     int64_t k, const Doubles &hd) {
+  Doubles ha(k * p, 0.0); // Hd A
+  for (int64_t i = 0; i < k; ++i)
+    for (int64_t j = 0; j < k; ++j)
+      for (int64_t c = 0; c < p; ++c)
+        ha[i * p + c] += hd[i * k + j] * a[j * p + c];
+  Doubles m(p * p, 0.0), b(p, 0.0);
+  for (int64_t i = 0; i < k; ++i)
+    for (int64_t c = 0; c < p; ++c) {
+      for (int64_t c2 = 0; c2 < p; ++c2)
+        m[c * p + c2] += a[i * p + c] * ha[i * p + c2];
+      b[c] += ha[i * p + c] * double(w[row * k + i]);
+    }
+  return solveDense(m, b);
+}
+
+/// The refit of refitScales computed the plain way: for each row an explicit
+/// k x 2G (or k x G) design matrix, the normal equations, z = -m / s rounded
+/// to the stored grid, and the scales solved again for those zero points.
+/// Scale type f32 only; no keep-the-old-row rule.
+QuantizedData referenceRefit(const Floats &w, int64_t n, int64_t k,
+                             const Doubles &h, double damp,
+                             const QuantFormat &fmt, const QuantizedData &q) {
+  int64_t gs = fmt.granularity == Granularity::Group ? fmt.groupSize : k;
+  int64_t groups = (k + gs - 1) / gs;
+  bool offsets = !fmt.symmetric && fmt.codebook.empty();
+  double meanDiag = 0;
+  for (int64_t i = 0; i < k; ++i)
+    meanDiag += h[i * k + i] / double(k);
+  Doubles hd = h;
+  for (int64_t i = 0; i < k; ++i)
+    hd[i * k + i] += damp * meanDiag;
+  double step = std::ldexp(1.0, -int(zeroPointFractionBits(fmt)));
+  QuantizedData out = q;
+  for (int64_t r = 0; r < n; ++r) {
+    Doubles e(k);
+    for (int64_t j = 0; j < k; ++j)
+      e[j] = dequantizeOne(q.codes[r * k + j], 1.0f, 0, fmt);
+    Doubles z(groups, 0.0);
+    if (offsets) {
+      int64_t p = 2 * groups;
+      Doubles a(k * p, 0.0);
+      for (int64_t j = 0; j < k; ++j) {
+        a[j * p + j / gs] = e[j];
+        a[j * p + groups + j / gs] = 1.0;
+      }
+      Doubles theta = leastSquares(a, p, w, r, k, hd);
+      for (int64_t g = 0; g < groups; ++g)
+        z[g] = std::clamp(std::nearbyint(-theta[groups + g] / theta[g] / step),
+                          0.0, double(maxStoredZeroPoint(fmt))) *
+               step;
+    }
+    Doubles a(k * groups, 0.0);
+    for (int64_t j = 0; j < k; ++j)
+      a[j * groups + j / gs] = e[j] - z[j / gs];
+    Doubles s = leastSquares(a, groups, w, r, k, hd);
+    for (int64_t g = 0; g < groups; ++g) {
+      out.scales[r * groups + g] = float(s[g]);
+      if (offsets)
+        out.zeroPoints[r * groups + g] = uint8_t(std::lround(z[g] / step));
+    }
+  }
+  return out;
+}
+
+class RefitScalesTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(RefitScalesTest, MatchesReferenceAndLowersError) {
+  Problem p = makeProblem(16, 40, 300, 41);
+  QuantFormat fmt;
+  switch (GetParam()) {
+  case 0: // symmetric, partial last group (40 = 2 * 16 + 8)
+    fmt = uniformFormat(3, Granularity::Group, 1, 16, true);
+    break;
+  case 1:
+    fmt = uniformFormat(4, Granularity::Group, 1, 16, false);
+    break;
+  case 2:
+    fmt = uniformFormat(3, Granularity::Group, 1, 16, false);
+    fmt.fractionalZeroPoint = true;
+    break;
+  case 3:
+    fmt = normalFloatFormat(4, 16);
+    break;
+  case 4:
+    fmt = uniformFormat(2, Granularity::Channel, 0, 0, false);
+    break;
+  }
+  fmt.scaleType = ScaleType::F32;
+  constexpr double damp = 0.01;
+  QuantizedData rtn = quantizeRTN(p.w, {p.n, p.k}, fmt);
+  auto refit = refitScales(p.w, p.n, p.k, p.h, fmt, rtn, damp);
+  ASSERT_TRUE(bool(refit)) << llvm::toString(refit.takeError());
+  EXPECT_EQ(refit->codes, rtn.codes);
+  QuantizedData ref = referenceRefit(p.w, p.n, p.k, p.h, damp, fmt, rtn);
+  int64_t groups = int64_t(rtn.scales.size()) / p.n;
+  for (int64_t r = 0; r < p.n; ++r) {
+    auto rowOf = [&](const QuantizedData &q) {
+      QuantizedData row;
+      row.codes.assign(q.codes.begin() + r * p.k,
+                       q.codes.begin() + (r + 1) * p.k);
+      row.scales.assign(q.scales.begin() + r * groups,
+                        q.scales.begin() + (r + 1) * groups);
+      if (!q.zeroPoints.empty())
+        row.zeroPoints.assign(q.zeroPoints.begin() + r * groups,
+                              q.zeroPoints.begin() + (r + 1) * groups);
+      return row;
+    };
+    Floats wRow(p.w.begin() + r * p.k, p.w.begin() + (r + 1) * p.k);
+    auto rowError = [&](const QuantizedData &q) {
+      return hessianWeightedError(wRow, dequantize(rowOf(q), {1, p.k}, fmt), 1,
+                                  p.k, p.h);
+    };
+    double before = rowError(rtn), after = rowError(*refit);
+    EXPECT_LE(after, before) << "row " << r;
+    if (after == before)
+      continue; // the row kept its old scales
+    for (int64_t g = 0; g < groups; ++g) {
+      int64_t i = r * groups + g;
+      EXPECT_NEAR(refit->scales[i], ref.scales[i], 1e-5 * ref.scales[i])
+          << "row " << r << " group " << g;
+      if (!fmt.symmetric)
+        EXPECT_EQ(refit->zeroPoints[i], ref.zeroPoints[i])
+            << "row " << r << " group " << g;
+    }
+  }
+  double before = hessianWeightedError(p.w, dequantize(rtn, {p.n, p.k}, fmt),
+                                       p.n, p.k, p.h);
+  double after = hessianWeightedError(p.w, dequantize(*refit, {p.n, p.k}, fmt),
+                                      p.n, p.k, p.h);
+  // RTN's scales ignore H entirely; refitting them in the H metric must win
+  // clearly.
+  EXPECT_LT(after, 0.9 * before) << "before " << before << " after " << after;
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, RefitScalesTest, ::testing::Range(0, 5));
+
+TEST(GPTQTest, RefitRoundsLowerOutputError) {
+  Problem p = makeProblem(48, 128, 512, 43);
+  for (bool symmetric : {true, false}) {
+    QuantFormat fmt = uniformFormat(3, Granularity::Group, 1, 32, symmetric);
+    fmt.scaleType = ScaleType::F16;
+    GPTQOptions options;
+    options.actOrder = true;
+    QuantizedData plain = gptqOrDie(p.w, p.n, p.k, p.h, fmt, options);
+    double plainErr = hessianWeightedError(
+        p.w, dequantize(plain, {p.n, p.k}, fmt), p.n, p.k, p.h);
+    double lastErr = plainErr;
+    for (int64_t rounds : {1, 3}) {
+      options.refitRounds = rounds;
+      QuantizedData q = gptqOrDie(p.w, p.n, p.k, p.h, fmt, options);
+      double err = hessianWeightedError(p.w, dequantize(q, {p.n, p.k}, fmt),
+                                        p.n, p.k, p.h);
+      EXPECT_LT(err, 0.99 * plainErr)
+          << "symmetric " << symmetric << " rounds " << rounds;
+      EXPECT_LE(err, lastErr)
+          << "symmetric " << symmetric << " rounds " << rounds;
+      lastErr = err;
+      for (uint8_t z : q.zeroPoints)
+        EXPECT_LE(z, maxStoredZeroPoint(fmt));
+      for (float s : q.scales)
+        EXPECT_GE(s, 0.0f);
+    }
+  }
+}
+
+TEST(GPTQTest, RefitScalesInvalidInputs) {
+  Problem p = makeProblem(4, 8, 50, 44);
+  QuantFormat fmt = uniformFormat(4, Granularity::Group, 1, 4, false);
+  QuantizedData q = quantizeRTN(p.w, {p.n, p.k}, fmt);
+  auto bad = refitScales(p.w, p.n, p.k + 1, p.h, fmt, q);
+  ASSERT_FALSE(bool(bad));
+  EXPECT_NE(llvm::toString(bad.takeError()).find("do not match"),
+            std::string::npos);
+  QuantizedData fewer = q;
+  fewer.scales.pop_back();
+  auto badScales = refitScales(p.w, p.n, p.k, p.h, fmt, fewer);
+  ASSERT_FALSE(bool(badScales));
+  EXPECT_NE(llvm::toString(badScales.takeError()).find("scales"),
+            std::string::npos);
+  GPTQOptions options;
+  options.refitRounds = -1;
+  EXPECT_NE(gptqErrorOf(p.w, p.n, p.k, p.h, fmt, options).find("refit rounds"),
+            std::string::npos);
+}
+
+//===----------------------------------------------------------------------===//
+// Float target (asymmetric calibration)
+//===----------------------------------------------------------------------===//
+
+/// (2/N) Xaᵀ Xb for row-major N x k inputs, summed in double.
+Doubles directCross(const Floats &xa, const Floats &xb, int64_t numRows,
+                    int64_t k) {
+  Doubles c(k * k, 0.0);
+  for (int64_t r = 0; r < numRows; ++r)
+    for (int64_t i = 0; i < k; ++i)
+      for (int64_t j = 0; j < k; ++j)
+        c[i * k + j] += double(xa[r * k + i]) * double(xb[r * k + j]);
+  for (double &v : c)
+    v *= 2.0 / double(numRows);
+  return c;
+}
+
+/// (2/N) ||Xf Wᵀ - Xq Qᵀ||_F^2: the error against the float model's outputs.
+double floatOutputError(const Floats &w, const Floats &xf, const Floats &q,
+                        const Floats &xq, int64_t n, int64_t k,
+                        int64_t numRows) {
+  double sum = 0;
+  for (int64_t r = 0; r < numRows; ++r)
+    for (int64_t o = 0; o < n; ++o) {
+      double acc = 0;
+      for (int64_t j = 0; j < k; ++j)
+        acc += double(w[o * k + j]) * xf[r * k + j] -
+               double(q[o * k + j]) * xq[r * k + j];
+      sum += acc * acc;
+    }
+  return 2.0 * sum / double(numRows);
+}
+
+std::vector<float> targetOrDie(const Floats &w, int64_t n, int64_t k,
+                               const Doubles &h, const Doubles &c,
+                               double damp) {
+  auto t = floatTargetWeights(w, n, k, h, c, damp);
+  if (!t) {
+    ADD_FAILURE() << llvm::toString(t.takeError());
+    return {};
+  }
+  return std::move(*t);
+}
+
+TEST(GPTQTest, FloatTargetIsIdentityForEqualInputs) {
+  Problem p = makeProblem(6, 20, 120, 51);
+  Floats t = targetOrDie(p.w, p.n, p.k, p.h, p.h, 0.01);
+  ASSERT_EQ(t.size(), p.w.size());
+  for (size_t i = 0; i < t.size(); ++i)
+    EXPECT_NEAR(t[i], p.w[i], 1e-6) << i;
+}
+
+// Without damping the target solves the normal equations Wt H = W C, and so
+// fits the float outputs better than W itself on the quantized inputs.
+TEST(GPTQTest, FloatTargetSolvesNormalEquations) {
+  Problem p = makeProblem(5, 16, 200, 52);
+  std::mt19937 rng(53);
+  Floats xq = p.x;
+  for (float &v : xq)
+    v += 0.3f * std::normal_distribution<float>()(rng);
+  Doubles h = directHessian(xq, p.numRows, p.k);
+  Doubles c = directCross(p.x, xq, p.numRows, p.k);
+  Floats t = targetOrDie(p.w, p.n, p.k, h, c, 0.0);
+  for (int64_t r = 0; r < p.n; ++r) {
+    // Row r of Wt is the solution of H t = C^T w (H symmetric).
+    Doubles rhs(p.k, 0.0), hm(h);
+    for (int64_t i = 0; i < p.k; ++i)
+      for (int64_t j = 0; j < p.k; ++j)
+        rhs[i] += c[j * p.k + i] * p.w[r * p.k + j];
+    Doubles expected = solveDense(hm, rhs);
+    for (int64_t i = 0; i < p.k; ++i)
+      EXPECT_NEAR(t[r * p.k + i], expected[i],
+                  1e-4 * (1.0 + std::abs(expected[i])))
+          << r << ", " << i;
+  }
+  EXPECT_LT(floatOutputError(p.w, p.x, t, xq, p.n, p.k, p.numRows),
+            floatOutputError(p.w, p.x, p.w, xq, p.n, p.k, p.numRows));
+}
+
+// GPTQ aimed at the target beats GPTQ aimed at W on the error that matters
+// when the inputs were perturbed by earlier quantized layers.
+TEST(GPTQTest, FloatTargetLowersErrorAgainstFloatOutputs) {
+  Problem p = makeProblem(32, 64, 400, 54);
+  std::mt19937 rng(55);
+  Floats xq = p.x;
+  for (float &v : xq)
+    v *= 1.0f + 0.2f * std::normal_distribution<float>()(rng);
+  Doubles h = directHessian(xq, p.numRows, p.k);
+  Doubles c = directCross(p.x, xq, p.numRows, p.k);
+  QuantFormat fmt = uniformFormat(4, Granularity::Group, 1, 16, false);
+  GPTQOptions options;
+  options.actOrder = true;
+  Floats t = targetOrDie(p.w, p.n, p.k, h, c, options.damp);
+  Floats plain =
+      dequantize(gptqOrDie(p.w, p.n, p.k, h, fmt, options), {p.n, p.k}, fmt);
+  Floats aimed =
+      dequantize(gptqOrDie(t, p.n, p.k, h, fmt, options), {p.n, p.k}, fmt);
+  double plainErr = floatOutputError(p.w, p.x, plain, xq, p.n, p.k, p.numRows);
+  double aimedErr = floatOutputError(p.w, p.x, aimed, xq, p.n, p.k, p.numRows);
+  EXPECT_LT(aimedErr, 0.9 * plainErr)
+      << "plain " << plainErr << " aimed " << aimedErr;
+}
+
+TEST(GPTQTest, FloatTargetInvalidInputs) {
+  Problem p = makeProblem(3, 8, 40, 56);
+  auto wrongSize = floatTargetWeights(p.w, p.n, p.k, p.h, Doubles(10), 0.01);
+  ASSERT_FALSE(bool(wrongSize));
+  EXPECT_NE(llvm::toString(wrongSize.takeError()).find("do not match"),
+            std::string::npos);
+  Doubles bad = p.h;
+  bad[3] = NAN;
+  auto nonFinite = floatTargetWeights(p.w, p.n, p.k, p.h, bad, 0.01);
+  ASSERT_FALSE(bool(nonFinite));
+  EXPECT_NE(llvm::toString(nonFinite.takeError()).find("non-finite"),
+            std::string::npos);
+  auto negativeDamp = floatTargetWeights(p.w, p.n, p.k, p.h, p.h, -1.0);
+  ASSERT_FALSE(bool(negativeDamp));
+  EXPECT_NE(llvm::toString(negativeDamp.takeError()).find("damp"),
+            std::string::npos);
+}
+
+//===----------------------------------------------------------------------===//
 // Errors and edge cases
 //===----------------------------------------------------------------------===//
 

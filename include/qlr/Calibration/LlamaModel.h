@@ -107,6 +107,11 @@ void linear(llvm::ArrayRef<float> x, int64_t rows, int64_t in,
 /// reference implementation does); all zeros when there are no rows.
 std::vector<double> inputHessian(const Activations &x);
 
+/// (2 / rows) * aᵀb for activations `a` [rows, wa] and `b` [rows, wb] with
+/// the same rows, as a row-major [wa, wb] double matrix: with a = b it is
+/// inputHessian(a). One sgemm in float; all zeros when there are no rows.
+std::vector<double> crossCovariance(const Activations &a, const Activations &b);
+
 class LlamaModel {
 public:
   /// Validates the configuration and every weight's size against it;

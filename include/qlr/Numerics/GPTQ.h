@@ -72,6 +72,12 @@ struct GPTQOptions {
   /// Choose each scale (and zero point) with quantizeRTNClipSearch instead of
   /// quantizeRTN's min/max rule.
   bool clipSearch = false;
+  /// Scale refit rounds (>= 0). Each round refits every row's scales (and
+  /// zero points) to its codes with refitScales and, from the second round
+  /// on, first lets GPTQ choose new codes for the previous round's scales.
+  /// The result with the smallest hessianWeightedError is returned, so
+  /// refitting never makes the layer-output error worse than plain GPTQ.
+  int64_t refitRounds = 0;
 };
 
 /// Quantizes \p w (\p n x \p k, row-major; rows are output channels, columns
@@ -98,6 +104,39 @@ llvm::Expected<QuantizedData> quantizeGPTQ(llvm::ArrayRef<float> w, int64_t n,
 double hessianWeightedError(llvm::ArrayRef<float> w, llvm::ArrayRef<float> wq,
                             int64_t n, int64_t k,
                             llvm::ArrayRef<double> hessian);
+
+/// The weight GPTQ should aim at when the layer's inputs in the quantized
+/// model (Xq, N x k) differ from those in the float model (Xf): the
+/// minimiser of ||Xf Wᵀ - Xq Wtᵀ||_F (asymmetric calibration, as GPTAQ,
+/// Li et al. 2025), regularised as
+///   Wt = W + W (C - H) (H + damp * mean(diag H) * I)^-1
+/// with H = (2/N) Xqᵀ Xq (\p hessian) and C = (2/N) Xfᵀ Xq (\p cross), both
+/// k x k row-major, so that Wt = W when Xf = Xq. Since
+/// ||Xf Wᵀ - Xq Qᵀ||² = ||Xq (Wt - Q)ᵀ||² + const for every Q (without
+/// damping), GPTQ on Wt with H minimises the error against the float model's
+/// outputs. \p w is n x k row-major. Returns an error for mismatched sizes,
+/// non-finite values or a damped H that is not positive definite.
+llvm::Expected<std::vector<float>>
+floatTargetWeights(llvm::ArrayRef<float> w, int64_t n, int64_t k,
+                   llvm::ArrayRef<double> hessian, llvm::ArrayRef<double> cross,
+                   double damp);
+
+/// Refits the scales (and, for asymmetric formats, zero points) of \p q, the
+/// quantization of \p w (\p n x \p k, row-major) in format \p fmt, with its
+/// codes held fixed, to minimise the layer-output error
+/// tr((W - Wq) Hd (W - Wq)ᵀ) for Hd = \p hessian + damp * mean(diag) * I.
+/// With e_j the code's value at scale 1 (c - 2^(bits-1), c or codebook[c]),
+/// Wq_rj = s_g e_j + m_g (m_g = -s_g z_g; m_g = 0 for symmetric and codebook
+/// formats) is linear in the row's 2G (or G) unknowns, so each row is one
+/// small least-squares problem in the Hd metric. Asymmetric formats then
+/// round z_g = -m_g / s_g to the stored zero-point grid and solve for the
+/// scales again with the zero points fixed. Scales are rounded to the scale
+/// type; a row whose error would not go down keeps its old scales. Tensor
+/// granularity is returned unchanged. Returns an error for mismatched sizes.
+llvm::Expected<QuantizedData>
+refitScales(llvm::ArrayRef<float> w, int64_t n, int64_t k,
+            llvm::ArrayRef<double> hessian, const QuantFormat &fmt,
+            const QuantizedData &q, double damp = 0.0);
 
 } // namespace qlr::numerics
 

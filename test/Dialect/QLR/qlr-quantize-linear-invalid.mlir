@@ -11,6 +11,9 @@
 // RUN: not quant-opt %s --qlr-quantize-linear="scale-type=f8" 2>&1 | FileCheck %s --check-prefix=SCALE
 // RUN: not quant-opt %s --qlr-quantize-linear="method=awq" 2>&1 | FileCheck %s --check-prefix=METHOD
 // RUN: not quant-opt %s --qlr-quantize-linear="method=gptq block-size=0" 2>&1 | FileCheck %s --check-prefix=BLOCK
+// RUN: not quant-opt %s --qlr-quantize-linear="method=gptq refit-scales=-1" 2>&1 | FileCheck %s --check-prefix=BLOCK
+// RUN: not quant-opt %s --qlr-quantize-linear="refit-scales=1" 2>&1 | FileCheck %s --check-prefix=RTNREFIT
+// RUN: not quant-opt %s --qlr-quantize-linear="float-target=true" 2>&1 | FileCheck %s --check-prefix=RTNREFIT
 // RUN: not quant-opt %s --qlr-quantize-linear="method=gptq" 2>&1 | FileCheck %s --check-prefix=GPTQ
 // RUN: not quant-opt %s --qlr-quantize-linear="include=[" 2>&1 | FileCheck %s --check-prefix=GLOB
 // RUN: not quant-opt %s --qlr-quantize-linear="zero-point=fractional" 2>&1 | FileCheck %s --check-prefix=ZPSYM
@@ -26,7 +29,8 @@
 // TABLEUNI: error: qlr-quantize-linear: table= is only meaningful with format=lut
 // SCALE: error: qlr-quantize-linear: unknown scale-type 'f8' (expected f16, bf16 or f32)
 // METHOD: error: qlr-quantize-linear: unknown method 'awq' (expected rtn or gptq)
-// BLOCK: error: qlr-quantize-linear: damp must be >= 0 and block-size >= 1
+// BLOCK: error: qlr-quantize-linear: damp and refit-scales must be >= 0 and block-size >= 1
+// RTNREFIT: error: qlr-quantize-linear: refit-scales and float-target need method=gptq
 // GPTQ: error: qlr-quantize-linear: method=gptq calibrates by running the model, which needs a module made by qlr-import
 // GLOB: error: qlr-quantize-linear: invalid name pattern '['
 // ZPSYM: error: qlr-quantize-linear: zero-point=fractional needs symmetric=false (symmetric grids have no stored zero point)

@@ -22,6 +22,8 @@
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Support/FormatVariadic.h"
 
+#include <map>
+
 namespace mlir::qlr {
 #define GEN_PASS_DEF_QLRQUANTIZELINEARPASS
 #include "qlr/Dialect/QLR/Transforms/Passes.h.inc"
@@ -171,13 +173,27 @@ LogicalResult QLRQuantizeLinearPass::runGPTQ(
   options.actOrder = actOrder;
   options.blockSize = blockSize;
   options.clipSearch = clipSearch;
+  options.refitRounds = refitScales;
   numerics::QuantFormat fmt = quantFormat.toNumerics(2);
 
   calib::Activations x = model->embed(*tokens, samples, seqLen);
+  // float-target: the float model's hidden states, run alongside.
+  calib::Activations xFloat;
+  if (floatTarget)
+    xFloat = x;
   std::string problem;
   for (int64_t i = 0, e = model->config().layers; i < e && problem.empty();
        ++i) {
     calib::BlockWeights &block = model->block(i);
+    // The inputs of each linear group in the float model (block i still
+    // holds float weights here).
+    std::map<calib::LinearGroup, calib::Activations> floatInputs;
+    if (floatTarget)
+      xFloat = model->forwardBlock(
+          i, xFloat,
+          [&](calib::LinearGroup group, const calib::Activations &input) {
+            floatInputs[group] = input;
+          });
     x = model->forwardBlock(
         i, x, [&](calib::LinearGroup group, const calib::Activations &input) {
           auto weights = blockGroupWeights(block, i, group);
@@ -186,6 +202,9 @@ LogicalResult QLRQuantizeLinearPass::runGPTQ(
               }))
             return;
           std::vector<double> h = calib::inputHessian(input);
+          std::vector<double> cross;
+          if (floatTarget)
+            cross = calib::crossCovariance(floatInputs.at(group), input);
           int64_t k = input.width;
           for (auto &[name, w] : weights) {
             if (LowRankLinear *lowRank = lowRanks.lookup(name)) {
@@ -219,7 +238,17 @@ LogicalResult QLRQuantizeLinearPass::runGPTQ(
             if (!selected.contains(name))
               continue;
             int64_t n = int64_t(w->size()) / k;
-            auto q = numerics::quantizeGPTQ(*w, n, k, h, fmt, options);
+            std::vector<float> target;
+            if (floatTarget) {
+              auto t = numerics::floatTargetWeights(*w, n, k, h, cross, damp);
+              if (!t) {
+                problem = name + ": " + llvm::toString(t.takeError());
+                return;
+              }
+              target = std::move(*t);
+            }
+            auto q = numerics::quantizeGPTQ(floatTarget ? target : *w, n, k, h,
+                                            fmt, options);
             if (!q) {
               problem = name + ": " + llvm::toString(q.takeError());
               return;
@@ -245,9 +274,15 @@ void QLRQuantizeLinearPass::runOnOperation() {
         << pass << ": unknown method '" << method << "' (expected rtn or gptq)";
     return signalPassFailure();
   }
-  if (method == "gptq" && (damp < 0.0 || blockSize < 1)) {
+  if (method == "gptq" && (damp < 0.0 || blockSize < 1 || refitScales < 0)) {
     emitError(module.getLoc())
-        << pass << ": damp must be >= 0 and block-size >= 1";
+        << pass << ": damp and refit-scales must be >= 0 and block-size >= 1";
+    return signalPassFailure();
+  }
+  if (method != "gptq" && (refitScales != 0 || floatTarget)) {
+    emitError(module.getLoc())
+        << pass << ": refit-scales and float-target need method=gptq (they "
+        << "use the calibration Hessians)";
     return signalPassFailure();
   }
   FailureOr<FormatAttr> quantFormat =

@@ -203,7 +203,18 @@ def QLRQuantizeLinearPass : Pass<"qlr-quantize-linear", "ModuleOp"> {
     Option<"clipSearch", "clip-search", "bool", /*default=*/"false",
            "Choose each group's range by searching shrink factors 1 .. 0.6 "
            "for the smallest squared rounding error, instead of the full "
-           "min/max (absmax) range (RTN and GPTQ)">
+           "min/max (absmax) range (RTN and GPTQ)">,
+    Option<"refitScales", "refit-scales", "int64_t", /*default=*/"0",
+           "GPTQ: rounds of refitting each output channel's scales (and zero "
+           "points) to its codes by least squares in the Hessian metric, "
+           "each round after the first re-running GPTQ with the refit "
+           "scales; the best round is kept (0 = off)">,
+    Option<"floatTarget", "float-target", "bool", /*default=*/"false",
+           "GPTQ: fit each quantized layer, on the inputs it gets in the "
+           "partly quantized model, to the float layer's outputs on the "
+           "float model's inputs (asymmetric calibration; runs the float "
+           "model alongside), instead of to the float layer on the same "
+           "inputs">
   ], !listconcat(QLR_LinearFilterOptions, QLR_CalibrationOptions));
   let statistics = [
     Statistic<"numQuantized", "quantized-linears", "Linear layers quantized">
