@@ -15,6 +15,11 @@ Bits per weight count everything a quantized linear stores: codes, scales
 value), over the weights of the linears that were quantized (the classifier
 and the embeddings stay float and are not counted). The file size is the
 whole bytecode file, embeddings included.
+
+GPTQ pipelines spell out refit-scales and float-target: a name without
+"-ft" / "-rN" is plain sequential GPTQ (float-target=false refit-scales=0),
+which was the pass default when those entries were measured (before
+2026-12-06) and is no longer.
 """
 
 from __future__ import annotations
@@ -51,12 +56,13 @@ def rtn(bits, group, sym=True, fmt="uniform", clip=False, frac=False):
 
 
 def gptq(bits, group, sym=True, samples=32, seq_len=256, act_order=False, clip=False,
-         frac=False):
+         frac=False, refit=0, float_target=False):
     return ("qlr-quantize-linear{method=gptq "
             f"bits={bits} group-size={group} symmetric={'true' if sym else 'false'} "
             f"data={CALIB_TEXT} samples={samples} seq-len={seq_len}"
             f" act-order={'true' if act_order else 'false'}{' clip-search=true' if clip else ''}"
-            f"{' zero-point=fractional' if frac else ''}}}")
+            f"{' zero-point=fractional' if frac else ''}"
+            f" refit-scales={refit} float-target={'true' if float_target else 'false'}}}")
 
 
 def loftq(fmt, rank, iters, bits=2, group=64):
@@ -91,6 +97,24 @@ def configs():
             c[f"gptq-w{bits}-g{group}-asym-fz-ao"] = gptq(bits, group, False, act_order=True, frac=True)
             c[f"rtn-w{bits}-g{group}-asym-fz"] = rtn(bits, group, False, frac=True)
         c[f"gptq-w{bits}-g64-asym-fz-clip-ao"] = gptq(bits, 64, False, act_order=True, clip=True, frac=True)
+    # Float target ("-ft", float-target=true) and scale refit ("-rN",
+    # refit-scales=N), alone and together, with integer and fractional zero
+    # points; "-sS-lL" changes the calibration size (samples, seq-len).
+    for bits in (4, 3, 2):
+        for group in (32, 64, 128):
+            for frac in (False, True):
+                base = f"gptq-w{bits}-g{group}-asym{'-fz' if frac else ''}"
+                c[f"{base}-ft-ao"] = gptq(bits, group, False, act_order=True, frac=frac,
+                                          float_target=True)
+                for refit in (1, 3):
+                    c[f"{base}-r{refit}-ao"] = gptq(bits, group, False, act_order=True,
+                                                    frac=frac, refit=refit)
+                    c[f"{base}-ft-r{refit}-ao"] = gptq(bits, group, False, act_order=True,
+                                                       frac=frac, refit=refit, float_target=True)
+                for samples, seq_len in ((64, 512), (128, 256)):
+                    c[f"{base}-ft-r1-ao-s{samples}-l{seq_len}"] = gptq(
+                        bits, group, False, samples=samples, seq_len=seq_len, act_order=True,
+                        frac=frac, refit=1, float_target=True)
     for fmt in ("nf4", "nf2"):
         c[f"rtn-{fmt}-g64"] = rtn(0, 64, fmt=fmt)
     for fmt in ("nf2", "uniform"):

@@ -87,14 +87,16 @@ fi
 qlr_log "a story from $label (greedy)"
 "$run" "$out/smollm2.opt.mlirbc" --prompt "Once upon a time" -n 64
 
-# --- Post-training quantization: GPTQ, 4-bit weights, one f16 scale per 64,
-# calibrated on windows of the calibration text (or on text the model
-# generates itself when ../shared is absent).
+# --- Post-training quantization: GPTQ, 4-bit weights, one f16 scale and one
+# fractional zero point per 64, calibrated on 128 windows of the calibration
+# text (or on text the model generates itself when ../shared is absent),
+# aimed at the float model's outputs with refit scales (the pass defaults
+# float-target=true refit-scales=1).
 calib=$QLR_ROOT/../shared/data/tinystories-calib.txt
 [ -f "$calib" ] || calib=generate
 quantized=$out/smollm2.gptq-w4-g64.mlirbc
 qlr_log "quant-opt --qlr-quantize-linear: GPTQ W4 g64 (calibration: $(basename "$calib"))"
-"$opt" "$model" --qlr-quantize-linear="method=gptq bits=4 group-size=64 data=$calib samples=32 seq-len=256" \
+"$opt" "$model" --qlr-quantize-linear="method=gptq bits=4 group-size=64 symmetric=false zero-point=fractional data=$calib samples=128 seq-len=256" \
   --mlir-timing -emit-bytecode -o "$quantized" 2>&1 | grep -E "QLRQuantizeLinearPass|Total" | sed 's/^ */  /'
 printf '  %-28s %12s bytes\n' "float (f32) model:" "$(wc -c <"$model")" "GPTQ W4 g64 model:" "$(wc -c <"$quantized")"
 if [ -f "$dev" ]; then

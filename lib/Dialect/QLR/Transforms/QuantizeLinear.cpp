@@ -279,7 +279,7 @@ void QLRQuantizeLinearPass::runOnOperation() {
         << pass << ": damp and refit-scales must be >= 0 and block-size >= 1";
     return signalPassFailure();
   }
-  if (method != "gptq" && (refitScales != 0 || floatTarget)) {
+  if (method != "gptq" && (refitScales.hasValue() || floatTarget.hasValue())) {
     emitError(module.getLoc())
         << pass << ": refit-scales and float-target need method=gptq (they "
         << "use the calibration Hessians)";

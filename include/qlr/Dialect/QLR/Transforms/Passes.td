@@ -204,17 +204,19 @@ def QLRQuantizeLinearPass : Pass<"qlr-quantize-linear", "ModuleOp"> {
            "Choose each group's range by searching shrink factors 1 .. 0.6 "
            "for the smallest squared rounding error, instead of the full "
            "min/max (absmax) range (RTN and GPTQ)">,
-    Option<"refitScales", "refit-scales", "int64_t", /*default=*/"0",
+    Option<"refitScales", "refit-scales", "int64_t", /*default=*/"1",
            "GPTQ: rounds of refitting each output channel's scales (and zero "
            "points) to its codes by least squares in the Hessian metric, "
            "each round after the first re-running GPTQ with the refit "
-           "scales; the best round is kept (0 = off)">,
-    Option<"floatTarget", "float-target", "bool", /*default=*/"false",
+           "scales; the best round is kept (0 = off; default 1: SmolLM2 W4 "
+           "g64 7.94 -> 7.89)">,
+    Option<"floatTarget", "float-target", "bool", /*default=*/"true",
            "GPTQ: fit each quantized layer, on the inputs it gets in the "
            "partly quantized model, to the float layer's outputs on the "
            "float model's inputs (asymmetric calibration; runs the float "
-           "model alongside), instead of to the float layer on the same "
-           "inputs">
+           "model alongside). Off: fit the float layer on the same inputs "
+           "(plain sequential GPTQ). Default on: SmolLM2 W4/W3/W2 g64 with "
+           "refit-scales=1 7.94/10.08/297 -> 7.80/9.19/28.2">
   ], !listconcat(QLR_LinearFilterOptions, QLR_CalibrationOptions));
   let statistics = [
     Statistic<"numQuantized", "quantized-linears", "Linear layers quantized">
