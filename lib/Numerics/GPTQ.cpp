@@ -413,6 +413,21 @@ double qlr::numerics::hessianWeightedError(llvm::ArrayRef<float> w,
   return dh.cwiseProduct(diff).sum();
 }
 
+std::vector<double>
+qlr::numerics::projectHessian(llvm::ArrayRef<double> hessian,
+                              llvm::ArrayRef<float> b, int64_t r, int64_t k) {
+  assert(int64_t(hessian.size()) == k * k && "hessian size mismatch");
+  assert(int64_t(b.size()) == r * k && "factor size mismatch");
+  std::vector<double> result(r * r, 0.0);
+  if (r == 0 || k == 0)
+    return result;
+  Eigen::Map<const RowMatrixD> h(hessian.data(), k, k);
+  Eigen::MatrixXd bd =
+      Eigen::Map<const RowMatrixF>(b.data(), r, k).cast<double>();
+  Eigen::Map<RowMatrixD>(result.data(), r, r) = bd * h * bd.transpose();
+  return result;
+}
+
 //===----------------------------------------------------------------------===//
 // refitScales
 //===----------------------------------------------------------------------===//

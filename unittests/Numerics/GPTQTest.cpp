@@ -452,6 +452,28 @@ Problem makeProblem(int64_t n, int64_t k, int64_t numRows, unsigned seed) {
   return p;
 }
 
+// projectHessian(H, B) is the Hessian of the projected inputs x Bᵀ.
+TEST(GPTQTest, ProjectHessianIsHessianOfProjectedInputs) {
+  Problem p = makeProblem(1, 12, 90, 57);
+  constexpr int64_t r = 5;
+  std::mt19937 rng(58);
+  Floats b = randomNormal(r * p.k, rng, 0.5f);
+  Floats projected(p.numRows * r, 0.0f);
+  for (int64_t row = 0; row < p.numRows; ++row)
+    for (int64_t i = 0; i < r; ++i) {
+      double acc = 0;
+      for (int64_t l = 0; l < p.k; ++l)
+        acc += double(p.x[row * p.k + l]) * b[i * p.k + l];
+      projected[row * r + i] = float(acc);
+    }
+  Doubles expected = directHessian(projected, p.numRows, r);
+  Doubles got = projectHessian(p.h, b, r, p.k);
+  ASSERT_EQ(got.size(), expected.size());
+  for (size_t i = 0; i < got.size(); ++i)
+    EXPECT_NEAR(got[i], expected[i], 1e-4 * (1.0 + std::abs(expected[i]))) << i;
+  EXPECT_EQ(projectHessian(p.h, {}, 0, p.k), Doubles());
+}
+
 TEST(GPTQTest, HessianWeightedErrorIsOutputError) {
   Problem p = makeProblem(10, 24, 150, 5);
   std::mt19937 rng(6);

@@ -105,6 +105,14 @@ double hessianWeightedError(llvm::ArrayRef<float> w, llvm::ArrayRef<float> wq,
                             int64_t n, int64_t k,
                             llvm::ArrayRef<double> hessian);
 
+/// Returns B H Bᵀ (\p r x \p r, row-major) for B (\p r x \p k, row-major) and
+/// the k x k row-major \p hessian: the Hessian of the inputs B x of the
+/// second factor of a product A·B applied to inputs x with Hessian H.
+/// Computed in double.
+std::vector<double> projectHessian(llvm::ArrayRef<double> hessian,
+                                   llvm::ArrayRef<float> b, int64_t r,
+                                   int64_t k);
+
 /// The weight GPTQ should aim at when the layer's inputs in the quantized
 /// model (Xq, N x k) differ from those in the float model (Xf): the
 /// minimiser of ||Xf Wᵀ - Xq Wtᵀ||_F (asymmetric calibration, as GPTAQ,

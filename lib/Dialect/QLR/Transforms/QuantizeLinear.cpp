@@ -105,31 +105,6 @@ collectLowRankLinears(ModuleOp module, const LinearFilter &filter,
   return result;
 }
 
-/// B H Bᵀ for B [r, k] (row-major) and H [k, k]: the Hessian of the inputs
-/// of A when A·B is applied to inputs with Hessian H.
-std::vector<double> projectHessian(ArrayRef<double> h, ArrayRef<float> b,
-                                   int64_t r, int64_t k) {
-  std::vector<double> bh(r * k, 0.0), result(r * r, 0.0);
-  for (int64_t i = 0; i < r; ++i)
-    for (int64_t l = 0; l < k; ++l) {
-      double bil = b[i * k + l];
-      if (bil == 0.0)
-        continue;
-      const double *hRow = &h[l * k];
-      double *out = &bh[i * k];
-      for (int64_t j = 0; j < k; ++j)
-        out[j] += bil * hRow[j];
-    }
-  for (int64_t i = 0; i < r; ++i)
-    for (int64_t j = 0; j < r; ++j) {
-      double sum = 0;
-      for (int64_t l = 0; l < k; ++l)
-        sum += bh[i * k + l] * double(b[j * k + l]);
-      result[i * r + j] = sum;
-    }
-  return result;
-}
-
 struct QLRQuantizeLinearPass
     : public mlir::qlr::impl::QLRQuantizeLinearPassBase<QLRQuantizeLinearPass> {
   using Base::Base;
@@ -221,7 +196,8 @@ LogicalResult QLRQuantizeLinearPass::runGPTQ(
                 return;
               }
               f.b = numerics::dequantize(*qb, {f.rank, k}, fmt);
-              std::vector<double> hA = projectHessian(h, f.b, f.rank, k);
+              std::vector<double> hA =
+                  numerics::projectHessian(h, f.b, f.rank, k);
               auto qa = numerics::quantizeGPTQ(lowRank->a.values, n, f.rank, hA,
                                                fmt, options);
               if (!qa) {
