@@ -78,14 +78,16 @@ void logSoftmax(ArrayRef<float> logits, std::vector<double> &out) {
     o = double(v) - logSum;
 }
 
-/// Compares `quantized` (final hidden states `hq`) with `floatModel` (`hf`)
-/// one sequence at a time, so that only one sequence's logits are alive.
-LogitComparison compareLogits(const calib::LlamaModel &quantized,
-                              const calib::Activations &hq,
-                              const calib::LlamaModel &floatModel,
-                              const calib::Activations &hf,
-                              ArrayRef<int32_t> tokens) {
-  int64_t seqLen = hq.seqLen, width = hq.width;
+/// Compares two states of `quantized` (final hidden states `hqA`, `hqB`;
+/// only block norms may differ between them, so one classifier serves both)
+/// with `floatModel` (`hf`), one sequence at a time, so that only one
+/// sequence's logits are alive and the float logits are computed once.
+std::pair<LogitComparison, LogitComparison>
+compareLogits(const calib::LlamaModel &quantized, const calib::Activations &hqA,
+              const calib::Activations &hqB,
+              const calib::LlamaModel &floatModel, const calib::Activations &hf,
+              ArrayRef<int32_t> tokens) {
+  int64_t seqLen = hqA.seqLen, width = hqA.width;
   int64_t vocab = quantized.config().vocabSize;
   auto slice = [&](const calib::Activations &x, int64_t s) {
     calib::Activations one{1, seqLen, width, {}};
@@ -94,21 +96,25 @@ LogitComparison compareLogits(const calib::LlamaModel &quantized,
     one.data.assign(rows.begin(), rows.end());
     return one;
   };
-  double kl = 0, nll = 0;
+  double kl[2] = {0, 0}, nll[2] = {0, 0};
   std::vector<double> logQ, logF;
-  for (int64_t s = 0; s < hq.sequences; ++s) {
-    std::vector<float> lq = quantized.logits(slice(hq, s));
+  for (int64_t s = 0; s < hqA.sequences; ++s) {
     std::vector<float> lf = floatModel.logits(slice(hf, s));
-    for (int64_t t = 0; t + 1 < seqLen; ++t) {
-      logSoftmax(ArrayRef<float>(lq).slice(t * vocab, vocab), logQ);
-      logSoftmax(ArrayRef<float>(lf).slice(t * vocab, vocab), logF);
-      for (int64_t v = 0; v < vocab; ++v)
-        kl += std::exp(logF[v]) * (logF[v] - logQ[v]);
-      nll -= logQ[tokens[s * seqLen + t + 1]];
+    const calib::Activations *states[2] = {&hqA, &hqB};
+    for (int which = 0; which < 2; ++which) {
+      std::vector<float> lq = quantized.logits(slice(*states[which], s));
+      for (int64_t t = 0; t + 1 < seqLen; ++t) {
+        logSoftmax(ArrayRef<float>(lq).slice(t * vocab, vocab), logQ);
+        logSoftmax(ArrayRef<float>(lf).slice(t * vocab, vocab), logF);
+        for (int64_t v = 0; v < vocab; ++v)
+          kl[which] += std::exp(logF[v]) * (logF[v] - logQ[v]);
+        nll[which] -= logQ[tokens[s * seqLen + t + 1]];
+      }
     }
   }
-  double positions = double(hq.sequences * (seqLen - 1));
-  return {kl / positions, std::exp(nll / positions)};
+  double positions = double(hqA.sequences * (seqLen - 1));
+  return {{kl[0] / positions, std::exp(nll[0] / positions)},
+          {kl[1] / positions, std::exp(nll[1] / positions)}};
 }
 
 /// The narrowest code width among the compressed weights of `module`
@@ -425,22 +431,23 @@ void QLRNormTweakPass::runOnOperation() {
   };
   if (modelGuard && llvm::any_of(reports, [](auto &r) { return r.kept; })) {
     guard.checked = true;
-    LogitComparison after =
-        compareLogits(*quantized, xq, *floatModel, xf, *tokens);
+    // The untweaked model's hidden states; the final norm and classifier
+    // are not tweaked, so both states share them.
     swapNorms();
-    LogitComparison before =
-        compareLogits(*quantized, quantized->forward(*tokens, samples, seqLen),
-                      *floatModel, xf, *tokens);
+    calib::Activations untweaked = quantized->forward(*tokens, samples, seqLen);
+    swapNorms();
+    auto [after, before] =
+        compareLogits(*quantized, xq, untweaked, *floatModel, xf, *tokens);
     guard.klAfter = after.kl;
     guard.klBefore = before.kl;
     guard.perplexityAfter = after.perplexity;
     guard.perplexityBefore = before.perplexity;
     guard.kept = guard.klAfter < guard.klBefore;
-    if (guard.kept)
+    if (!guard.kept) {
       swapNorms();
-    else
       for (BlockReport &r : reports)
         r.kept = false;
+    }
   }
   for (const BlockReport &r : reports) {
     if (r.kept)
