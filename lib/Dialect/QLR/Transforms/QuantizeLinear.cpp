@@ -267,13 +267,13 @@ void QLRQuantizeLinearPass::runOnOperation() {
                              zeroPoint.getValue(), scaleType.getValue(), table);
   if (failed(quantFormat))
     return signalPassFailure();
-  FailureOr<SmallVector<LinearWeight>> weights = selectLinearWeights(
-      module, pass, include, exclude, classifier, *quantFormat);
-  if (failed(weights))
-    return signalPassFailure();
   FailureOr<LinearFilter> filter =
       LinearFilter::create(module, pass, include, exclude, classifier);
   if (failed(filter))
+    return signalPassFailure();
+  FailureOr<SmallVector<LinearWeight>> weights =
+      selectLinearWeights(module, *filter, *quantFormat);
+  if (failed(weights))
     return signalPassFailure();
   FailureOr<std::vector<LowRankLinear>> lowRanks =
       collectLowRankLinears(module, *filter, *quantFormat);

@@ -264,8 +264,14 @@ FailureOr<SmallVector<LinearWeight>> mlir::qlr::selectLinearWeights(
       LinearFilter::create(module, pass, include, exclude, classifier);
   if (failed(filter))
     return failure();
+  return selectLinearWeights(module, *filter, format);
+}
+
+FailureOr<SmallVector<LinearWeight>>
+mlir::qlr::selectLinearWeights(ModuleOp module, const LinearFilter &filter,
+                               FormatAttr format) {
   FailureOr<SmallVector<LinearWeight>> weights =
-      collectLinearWeights(module, *filter);
+      collectLinearWeights(module, filter);
   if (failed(weights))
     return failure();
   for (LinearWeight &weight : *weights)

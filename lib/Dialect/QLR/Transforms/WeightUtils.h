@@ -72,6 +72,11 @@ FailureOr<SmallVector<LinearWeight>> selectLinearWeights(
     ModuleOp module, StringRef pass, ArrayRef<std::string> include,
     ArrayRef<std::string> exclude, bool classifier, FormatAttr format);
 
+/// selectLinearWeights with an already parsed `filter`.
+FailureOr<SmallVector<LinearWeight>>
+selectLinearWeights(ModuleOp module, const LinearFilter &filter,
+                    FormatAttr format);
+
 /// Builds `#qlr.format` from pass options: `format` is uniform, nf4, nf2 or
 /// lut (with `table`); `bits` 0 means `defaultBits` for uniform/lut and is
 /// implied by nf4/nf2; `groupSize` 0 means per output channel; `zeroPoint`
