@@ -115,6 +115,9 @@ def configs():
                     c[f"{base}-ft-r1-ao-s{samples}-l{seq_len}"] = gptq(
                         bits, group, False, samples=samples, seq_len=seq_len, act_order=True,
                         frac=frac, refit=1, float_target=True)
+    for bits in (4, 3, 2):
+        c[f"gptq-w{bits}-g64-asym-clip-ft-r1-ao"] = gptq(bits, 64, False, act_order=True, clip=True,
+                                                        refit=1, float_target=True)
     for fmt in ("nf4", "nf2"):
         c[f"rtn-{fmt}-g64"] = rtn(0, 64, fmt=fmt)
     for fmt in ("nf2", "uniform"):
