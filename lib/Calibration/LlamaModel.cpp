@@ -468,35 +468,35 @@ static std::vector<float> transposeRows(const Activations &x) {
   return transposed;
 }
 
-std::vector<double> qlr::calibration::inputHessian(const Activations &x) {
-  int64_t rows = x.rows(), width = x.width;
-  std::vector<double> result(width * width, 0.0);
-  if (rows == 0)
-    return result;
-  // xᵀx = linear(xᵀ, xᵀ): transpose once so the product is one sgemm.
-  std::vector<float> transposed = transposeRows(x);
-  std::vector<float> product(width * width);
-  linear(transposed, width, rows, transposed, width, product);
+/// (2 / rows) * aᵀb from the transposes `at` [wa, rows] and `bt` [wb, rows]:
+/// one sgemm in float, scaled in double.
+static std::vector<double> scaledGram(llvm::ArrayRef<float> at, int64_t wa,
+                                      llvm::ArrayRef<float> bt, int64_t wb,
+                                      int64_t rows) {
+  std::vector<float> product(wa * wb);
+  linear(at, wa, rows, bt, wb, product);
   double scale = 2.0 / double(rows);
-  for (int64_t i = 0; i < width * width; ++i)
+  std::vector<double> result(wa * wb);
+  for (size_t i = 0; i < product.size(); ++i)
     result[i] = scale * product[i];
   return result;
+}
+
+std::vector<double> qlr::calibration::inputHessian(const Activations &x) {
+  if (x.rows() == 0)
+    return std::vector<double>(x.width * x.width, 0.0);
+  // xᵀx = linear(xᵀ, xᵀ): transpose once so the product is one sgemm.
+  std::vector<float> transposed = transposeRows(x);
+  return scaledGram(transposed, x.width, transposed, x.width, x.rows());
 }
 
 std::vector<double> qlr::calibration::crossCovariance(const Activations &a,
                                                       const Activations &b) {
   assert(a.rows() == b.rows() && "row count mismatch");
-  int64_t rows = a.rows();
-  std::vector<double> result(a.width * b.width, 0.0);
-  if (rows == 0)
-    return result;
-  std::vector<float> at = transposeRows(a), bt = transposeRows(b);
-  std::vector<float> product(a.width * b.width);
-  linear(at, a.width, rows, bt, b.width, product);
-  double scale = 2.0 / double(rows);
-  for (size_t i = 0; i < product.size(); ++i)
-    result[i] = scale * product[i];
-  return result;
+  if (a.rows() == 0)
+    return std::vector<double>(a.width * b.width, 0.0);
+  return scaledGram(transposeRows(a), a.width, transposeRows(b), b.width,
+                    a.rows());
 }
 
 void qlr::calibration::linear(ArrayRef<float> x, int64_t rows, int64_t in,

@@ -363,8 +363,9 @@ qlr::numerics::quantizeGPTQ(llvm::ArrayRef<float> w, int64_t n, int64_t k,
   if (!result || options.refitRounds == 0)
     return result;
 
-  // Refit rounds: refit the scales to the codes, then (but for the last
-  // round) let GPTQ choose new codes for the refit scales. Keep the best.
+  // Refit rounds: each round but the first lets GPTQ choose new codes for
+  // the previous round's scales; every round then refits the scales to the
+  // codes. Keep the best result, plain GPTQ included.
   std::vector<double> hs(hessian.begin(), hessian.end());
   for (int64_t i = 0; i < k; ++i)
     for (int64_t j = 0; j < k; ++j)

@@ -66,37 +66,6 @@ double outputError(const Floats &w, const Doubles &approx, const Floats &x,
   return frobenius(matmul(x, transpose(diff, m, n), rows, n, m));
 }
 
-/// Solves the r x r system M X = R (R is r x cols) by Gaussian elimination
-/// with partial pivoting.
-Doubles solve(Doubles mat, Doubles rhs, int64_t r, int64_t cols) {
-  for (int64_t k = 0; k < r; ++k) {
-    int64_t pivot = k;
-    for (int64_t i = k + 1; i < r; ++i)
-      if (std::abs(mat[i * r + k]) > std::abs(mat[pivot * r + k]))
-        pivot = i;
-    for (int64_t j = 0; j < r; ++j)
-      std::swap(mat[k * r + j], mat[pivot * r + j]);
-    for (int64_t j = 0; j < cols; ++j)
-      std::swap(rhs[k * cols + j], rhs[pivot * cols + j]);
-    for (int64_t i = k + 1; i < r; ++i) {
-      double f = mat[i * r + k] / mat[k * r + k];
-      for (int64_t j = k; j < r; ++j)
-        mat[i * r + j] -= f * mat[k * r + j];
-      for (int64_t j = 0; j < cols; ++j)
-        rhs[i * cols + j] -= f * rhs[k * cols + j];
-    }
-  }
-  Doubles out(r * cols);
-  for (int64_t i = r - 1; i >= 0; --i)
-    for (int64_t j = 0; j < cols; ++j) {
-      double v = rhs[i * cols + j];
-      for (int64_t l = i + 1; l < r; ++l)
-        v -= mat[i * r + l] * out[l * cols + j];
-      out[i * cols + j] = v / mat[i * r + i];
-    }
-  return out;
-}
-
 /// Column c of A (m x r) and row c of B (r x n) have equal norms.
 void expectBalanced(const LowRankFactors &f, int64_t m, int64_t n) {
   for (int64_t c = 0; c < f.rank; ++c) {
@@ -219,8 +188,8 @@ TEST(BasisSelectTest, LsqRefitBeatsUnrefitAndSolvesNormalEquations) {
         vk[j * r + c] = svd.vt[kept[c] * n + j];
     Doubles gv = matmul(g, vk, n, n, r);
     Doubles mat = matmul(transpose(vk, n, r), gv, r, n, r);
-    Doubles rhsT = transpose(matmul(w, gv, m, n, r), m, r); // r x m
-    Doubles a = transpose(solve(mat, rhsT, r, m), r, m);    // m x r
+    Doubles rhsT = transpose(matmul(w, gv, m, n, r), m, r);   // r x m
+    Doubles a = transpose(solveDense(mat, rhsT, r, m), r, m); // m x r
     Doubles expected = matmul(a, transpose(vk, n, r), m, r, n);
     Doubles got = product(*refit, m, n);
     EXPECT_LT(frobenius(minus(got, expected)), 1e-5 * frobenius(expected));

@@ -71,16 +71,22 @@ Floats correlatedInputs(int64_t numRows, int64_t k, std::mt19937 &rng,
   return x;
 }
 
-/// H = (2 / N) sum_r x_r x_rᵀ computed directly in double.
-Doubles directHessian(const Floats &x, int64_t numRows, int64_t k) {
-  Doubles h(k * k, 0.0);
+/// (2/N) Xaᵀ Xb for row-major N x k inputs, summed in double.
+Doubles directCross(const Floats &xa, const Floats &xb, int64_t numRows,
+                    int64_t k) {
+  Doubles c(k * k, 0.0);
   for (int64_t r = 0; r < numRows; ++r)
     for (int64_t i = 0; i < k; ++i)
       for (int64_t j = 0; j < k; ++j)
-        h[i * k + j] += double(x[r * k + i]) * double(x[r * k + j]);
-  for (double &v : h)
+        c[i * k + j] += double(xa[r * k + i]) * double(xb[r * k + j]);
+  for (double &v : c)
     v *= 2.0 / double(numRows);
-  return h;
+  return c;
+}
+
+/// H = (2 / N) sum_r x_r x_rᵀ computed directly in double.
+Doubles directHessian(const Floats &x, int64_t numRows, int64_t k) {
+  return directCross(x, x, numRows, k);
 }
 
 /// (2 / N) ||(W - Wq) Xᵀ||_F^2 computed directly.
@@ -627,35 +633,6 @@ TEST(GPTQTest, BlockSizeDoesNotChangeResult) {
 // Scale refit
 //===----------------------------------------------------------------------===//
 
-/// Solves the dense m x m system a x = b (row-major) by Gaussian elimination
-/// with partial pivoting.
-Doubles solveDense(Doubles a, Doubles b) {
-  int64_t m = int64_t(b.size());
-  for (int64_t c = 0; c < m; ++c) {
-    int64_t pivot = c;
-    for (int64_t r = c + 1; r < m; ++r)
-      if (std::abs(a[r * m + c]) > std::abs(a[pivot * m + c]))
-        pivot = r;
-    for (int64_t j = 0; j < m; ++j)
-      std::swap(a[c * m + j], a[pivot * m + j]);
-    std::swap(b[c], b[pivot]);
-    for (int64_t r = c + 1; r < m; ++r) {
-      double f = a[r * m + c] / a[c * m + c];
-      for (int64_t j = c; j < m; ++j)
-        a[r * m + j] -= f * a[c * m + j];
-      b[r] -= f * b[c];
-    }
-  }
-  Doubles x(m);
-  for (int64_t c = m - 1; c >= 0; --c) {
-    double acc = b[c];
-    for (int64_t j = c + 1; j < m; ++j)
-      acc -= a[c * m + j] * x[j];
-    x[c] = acc / a[c * m + c];
-  }
-  return x;
-}
-
 /// Minimises (w - A θ)ᵀ Hd (w - A θ) for the k x p column matrix \p a
 /// (row-major k x p) by the normal equations.
 Doubles leastSquares(const Doubles &a, int64_t p, const Floats &w, int64_t row,
@@ -672,7 +649,7 @@ Doubles leastSquares(const Doubles &a, int64_t p, const Floats &w, int64_t row,
         m[c * p + c2] += a[i * p + c] * ha[i * p + c2];
       b[c] += ha[i * p + c] * double(w[row * k + i]);
     }
-  return solveDense(m, b);
+  return solveDense(m, b, p);
 }
 
 /// The refit of refitScales computed the plain way: for each row an explicit
@@ -780,9 +757,10 @@ TEST_P(RefitScalesTest, MatchesReferenceAndLowersError) {
       int64_t i = r * groups + g;
       EXPECT_NEAR(refit->scales[i], ref.scales[i], 1e-5 * ref.scales[i])
           << "row " << r << " group " << g;
-      if (!fmt.symmetric)
+      if (!fmt.symmetric) {
         EXPECT_EQ(refit->zeroPoints[i], ref.zeroPoints[i])
             << "row " << r << " group " << g;
+      }
     }
   }
   double before = hessianWeightedError(p.w, dequantize(rtn, {p.n, p.k}, fmt),
@@ -849,19 +827,6 @@ TEST(GPTQTest, RefitScalesInvalidInputs) {
 // Float target (asymmetric calibration)
 //===----------------------------------------------------------------------===//
 
-/// (2/N) Xaᵀ Xb for row-major N x k inputs, summed in double.
-Doubles directCross(const Floats &xa, const Floats &xb, int64_t numRows,
-                    int64_t k) {
-  Doubles c(k * k, 0.0);
-  for (int64_t r = 0; r < numRows; ++r)
-    for (int64_t i = 0; i < k; ++i)
-      for (int64_t j = 0; j < k; ++j)
-        c[i * k + j] += double(xa[r * k + i]) * double(xb[r * k + j]);
-  for (double &v : c)
-    v *= 2.0 / double(numRows);
-  return c;
-}
-
 /// (2/N) ||Xf Wᵀ - Xq Qᵀ||_F^2: the error against the float model's outputs.
 double floatOutputError(const Floats &w, const Floats &xf, const Floats &q,
                         const Floats &xq, int64_t n, int64_t k,
@@ -914,7 +879,7 @@ TEST(GPTQTest, FloatTargetSolvesNormalEquations) {
     for (int64_t i = 0; i < p.k; ++i)
       for (int64_t j = 0; j < p.k; ++j)
         rhs[i] += c[j * p.k + i] * p.w[r * p.k + j];
-    Doubles expected = solveDense(hm, rhs);
+    Doubles expected = solveDense(hm, rhs, p.k);
     for (int64_t i = 0; i < p.k; ++i)
       EXPECT_NEAR(t[r * p.k + i], expected[i],
                   1e-4 * (1.0 + std::abs(expected[i])))
