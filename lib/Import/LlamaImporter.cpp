@@ -202,16 +202,26 @@ Value LlamaBuilder::attention(Value q, Value keys, Value values) {
       SmallVector<ReassociationIndices>{{0}, {1, 2, 3}}, qShape);
   Value rows = tensor::DimOp::create(b, loc, keys, 0);
 
+  // keysT[kv, e, s] = k[s, kv, e]: the cache rows laid out along s, so that
+  // the scores below run a unit-stride loop over s innermost.
+  auto keysTType = tensorType({kv, e, ShapedType::kDynamic});
+  Value keysTInit =
+      tensor::EmptyOp::create(b, loc, keysTType, ValueRange{rows});
+  Value keysT = linalg::TransposeOp::create(b, loc, keys, keysTInit,
+                                            ArrayRef<int64_t>{1, 2, 0})
+                    .getResult()[0];
+
   // scores[kv, g, t, s] = sum_e q[t, kv, g, e] * k[s, kv, e] / sqrt(E)
   auto scoresType =
       tensorType({kv, g, ShapedType::kDynamic, ShapedType::kDynamic});
   Value scoresInit = filled(scoresType, {numTokens, rows}, zero);
-  // dims: kv=0, g=1, t=2, s=3, e=4
-  Value scores = generic(scoresType, ValueRange{q4, keys}, scoresInit,
-                         {map(5, {dim(2), dim(0), dim(1), dim(4)}),
-                          map(5, {dim(3), dim(0), dim(4)}),
-                          map(5, {dim(0), dim(1), dim(2), dim(3)})},
-                         {par, par, par, par, red}, multiplyAccumulate);
+  // Loops (kv, g, t, e, s): the innermost loop is a vectorisable
+  // scores[.., s] += q * keysT[.., s] with unit stride.
+  Value scores = generic(scoresType, ValueRange{q4, keysT}, scoresInit,
+                         {map(5, {dim(2), dim(0), dim(1), dim(3)}),
+                          map(5, {dim(0), dim(3), dim(4)}),
+                          map(5, {dim(0), dim(1), dim(2), dim(4)})},
+                         {par, par, par, red, par}, multiplyAccumulate);
 
   // Causal mask and scale, then max over s.
   double scale = 1.0 / std::sqrt(double(e));
