@@ -89,7 +89,9 @@ def configs():
     for bits in (4, 3, 2):
         for group in (32, 128):
             c[f"gptq-w{bits}-g{group}-asym-clip-ao"] = gptq(bits, group, False, act_order=True, clip=True)
-            c[f"gptq-w{bits}-g{group}-asym-ao"] = gptq(bits, group, False, act_order=True)
+            for sym in (True, False):
+                c[f"gptq-w{bits}-g{group}-{'sym' if sym else 'asym'}-ao"] = gptq(
+                    bits, group, sym, act_order=True)
     # Fractional zero points (zero-point=fractional, "-fz"): same storage as
     # the asymmetric configurations above.
     for bits in (4, 3, 2):
