@@ -365,14 +365,13 @@ qlr::numerics::quantizeGPTQ(llvm::ArrayRef<float> w, int64_t n, int64_t k,
 
   // Refit rounds: each round but the first lets GPTQ choose new codes for
   // the previous round's scales; every round then refits the scales to the
-  // codes. Keep the best result, plain GPTQ included.
-  std::vector<double> hs(hessian.begin(), hessian.end());
-  for (int64_t i = 0; i < k; ++i)
-    for (int64_t j = 0; j < k; ++j)
-      hs[i * k + j] = 0.5 * (hessian[i * k + j] + hessian[j * k + i]);
+  // codes. Keep the best result, plain GPTQ included, judged by the errors
+  // the refit reports (no extra n x k x k products). Tensor granularity has
+  // nothing to refit.
+  if (fmt.granularity == Granularity::Tensor)
+    return result;
   QuantizedData best = std::move(*result);
-  double bestError =
-      hessianWeightedError(wz, dequantize(best, shape, fmt), n, k, hs);
+  double bestError = std::numeric_limits<double>::infinity();
   QuantizedData current = best;
   for (int64_t round = 0; round < options.refitRounds; ++round) {
     if (round > 0) {
@@ -382,15 +381,18 @@ qlr::numerics::quantizeGPTQ(llvm::ArrayRef<float> w, int64_t n, int64_t k,
         return next.takeError();
       current = std::move(*next);
     }
+    RefitErrors errors;
     llvm::Expected<QuantizedData> refit =
-        refitScales(wz, n, k, hs, fmt, current, options.damp);
+        refitScales(wz, n, k, hessian, fmt, current, options.damp, &errors);
     if (!refit)
       return refit.takeError();
+    if (errors.before < bestError) {
+      bestError = errors.before;
+      best = current;
+    }
     current = std::move(*refit);
-    double error =
-        hessianWeightedError(wz, dequantize(current, shape, fmt), n, k, hs);
-    if (error < bestError) {
-      bestError = error;
+    if (errors.after < bestError) {
+      bestError = errors.after;
       best = current;
     }
   }
@@ -437,7 +439,7 @@ llvm::Expected<QuantizedData>
 qlr::numerics::refitScales(llvm::ArrayRef<float> w, int64_t n, int64_t k,
                            llvm::ArrayRef<double> hessian,
                            const QuantFormat &fmt, const QuantizedData &q,
-                           double damp) {
+                           double damp, RefitErrors *errors) {
   if (n < 0 || k < 0 || int64_t(w.size()) != n * k ||
       int64_t(hessian.size()) != k * k || int64_t(q.codes.size()) != n * k)
     return gptqError(
@@ -501,6 +503,7 @@ qlr::numerics::refitScales(llvm::ArrayRef<float> w, int64_t n, int64_t k,
               .sum();
 
   QuantizedData out = q;
+  double totalBefore = 0, totalAfter = 0;
   double zeroStep = std::ldexp(1.0, -int(zeroPointFractionBits(fmt)));
   double maxStored = double(maxStoredZeroPoint(fmt));
   for (int64_t r = 0; r < n; ++r) {
@@ -580,8 +583,14 @@ qlr::numerics::refitScales(llvm::ArrayRef<float> w, int64_t n, int64_t k,
       valid = std::isfinite(rounded) && rounded >= 0;
       s(g) = rounded;
     }
-    if (!valid || !(rowError(s, z) < rowError(oldS, oldZ)))
+    double before = rowError(oldS, oldZ);
+    double after = valid ? rowError(s, z) : before;
+    totalBefore += before;
+    if (!valid || !(after < before)) {
+      totalAfter += before;
       continue;
+    }
+    totalAfter += after;
     for (int64_t g = 0; g < numGroups; ++g) {
       out.scales[r * numGroups + g] = float(s(g));
       if (withOffsets)
@@ -589,6 +598,8 @@ qlr::numerics::refitScales(llvm::ArrayRef<float> w, int64_t n, int64_t k,
             uint8_t(std::lround(z(g) / zeroStep));
     }
   }
+  if (errors)
+    *errors = {totalBefore, totalAfter};
   return out;
 }
 

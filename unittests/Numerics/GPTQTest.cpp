@@ -727,9 +727,26 @@ TEST_P(RefitScalesTest, MatchesReferenceAndLowersError) {
   fmt.scaleType = ScaleType::F32;
   constexpr double damp = 0.01;
   QuantizedData rtn = quantizeRTN(p.w, {p.n, p.k}, fmt);
-  auto refit = refitScales(p.w, p.n, p.k, p.h, fmt, rtn, damp);
+  RefitErrors reported;
+  auto refit = refitScales(p.w, p.n, p.k, p.h, fmt, rtn, damp, &reported);
   ASSERT_TRUE(bool(refit)) << llvm::toString(refit.takeError());
   EXPECT_EQ(refit->codes, rtn.codes);
+  // The reported errors are the layer-output errors in the damped metric,
+  // computed here directly from the dequantized weights (which are rounded
+  // to f32, while the refit's algebra is exact in double: hence 1e-6).
+  Doubles hd = p.h;
+  double meanDiag = 0;
+  for (int64_t i = 0; i < p.k; ++i)
+    meanDiag += p.h[i * p.k + i] / double(p.k);
+  for (int64_t i = 0; i < p.k; ++i)
+    hd[i * p.k + i] += damp * meanDiag;
+  double dampedBefore =
+      hessianWeightedError(p.w, dequantize(rtn, {p.n, p.k}, fmt), p.n, p.k, hd);
+  double dampedAfter = hessianWeightedError(
+      p.w, dequantize(*refit, {p.n, p.k}, fmt), p.n, p.k, hd);
+  EXPECT_NEAR(reported.before, dampedBefore, 1e-6 * dampedBefore);
+  EXPECT_NEAR(reported.after, dampedAfter, 1e-6 * dampedBefore);
+  EXPECT_LT(reported.after, reported.before);
   QuantizedData ref = referenceRefit(p.w, p.n, p.k, p.h, damp, fmt, rtn);
   int64_t groups = int64_t(rtn.scales.size()) / p.n;
   for (int64_t r = 0; r < p.n; ++r) {

@@ -75,8 +75,9 @@ struct GPTQOptions {
   /// Scale refit rounds (>= 0). Each round refits every row's scales (and
   /// zero points) to its codes with refitScales and, from the second round
   /// on, first lets GPTQ choose new codes for the previous round's scales.
-  /// The result with the smallest hessianWeightedError is returned, so
-  /// refitting never makes the layer-output error worse than plain GPTQ.
+  /// The result with the smallest error in the refit's metric (H damped by
+  /// `damp`, as reported by refitScales, at no extra cost) is returned, so
+  /// refitting never makes that error worse than plain GPTQ.
   int64_t refitRounds = 0;
 };
 
@@ -141,10 +142,20 @@ floatTargetWeights(llvm::ArrayRef<float> w, int64_t n, int64_t k,
 /// scales again with the zero points fixed. Scales are rounded to the scale
 /// type; a row whose error would not go down keeps its old scales. Tensor
 /// granularity is returned unchanged. Returns an error for mismatched sizes.
+///
+/// When \p errors is given, it receives tr((W - Wq) Hd (W - Wq)ᵀ) for \p q
+/// (`before`) and for the result (`after`), from the per-row normal
+/// equations the refit solves anyway (for Tensor granularity both are left
+/// at -1: nothing is computed).
+struct RefitErrors {
+  double before = -1;
+  double after = -1;
+};
 llvm::Expected<QuantizedData>
 refitScales(llvm::ArrayRef<float> w, int64_t n, int64_t k,
             llvm::ArrayRef<double> hessian, const QuantFormat &fmt,
-            const QuantizedData &q, double damp = 0.0);
+            const QuantizedData &q, double damp = 0.0,
+            RefitErrors *errors = nullptr);
 
 } // namespace qlr::numerics
 
