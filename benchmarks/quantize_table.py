@@ -3,9 +3,10 @@
 benchmarks/results/llamacpp-quants.json (llama.cpp), for docs/quantization.md;
 with --basis, the basis-selection rows (bs-*) for docs/basis-selection.md;
 with --norm-tweak, benchmarks/results/norm-tweak.json beside its bases for
-docs/norm-tweak.md.
+docs/norm-tweak.md; with --grid, the RTN/GPTQ grid (bits x group size x
+symmetric/asymmetric) of docs/quantization.md.
 
-    python3 benchmarks/quantize_table.py [--basis | --norm-tweak]
+    python3 benchmarks/quantize_table.py [--basis | --norm-tweak | --grid]
 """
 
 import json
@@ -48,6 +49,39 @@ def norm_tweak_table(by_name):
               f"{e.get('peak_rss_mb', '')} |")
 
 
+def grid_cell(by_name, names):
+    """Perplexity of the first measured configuration in names, or a dash."""
+    for name in names:
+        e = by_name.get(name, {})
+        if "perplexity" in e:
+            return f"{e['perplexity']:.4g}"
+    return "-"
+
+
+def grid_table(by_name, float_ppl):
+    """One row per (bits, group): RTN and GPTQ, symmetric and asymmetric.
+    GPTQ is plain sequential GPTQ (no float target, no refit) with act-order
+    at W4/W3/W2 (the -ao rows) and without at W8 (act-order does not matter
+    at 8 bits and those rows were measured first)."""
+    print("| bits | group | bits/weight sym / asym | RTN sym | RTN asym | GPTQ sym | GPTQ asym |")
+    print("|---:|---:|---|---:|---:|---:|---:|")
+    for bits in (8, 4, 3, 2):
+        for group in (32, 64, 128):
+            base = f"w{bits}-g{group}"
+            gptq = lambda tag: ([f"gptq-{base}-{tag}"] if bits == 8
+                                else [f"gptq-{base}-{tag}-ao"])
+            bpw = []
+            for tag in ("sym", "asym"):
+                e = by_name.get(f"rtn-{base}-{tag}", {})
+                bpw.append(f"{e['bits_per_weight']:.3f}" if "bits_per_weight" in e else "-")
+            cells = [grid_cell(by_name, [f"rtn-{base}-sym"]),
+                     grid_cell(by_name, [f"rtn-{base}-asym"]),
+                     grid_cell(by_name, gptq("sym")),
+                     grid_cell(by_name, gptq("asym"))]
+            print(f"| {bits} | {group} | {' / '.join(bpw)} | " + " | ".join(cells) + " |")
+    print(f"\nfloat: {float_ppl:.4f}")
+
+
 def main():
     sweep = json.loads((ROOT / "benchmarks/results/quantize-sweep.json").read_text())["results"]
     by_name = {e["name"]: e for e in sweep}
@@ -56,6 +90,8 @@ def main():
         return basis_table(sweep, float_ppl)
     if "--norm-tweak" in sys.argv:
         return norm_tweak_table(by_name)
+    if "--grid" in sys.argv:
+        return grid_table(by_name, float_ppl)
     sweep = [e for e in sweep if not e["name"].startswith("bs-")]
     print("| configuration | bits/weight (linears) | file MB | quant-opt s | ppl (4 windows) | vs float |")
     print("|---|---:|---:|---:|---:|---:|")
