@@ -152,6 +152,8 @@ def test_run_rejects_bad_inputs(tools, tmp_path):
     assert result.returncode == 1 and "--tokenizer" in result.stderr
     result = run([tools["qlr-run"], model, "--prompt-ids", "1,99999"], expect_ok=False)
     assert result.returncode == 1 and "99999" in result.stderr
+    result = run([tools["qlr-run"], model, "--prompt-ids", "1", "-O4"], expect_ok=False)
+    assert result.returncode == 1 and "-O4: the optimisation level must be 0-3" in result.stderr
 
 
 STORIES = pathlib.Path(os.environ.get("QLR_SHARED", pathlib.Path(__file__).resolve().parents[3] / "shared"))

@@ -83,6 +83,11 @@ static cl::opt<unsigned> threads(
     cl::value_desc("n"), cl::init(0), cl::cat(runCategory));
 static cl::alias threadsAlias("num-threads", cl::desc("Alias for -t"),
                               cl::aliasopt(threads), cl::cat(runCategory));
+static cl::opt<unsigned> optLevel(
+    "O",
+    cl::desc("Optimisation level of the JIT-compiled model, 0-3 (default 3; "
+             "lower levels compile faster and run slower)"),
+    cl::Prefix, cl::init(3), cl::cat(runCategory));
 static cl::opt<bool> json("json", cl::desc("Print one JSON object"),
                           cl::init(false), cl::cat(runCategory));
 static cl::opt<bool> quiet("quiet", cl::desc("No progress on stderr"),
@@ -292,8 +297,12 @@ int main(int argc, char **argv) {
     return fail("give exactly one of --perplexity FILE, --prompt TEXT "
                 "(or --prompt-ids), --tokenize FILE");
 
+  if (optLevel > 3)
+    return fail(llvm::formatv("-O{0}: the optimisation level must be 0-3",
+                              unsigned(optLevel)));
   mlir::qlr::RunnerOptions runnerOptions;
   runnerOptions.threads = threads;
+  runnerOptions.optLevel = optLevel;
   runnerOptions.compile = !wantTokenize; // tokenizing needs no code
   if (threads > 1 && !mlir::qlr::ModelRunner::supportsThreads())
     llvm::WithColor::warning(llvm::errs(), "qlr-run")
