@@ -39,6 +39,9 @@ void mlir::qlr::buildCPUPipeline(OpPassManager &pm,
   pm.addPass(createCanonicalizerPass());
 
   pm.addPass(createQLRLowerContractionsPass());
+  // Bounded functions: LLVM's compile time grows with the square of a
+  // function's length.
+  pm.addPass(createQLRSplitFunctionsPass());
   // Only the linear-layer kernels run in parallel: the other linalg ops of a
   // decode step are too small to pay for a parallel region each.
   pm.addNestedPass<func::FuncOp>(createConvertLinalgToLoopsPass());

@@ -192,4 +192,43 @@ def QLRFuseElementwisePass : Pass<"qlr-fuse-elementwise", "ModuleOp"> {
   let dependentDialects = ["::mlir::linalg::LinalgDialect"];
 }
 
+def QLRSplitFunctionsPass : Pass<"qlr-split-functions", "ModuleOp"> {
+  let summary = "Split long functions into calls of bounded pieces, so that "
+                "LLVM compiles them in linear time";
+  let description = [{
+    A model's `@forward` is one straight-line function with thousands of
+    loops (every layer's attention, norms and element-wise work), and LLVM
+    analyses that walk dominator chains back to the entry for every loop
+    make its compile time grow with the square of the function's length.
+    This pass cuts the body of every function with more than
+    `ops-per-function` top-level operations into consecutive pieces of that
+    many operations. Each piece moves into a private function
+    (`@forward_part0`, `@forward_part1`, ...) marked `no_inline`, and a call
+    takes its place: the values it reads from before become arguments
+    (constants and `memref.get_global` are repeated inside instead) and the
+    values read after it become results. Order and memory effects are those
+    of the original body, so the program computes exactly the same thing.
+
+    ```mlir
+    func.func @f(%a: memref<4xf32>) {
+      op1 ... op300
+      return
+    }
+    // with ops-per-function=128 becomes
+    func.func @f(%a: memref<4xf32>) {
+      %r = call @f_part0(%a) : ...
+      %s = call @f_part1(%a, %r) : ...
+      call @f_part2(%a, %s) : ...
+      return
+    }
+    ```
+  }];
+  let options = [
+    Option<"opsPerFunction", "ops-per-function", "int64_t", /*default=*/"256",
+           "Top-level operations per piece (>= 1); shorter functions are "
+           "left alone">
+  ];
+  let dependentDialects = ["::mlir::func::FuncDialect"];
+}
+
 #endif // QLR_CONVERSION_PASSES_TD

@@ -3,6 +3,8 @@
 // by one), K = 20 (16 lanes + a masked read of 4). x[m, k] = m + 1 and
 // w[n, k] = n + 1 + 0.5 (k mod 2), so y[m, n] = (m + 1) (20 (n + 1) + 5).
 // RUN: quant-opt %s --qlr-cpu-pipeline | mlir-runner -e main -entry-point-result=void -shared-libs=%mlir_runner_utils,%mlir_c_runner_utils | FileCheck %s
+// Again with @main cut into pieces of at most 3 operations (qlr-split-functions).
+// RUN: quant-opt %s --qlr-split-functions="ops-per-function=2" --qlr-cpu-pipeline | mlir-runner -e main -entry-point-result=void -shared-libs=%mlir_runner_utils,%mlir_c_runner_utils | FileCheck %s
 // Again on two OpenMP threads.
 // RUN: %if openmp %{ quant-opt %s --pass-pipeline="builtin.module(qlr-cpu-pipeline{openmp=true})" | env OMP_NUM_THREADS=2 mlir-runner -e main -entry-point-result=void -shared-libs=%mlir_runner_utils,%mlir_c_runner_utils,%libomp | FileCheck %s %}
 

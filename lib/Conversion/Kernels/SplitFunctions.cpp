@@ -1,0 +1,226 @@
+//===- SplitFunctions.cpp - Split long functions into calls -----*- C++ -*-===//
+// SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
+//===----------------------------------------------------------------------===//
+//
+// A 30-layer model's @forward is one function with thousands of loops in a
+// row, and several LLVM analyses walk dominator chains back to the entry for
+// every loop, so compile time grows with the square of the function's
+// length. This pass cuts the body into consecutive pieces of a bounded
+// number of operations, each moved into its own private function (marked
+// no_inline so LLVM does not glue them back together) and replaced by a call.
+//
+//===----------------------------------------------------------------------===//
+
+#include "qlr/Conversion/Passes.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/SymbolTable.h"
+#include "mlir/Interfaces/ViewLikeInterface.h"
+#include "llvm/ADT/SetVector.h"
+#include "llvm/ADT/DenseSet.h"
+
+namespace mlir::qlr {
+#define GEN_PASS_DEF_QLRSPLITFUNCTIONSPASS
+#include "qlr/Conversion/Passes.h.inc"
+} // namespace mlir::qlr
+
+using namespace mlir;
+
+namespace {
+/// Operations cheaper to repeat in a piece than to pass into it: constants
+/// and references to globals (their values stay visible to LLVM).
+bool isRematerializable(Operation *op) {
+  return op && op->getNumOperands() == 0 && op->getNumRegions() == 0 &&
+         (op->hasTrait<OpTrait::ConstantLike>() ||
+          isa<memref::GetGlobalOp>(op));
+}
+
+struct QLRSplitFunctionsPass
+    : public mlir::qlr::impl::QLRSplitFunctionsPassBase<
+          QLRSplitFunctionsPass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    if (opsPerFunction < 1) {
+      mlir::emitError(getOperation().getLoc(),
+                      "qlr-split-functions: ops-per-function must be at "
+                      "least 1, got ")
+          << int64_t(opsPerFunction);
+      return signalPassFailure();
+    }
+    ModuleOp module = getOperation();
+    rootOverride.clear();
+    SymbolTable symbols(module);
+    SmallVector<func::FuncOp> funcs(module.getOps<func::FuncOp>());
+    for (func::FuncOp func : funcs)
+      if (!func.isExternal() && func.getBody().hasOneBlock())
+        split(func, symbols);
+  }
+
+  void split(func::FuncOp func, SymbolTable &symbols) {
+    Block &body = func.getBody().front();
+    // Constants and global references stay in this function (first, so they
+    // dominate every call); each piece clones the ones it uses.
+    SmallVector<Operation *> ops, kept;
+    for (Operation &op : body.without_terminator())
+      (isRematerializable(&op) ? kept : ops).push_back(&op);
+    for (Operation *op : llvm::reverse(kept))
+      op->moveBefore(&body.front());
+    llvm::DenseMap<Operation *, int64_t> position;
+    for (auto [index, op] : llvm::enumerate(ops))
+      position[op] = index;
+    int64_t n = ops.size();
+    if (n <= opsPerFunction)
+      return;
+    // crossing[i]: values defined before op i and used at or after it, that
+    // is, the arguments and results a cut before op i would need (values
+    // every piece re-creates, such as constants, do not count).
+    std::vector<int64_t> crossing(n + 2, 0);
+    for (int64_t i = 0; i < n; ++i)
+      for (Value result : ops[i]->getResults()) {
+        int64_t last = i;
+        for (Operation *user : result.getUsers()) {
+          Operation *top = body.findAncestorOpInBlock(*user);
+          auto it = position.find(top);
+          last = std::max(last, it == position.end() ? n : it->second);
+        }
+        ++crossing[i + 1];
+        --crossing[last + 1];
+      }
+    for (int64_t i = 1; i <= n; ++i)
+      crossing[i] += crossing[i - 1];
+    // Pieces of opsPerFunction / 2 .. 3 * opsPerFunction / 2 operations, each
+    // cut where the fewest values cross it (between layers, typically).
+    SmallVector<int64_t> cuts = {0};
+    int64_t lo = std::max<int64_t>(1, opsPerFunction / 2);
+    int64_t hi = std::max<int64_t>(lo, opsPerFunction + opsPerFunction / 2);
+    while (n - cuts.back() > hi) {
+      int64_t best = cuts.back() + lo;
+      for (int64_t i = best; i <= cuts.back() + hi; ++i)
+        if (crossing[i] < crossing[best])
+          best = i;
+      cuts.push_back(best);
+    }
+    cuts.push_back(n);
+    for (size_t p = 0; p + 1 < cuts.size(); ++p)
+      outline(func, body, ArrayRef(ops).slice(cuts[p], cuts[p + 1] - cuts[p]),
+              p, symbols);
+  }
+
+  /// The buffer a memref value views: through view-like ops and through the
+  /// results of pieces already outlined (back to the value they return).
+  Value rootOf(Value v) const {
+    while (true) {
+      if (auto it = rootOverride.find(v); it != rootOverride.end())
+        v = it->second;
+      else if (auto view = v.getDefiningOp<ViewLikeOpInterface>())
+        v = view.getViewSource();
+      else
+        return v;
+    }
+  }
+
+  llvm::DenseMap<Value, Value> rootOverride;
+
+  void outline(func::FuncOp func, Block &body, ArrayRef<Operation *> chunk,
+               int piece, SymbolTable &symbols) {
+    llvm::DenseSet<Operation *> inChunk(chunk.begin(), chunk.end());
+    // Is `user` (possibly nested) inside the chunk?
+    auto insideChunk = [&](Operation *user) {
+      Operation *top = body.findAncestorOpInBlock(*user);
+      return top && inChunk.contains(top);
+    };
+    // Values the chunk reads from outside, and values it defines that are
+    // read after it.
+    llvm::SetVector<Value> inputs, outputs;
+    for (Operation *op : chunk) {
+      op->walk([&](Operation *nested) {
+        for (Value operand : nested->getOperands()) {
+          if (auto arg = dyn_cast<BlockArgument>(operand)) {
+            if (arg.getOwner() == &body)
+              inputs.insert(operand);
+            continue;
+          }
+          if (!insideChunk(operand.getDefiningOp()))
+            inputs.insert(operand);
+        }
+      });
+      for (Value result : op->getResults())
+        if (llvm::any_of(result.getUsers(), [&](Operation *user) {
+              return !insideChunk(user);
+            }))
+          outputs.insert(result);
+    }
+
+    OpBuilder b(chunk.front());
+    Location loc = chunk.front()->getLoc();
+    SmallVector<Value> passed;
+    SmallVector<Operation *> cloned;
+    for (Value v : inputs) {
+      if (isRematerializable(v.getDefiningOp()))
+        cloned.push_back(v.getDefiningOp());
+      else
+        passed.push_back(v);
+    }
+    auto type = b.getFunctionType(ValueRange(passed).getTypes(),
+                                  ValueRange(outputs.getArrayRef()).getTypes());
+    OpBuilder moduleBuilder(func);
+    auto callee = func::FuncOp::create(
+        moduleBuilder, loc, (func.getSymName() + "_part" + Twine(piece)).str(),
+        type);
+    callee.setPrivate();
+    callee->setAttr("no_inline", moduleBuilder.getUnitAttr());
+    symbols.insert(callee); // renames on a clash
+    // A passed buffer that no other argument can reach (its root is an
+    // allocation of this function, not shared with another argument) is
+    // noalias, as it was to LLVM before the split: without that LLVM could
+    // no longer vectorise the reductions and loops that write one buffer
+    // while reading another.
+    llvm::DenseMap<Value, int> rootCount;
+    for (Value v : passed)
+      if (isa<BaseMemRefType>(v.getType()))
+        ++rootCount[rootOf(v)];
+    for (auto [index, v] : llvm::enumerate(passed)) {
+      if (!isa<BaseMemRefType>(v.getType()))
+        continue;
+      Value root = rootOf(v);
+      if (rootCount[root] == 1 &&
+          isa_and_present<memref::AllocOp, memref::AllocaOp>(
+              root.getDefiningOp()))
+        callee.setArgAttr(index, "llvm.noalias", moduleBuilder.getUnitAttr());
+    }
+    Block *entry = callee.addEntryBlock();
+    // The call goes where the chunk starts, before the chunk moves away.
+    auto call = func::CallOp::create(b, loc, callee, passed);
+
+    // Move the chunk, then point its uses of outside values at the
+    // arguments (or at clones of constants).
+    OpBuilder inner = OpBuilder::atBlockEnd(entry);
+    auto ret = func::ReturnOp::create(inner, loc, outputs.getArrayRef());
+    for (Operation *op : chunk)
+      op->moveBefore(ret);
+    auto usedInCallee = [&](OpOperand &use) {
+      return callee->isProperAncestor(use.getOwner()) &&
+             use.getOwner() != ret.getOperation();
+    };
+    inner.setInsertionPointToStart(entry);
+    for (Operation *op : cloned) {
+      Operation *copy = inner.clone(*op);
+      op->getResult(0).replaceUsesWithIf(copy->getResult(0), usedInCallee);
+    }
+    for (auto [value, arg] : llvm::zip(passed, entry->getArguments()))
+      value.replaceUsesWithIf(arg, usedInCallee);
+
+    for (auto [index, result] : llvm::enumerate(call.getResults())) {
+      Value value = outputs[index];
+      rootOverride[result] = rootOf(value);
+      value.replaceUsesWithIf(result, [&](OpOperand &use) {
+        return !callee->isAncestor(use.getOwner());
+      });
+    }
+  }
+};
+} // namespace
