@@ -19,8 +19,8 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/SymbolTable.h"
 #include "mlir/Interfaces/ViewLikeInterface.h"
-#include "llvm/ADT/SetVector.h"
 #include "llvm/ADT/DenseSet.h"
+#include "llvm/ADT/SetVector.h"
 
 namespace mlir::qlr {
 #define GEN_PASS_DEF_QLRSPLITFUNCTIONSPASS
@@ -39,8 +39,7 @@ bool isRematerializable(Operation *op) {
 }
 
 struct QLRSplitFunctionsPass
-    : public mlir::qlr::impl::QLRSplitFunctionsPassBase<
-          QLRSplitFunctionsPass> {
+    : public mlir::qlr::impl::QLRSplitFunctionsPassBase<QLRSplitFunctionsPass> {
   using Base::Base;
 
   void runOnOperation() override {
@@ -149,9 +148,8 @@ struct QLRSplitFunctionsPass
         }
       });
       for (Value result : op->getResults())
-        if (llvm::any_of(result.getUsers(), [&](Operation *user) {
-              return !insideChunk(user);
-            }))
+        if (llvm::any_of(result.getUsers(),
+                         [&](Operation *user) { return !insideChunk(user); }))
           outputs.insert(result);
     }
 
