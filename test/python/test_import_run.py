@@ -125,6 +125,8 @@ def test_perplexity_and_tokenization(tools, tmp_path):
     assert result["tokens"] == reference.n_tokens
     assert result["windows"] == reference.n_windows
     assert result["ppl"] == pytest.approx(reference.ppl, rel=1e-4)
+    # The JIT compile is timed apart from the evaluation.
+    assert 0 < result["compile_seconds"] and 0 < result["seconds"]
 
 
 def test_truncated_checkpoint_leaves_no_output(tools, tmp_path):

@@ -173,7 +173,8 @@ static int runPerplexity(mlir::qlr::ModelRunner &runner,
                            {"windows", windows},
                            {"ctx", ctx},
                            {"text_tokens", int64_t(ids.size())},
-                           {"seconds", seconds(start)}};
+                           {"seconds", seconds(start)},
+                           {"compile_seconds", runner.compileSeconds()}};
     llvm::outs() << llvm::json::Value(std::move(out)) << "\n";
   } else {
     llvm::outs() << llvm::formatv("tokens evaluated: {0} ({1} windows of {2})\n"
@@ -272,7 +273,8 @@ static int runGeneration(mlir::qlr::ModelRunner &runner,
         {"text", tokenizer ? llvm::json::fixUTF8(tokenizer->decode(generated))
                            : std::string()},
         {"prefill_tokens_per_s", prefillRate},
-        {"decode_tokens_per_s", decodeRate}};
+        {"decode_tokens_per_s", decodeRate},
+        {"compile_seconds", runner.compileSeconds()}};
     llvm::outs() << llvm::json::Value(std::move(out)) << "\n";
   } else {
     llvm::outs() << "\n";
