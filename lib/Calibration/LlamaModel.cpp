@@ -320,6 +320,16 @@ void gemm(const float *x, int64_t rows, int64_t in, const float *weight,
                    int(out));
 }
 
+/// c = aᵀ b for row-major a [rows, wa] and b [rows, wb] through sgemm, with
+/// the transpose left to sgemm's packing (no copy of a or b).
+void gemmTransposedA(const float *a, int64_t rows, int64_t wa, const float *b,
+                     int64_t wb, float *c) {
+  if (wa == 0 || wb == 0)
+    return;
+  openBLAS().sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(wa), int(wb),
+                   int(rows), 1.0f, a, int(wa), b, int(wb), 0.0f, c, int(wb));
+}
+
 /// Keys and values of the positions processed so far, for decoding.
 struct KVCache {
   int64_t capacity = 0, width = 0;
@@ -458,25 +468,14 @@ llvm::StringRef qlr::calibration::stringifyLinearGroup(LinearGroup group) {
   llvm_unreachable("unknown linear group");
 }
 
-/// Returns the [width, rows] transpose of `x`'s data.
-static std::vector<float> transposeRows(const Activations &x) {
-  int64_t rows = x.rows(), width = x.width;
-  std::vector<float> transposed(width * rows);
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < width; ++c)
-      transposed[c * rows + r] = x.data[r * width + c];
-  return transposed;
-}
-
-/// (2 / rows) * aᵀb from the transposes `at` [wa, rows] and `bt` [wb, rows]:
-/// one sgemm in float, scaled in double.
-static std::vector<double> scaledGram(llvm::ArrayRef<float> at, int64_t wa,
-                                      llvm::ArrayRef<float> bt, int64_t wb,
-                                      int64_t rows) {
-  std::vector<float> product(wa * wb);
-  linear(at, wa, rows, bt, wb, product);
-  double scale = 2.0 / double(rows);
-  std::vector<double> result(wa * wb);
+/// (2 / rows) * aᵀb: one sgemm in float, scaled in double.
+static std::vector<double> scaledGram(const Activations &a,
+                                      const Activations &b) {
+  std::vector<float> product(a.width * b.width, 0.0f);
+  gemmTransposedA(a.data.data(), a.rows(), a.width, b.data.data(), b.width,
+                  product.data());
+  double scale = 2.0 / double(a.rows());
+  std::vector<double> result(a.width * b.width);
   for (size_t i = 0; i < product.size(); ++i)
     result[i] = scale * product[i];
   return result;
@@ -485,9 +484,7 @@ static std::vector<double> scaledGram(llvm::ArrayRef<float> at, int64_t wa,
 std::vector<double> qlr::calibration::inputHessian(const Activations &x) {
   if (x.rows() == 0)
     return std::vector<double>(x.width * x.width, 0.0);
-  // xᵀx = linear(xᵀ, xᵀ): transpose once so the product is one sgemm.
-  std::vector<float> transposed = transposeRows(x);
-  return scaledGram(transposed, x.width, transposed, x.width, x.rows());
+  return scaledGram(x, x);
 }
 
 std::vector<double> qlr::calibration::crossCovariance(const Activations &a,
@@ -495,8 +492,7 @@ std::vector<double> qlr::calibration::crossCovariance(const Activations &a,
   assert(a.rows() == b.rows() && "row count mismatch");
   if (a.rows() == 0)
     return std::vector<double>(a.width * b.width, 0.0);
-  return scaledGram(transposeRows(a), a.width, transposeRows(b), b.width,
-                    a.rows());
+  return scaledGram(a, b);
 }
 
 void qlr::calibration::linear(ArrayRef<float> x, int64_t rows, int64_t in,
