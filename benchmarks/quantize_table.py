@@ -80,6 +80,17 @@ def grid_table(by_name, float_ppl):
                      grid_cell(by_name, gptq("asym"))]
             print(f"| {bits} | {group} | {' / '.join(bpw)} | " + " | ".join(cells) + " |")
     print(f"\nfloat: {float_ppl:.4f}")
+    # Asymmetric GPTQ, plain against the pass defaults (float target and one
+    # scale refit, the -ft-r1-ao rows), at every group size.
+    print()
+    print("| bits | g32 plain | g32 defaults | g64 plain | g64 defaults | g128 plain | g128 defaults |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for bits in (4, 3, 2):
+        cells = []
+        for group in (32, 64, 128):
+            base = f"gptq-w{bits}-g{group}-asym"
+            cells += [grid_cell(by_name, [f"{base}-ao"]), grid_cell(by_name, [f"{base}-ft-r1-ao"])]
+        print(f"| {bits} | " + " | ".join(cells) + " |")
 
 
 def main():
