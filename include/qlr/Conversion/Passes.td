@@ -201,13 +201,20 @@ def QLRSplitFunctionsPass : Pass<"qlr-split-functions", "ModuleOp"> {
     analyses that walk dominator chains back to the entry for every loop
     make its compile time grow with the square of the function's length.
     This pass cuts the body of every function with more than
-    `ops-per-function` top-level operations into consecutive pieces of that
-    many operations. Each piece moves into a private function
-    (`@forward_part0`, `@forward_part1`, ...) marked `no_inline`, and a call
-    takes its place: the values it reads from before become arguments
-    (constants and `memref.get_global` are repeated inside instead) and the
-    values read after it become results. Order and memory effects are those
-    of the original body, so the program computes exactly the same thing.
+    `ops-per-function` top-level operations (constants and
+    `memref.get_global` not counted) into consecutive pieces of between half
+    and one and a half times that many operations, each cut placed where the
+    fewest values are live across it (between layers, in a model). Each
+    piece moves into a private function (`@forward_part0`,
+    `@forward_part1`, ...) marked `no_inline`, and a call takes its place:
+    the values it reads from before become arguments (constants and
+    `memref.get_global` stay at the top of the function and are repeated
+    inside instead) and the values read after it become results. Order and
+    memory effects are those of the original body, so the program computes
+    exactly the same thing. A buffer argument is marked `llvm.noalias` when
+    it views a `memref.alloc`/`alloca` of the original function that no
+    other argument of the piece reaches, which is what LLVM could prove
+    before the split.
 
     ```mlir
     func.func @f(%a: memref<4xf32>) {

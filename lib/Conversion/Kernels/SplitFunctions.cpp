@@ -6,8 +6,9 @@
 // row, and several LLVM analyses walk dominator chains back to the entry for
 // every loop, so compile time grows with the square of the function's
 // length. This pass cuts the body into consecutive pieces of a bounded
-// number of operations, each moved into its own private function (marked
-// no_inline so LLVM does not glue them back together) and replaced by a call.
+// number of operations, at the points where the fewest values are live, each
+// moved into its own private function (marked no_inline so LLVM does not
+// glue them back together) and replaced by a call.
 //
 //===----------------------------------------------------------------------===//
 
@@ -66,14 +67,14 @@ struct QLRSplitFunctionsPass
     SmallVector<Operation *> ops, kept;
     for (Operation &op : body.without_terminator())
       (isRematerializable(&op) ? kept : ops).push_back(&op);
+    int64_t n = ops.size();
+    if (n <= opsPerFunction)
+      return;
     for (Operation *op : llvm::reverse(kept))
       op->moveBefore(&body.front());
     llvm::DenseMap<Operation *, int64_t> position;
     for (auto [index, op] : llvm::enumerate(ops))
       position[op] = index;
-    int64_t n = ops.size();
-    if (n <= opsPerFunction)
-      return;
     // crossing[i]: values defined before op i and used at or after it, that
     // is, the arguments and results a cut before op i would need (values
     // every piece re-creates, such as constants, do not count).
@@ -177,15 +178,15 @@ struct QLRSplitFunctionsPass
     // noalias, as it was to LLVM before the split: without that LLVM could
     // no longer vectorise the reductions and loops that write one buffer
     // while reading another.
+    SmallVector<Value> roots;
     llvm::DenseMap<Value, int> rootCount;
-    for (Value v : passed)
-      if (isa<BaseMemRefType>(v.getType()))
-        ++rootCount[rootOf(v)];
-    for (auto [index, v] : llvm::enumerate(passed)) {
-      if (!isa<BaseMemRefType>(v.getType()))
-        continue;
-      Value root = rootOf(v);
-      if (rootCount[root] == 1 &&
+    for (Value v : passed) {
+      roots.push_back(isa<BaseMemRefType>(v.getType()) ? rootOf(v) : Value());
+      if (roots.back())
+        ++rootCount[roots.back()];
+    }
+    for (auto [index, root] : llvm::enumerate(roots)) {
+      if (root && rootCount[root] == 1 &&
           isa_and_present<memref::AllocOp, memref::AllocaOp>(
               root.getDefiningOp()))
         callee.setArgAttr(index, "llvm.noalias", moduleBuilder.getUnitAttr());
