@@ -586,7 +586,7 @@ qlr::numerics::refitScales(llvm::ArrayRef<float> w, int64_t n, int64_t k,
     double before = rowError(oldS, oldZ);
     double after = valid ? rowError(s, z) : before;
     totalBefore += before;
-    if (!valid || !(after < before)) {
+    if (!(after < before)) { // also when the new scales are invalid
       totalAfter += before;
       continue;
     }

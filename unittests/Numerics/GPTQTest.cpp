@@ -129,6 +129,18 @@ std::string gptqErrorOf(const Floats &w, int64_t n, int64_t k, const Doubles &h,
 // Straightforward O(k^3) reference GPTQ
 //===----------------------------------------------------------------------===//
 
+/// H + damp * mean(diag H) * I for the k x k row-major \p h: the damped
+/// Hessian GPTQ factorizes and refitScales measures errors in.
+Doubles dampedHessian(Doubles h, int64_t k, double damp) {
+  double mean = 0;
+  for (int64_t i = 0; i < k; ++i)
+    mean += h[i * k + i];
+  mean /= double(k);
+  for (int64_t i = 0; i < k; ++i)
+    h[i * k + i] += damp * mean;
+  return h;
+}
+
 /// Inverts the k x k matrix \p a by Gauss-Jordan elimination with partial
 /// pivoting.
 Doubles invert(Doubles a, int64_t k) {
@@ -191,13 +203,7 @@ QuantizedData referenceGPTQ(const Floats &w0, int64_t n, int64_t k, Doubles h,
     for (int64_t i = 0; i < k; ++i)
       hp[i * k + j] = h[perm[i] * k + perm[j]];
   }
-  double mean = 0;
-  for (int64_t i = 0; i < k; ++i)
-    mean += hp[i * k + i];
-  mean /= double(k);
-  for (int64_t i = 0; i < k; ++i)
-    hp[i * k + i] += damp * mean;
-  Doubles hinv = invert(hp, k);
+  Doubles hinv = invert(dampedHessian(hp, k, damp), k);
 
   bool dynamicGroups = fmt.granularity == Granularity::Group && !actOrder;
   int64_t g = fmt.groupSize;
@@ -662,12 +668,7 @@ QuantizedData referenceRefit(const Floats &w, int64_t n, int64_t k,
   int64_t gs = fmt.granularity == Granularity::Group ? fmt.groupSize : k;
   int64_t groups = (k + gs - 1) / gs;
   bool offsets = !fmt.symmetric && fmt.codebook.empty();
-  double meanDiag = 0;
-  for (int64_t i = 0; i < k; ++i)
-    meanDiag += h[i * k + i] / double(k);
-  Doubles hd = h;
-  for (int64_t i = 0; i < k; ++i)
-    hd[i * k + i] += damp * meanDiag;
+  Doubles hd = dampedHessian(h, k, damp);
   double step = std::ldexp(1.0, -int(zeroPointFractionBits(fmt)));
   QuantizedData out = q;
   for (int64_t r = 0; r < n; ++r) {
@@ -734,12 +735,7 @@ TEST_P(RefitScalesTest, MatchesReferenceAndLowersError) {
   // The reported errors are the layer-output errors in the damped metric,
   // computed here directly from the dequantized weights (which are rounded
   // to f32, while the refit's algebra is exact in double: hence 1e-6).
-  Doubles hd = p.h;
-  double meanDiag = 0;
-  for (int64_t i = 0; i < p.k; ++i)
-    meanDiag += p.h[i * p.k + i] / double(p.k);
-  for (int64_t i = 0; i < p.k; ++i)
-    hd[i * p.k + i] += damp * meanDiag;
+  Doubles hd = dampedHessian(p.h, p.k, damp);
   double dampedBefore =
       hessianWeightedError(p.w, dequantize(rtn, {p.n, p.k}, fmt), p.n, p.k, hd);
   double dampedAfter = hessianWeightedError(
