@@ -468,9 +468,12 @@ llvm::StringRef qlr::calibration::stringifyLinearGroup(LinearGroup group) {
   llvm_unreachable("unknown linear group");
 }
 
-/// (2 / rows) * aᵀb: one sgemm in float, scaled in double.
+/// (2 / rows) * aᵀb: one sgemm in float, scaled in double; zeros when there
+/// are no rows.
 static std::vector<double> scaledGram(const Activations &a,
                                       const Activations &b) {
+  if (a.rows() == 0)
+    return std::vector<double>(a.width * b.width, 0.0);
   std::vector<float> product(a.width * b.width, 0.0f);
   gemmTransposedA(a.data.data(), a.rows(), a.width, b.data.data(), b.width,
                   product.data());
@@ -482,16 +485,12 @@ static std::vector<double> scaledGram(const Activations &a,
 }
 
 std::vector<double> qlr::calibration::inputHessian(const Activations &x) {
-  if (x.rows() == 0)
-    return std::vector<double>(x.width * x.width, 0.0);
   return scaledGram(x, x);
 }
 
 std::vector<double> qlr::calibration::crossCovariance(const Activations &a,
                                                       const Activations &b) {
   assert(a.rows() == b.rows() && "row count mismatch");
-  if (a.rows() == 0)
-    return std::vector<double>(a.width * b.width, 0.0);
   return scaledGram(a, b);
 }
 
