@@ -49,13 +49,10 @@ def norm_tweak_table(by_name):
               f"{e.get('peak_rss_mb', '')} |")
 
 
-def grid_cell(by_name, names):
-    """Perplexity of the first measured configuration in names, or a dash."""
-    for name in names:
-        e = by_name.get(name, {})
-        if "perplexity" in e:
-            return f"{e['perplexity']:.4g}"
-    return "-"
+def grid_cell(by_name, name):
+    """Perplexity of configuration name, or a dash if it was not measured."""
+    e = by_name.get(name, {})
+    return f"{e['perplexity']:.4g}" if "perplexity" in e else "-"
 
 
 def grid_table(by_name, float_ppl):
@@ -68,14 +65,13 @@ def grid_table(by_name, float_ppl):
     for bits in (8, 4, 3, 2):
         for group in (32, 64, 128):
             base = f"w{bits}-g{group}"
-            gptq = lambda tag: ([f"gptq-{base}-{tag}"] if bits == 8
-                                else [f"gptq-{base}-{tag}-ao"])
+            gptq = lambda tag: f"gptq-{base}-{tag}" + ("" if bits == 8 else "-ao")
             bpw = []
             for tag in ("sym", "asym"):
                 e = by_name.get(f"rtn-{base}-{tag}", {})
                 bpw.append(f"{e['bits_per_weight']:.3f}" if "bits_per_weight" in e else "-")
-            cells = [grid_cell(by_name, [f"rtn-{base}-sym"]),
-                     grid_cell(by_name, [f"rtn-{base}-asym"]),
+            cells = [grid_cell(by_name, f"rtn-{base}-sym"),
+                     grid_cell(by_name, f"rtn-{base}-asym"),
                      grid_cell(by_name, gptq("sym")),
                      grid_cell(by_name, gptq("asym"))]
             print(f"| {bits} | {group} | {' / '.join(bpw)} | " + " | ".join(cells) + " |")
@@ -89,7 +85,7 @@ def grid_table(by_name, float_ppl):
         cells = []
         for group in (32, 64, 128):
             base = f"gptq-w{bits}-g{group}-asym"
-            cells += [grid_cell(by_name, [f"{base}-ao"]), grid_cell(by_name, [f"{base}-ft-r1-ao"])]
+            cells += [grid_cell(by_name, f"{base}-ao"), grid_cell(by_name, f"{base}-ft-r1-ao")]
         print(f"| {bits} | " + " | ".join(cells) + " |")
 
 
