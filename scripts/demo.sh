@@ -97,7 +97,8 @@ calib=$QLR_ROOT/../shared/data/tinystories-calib.txt
 quantized=$out/smollm2.gptq-w4-g64.mlirbc
 qlr_log "quant-opt --qlr-quantize-linear: GPTQ W4 g64 (calibration: $(basename "$calib"))"
 "$opt" "$model" --qlr-quantize-linear="method=gptq bits=4 group-size=64 symmetric=false zero-point=fractional data=$calib samples=128 seq-len=256" \
-  --mlir-timing -emit-bytecode -o "$quantized" 2>&1 | grep -E "QLRQuantizeLinearPass|Total" | sed 's/^ */  /'
+  --mlir-timing -emit-bytecode -o "$quantized" 2>&1 |
+  grep --line-buffered -E "^qlr-|QLRQuantizeLinearPass|Total" | sed -u "s/^ */  /"
 printf '  %-28s %12s bytes\n' "float (f32) model:" "$(wc -c <"$model")" "GPTQ W4 g64 model:" "$(wc -c <"$quantized")"
 if [ -f "$dev" ]; then
   ppl() { "$run" "$1" --perplexity "$dev" --ctx 512 --max-windows 4 --json --quiet |
@@ -118,7 +119,8 @@ qlr_log "quant-opt: GPTQ W3 g64 asymmetric, then --qlr-norm-tweak"
 "$opt" "$model" --qlr-quantize-linear="method=gptq bits=3 group-size=64 symmetric=false data=$calib samples=32 seq-len=256" \
   -emit-bytecode -o "$w3"
 "$opt" "$w3" --qlr-norm-tweak="reference=$model report=$out/norm-tweak.json" \
-  --mlir-timing -emit-bytecode -o "$w3nt" 2>&1 | grep -E "QLRNormTweakPass|Total" | sed 's/^ */  /'
+  --mlir-timing -emit-bytecode -o "$w3nt" 2>&1 |
+  grep --line-buffered -E "^qlr-|QLRNormTweakPass|Total" | sed -u "s/^ */  /"
 "$QLR_VENV/bin/python" - "$out/norm-tweak.json" <<'PY'
 import json, sys
 report = json.load(open(sys.argv[1]))

@@ -15,12 +15,14 @@
 #include "qlr/Calibration/ModuleLoader.h"
 #include "qlr/Dialect/QLR/Transforms/Passes.h"
 #include "qlr/Numerics/BasisSelect.h"
+#include "qlr/Support/Progress.h"
 
 #include "mlir/IR/Threading.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Support/Debug.h"
 #include "llvm/Support/Format.h"
+#include "llvm/Support/FormatVariadic.h"
 
 #include <cmath>
 #include <numeric>
@@ -64,9 +66,10 @@ private:
   /// Runs the float model over `tokens` block by block; calls
   /// visit(plans, input Hessian, member weights) for every LinearGroup
   /// that feeds a plan, with `plans` and `members` in the group's order.
+  /// Reports progress per block as `phase` ("energy scores, block").
   void
-  forwardBlocks(calib::LlamaModel &model, ArrayRef<int32_t> tokens,
-                const llvm::StringMap<size_t> &index,
+  forwardBlocks(StringRef phase, calib::LlamaModel &model,
+                ArrayRef<int32_t> tokens, const llvm::StringMap<size_t> &index,
                 MutableArrayRef<LayerPlan> plans,
                 llvm::function_ref<void(ArrayRef<LayerPlan *>, ArrayRef<double>,
                                         ArrayRef<std::vector<float> *>)>
@@ -110,7 +113,7 @@ LogicalResult QLRBasisSelectPass::checkOptions(ModuleOp module) {
 }
 
 void QLRBasisSelectPass::forwardBlocks(
-    calib::LlamaModel &model, ArrayRef<int32_t> tokens,
+    StringRef phase, calib::LlamaModel &model, ArrayRef<int32_t> tokens,
     const llvm::StringMap<size_t> &index, MutableArrayRef<LayerPlan> plans,
     llvm::function_ref<void(ArrayRef<LayerPlan *>, ArrayRef<double>,
                             ArrayRef<std::vector<float> *>)>
@@ -124,6 +127,7 @@ void QLRBasisSelectPass::forwardBlocks(
         if (index.contains(member.first))
           last = i;
   calib::Activations x = model.embed(tokens, samples, seqLen);
+  ::qlr::Progress progress(getArgument(), phase, last + 1);
   for (int64_t i = 0; i <= last; ++i) {
     calib::BlockWeights &block = model.block(i);
     x = model.forwardBlock(
@@ -142,6 +146,7 @@ void QLRBasisSelectPass::forwardBlocks(
           std::vector<double> gram = calib::inputHessian(input);
           visit(todo, gram, members);
         });
+    progress.step(llvm::formatv("layers.{0}", i).str());
   }
 }
 
@@ -244,7 +249,7 @@ void QLRBasisSelectPass::runOnOperation() {
   if (rank == 0 || (energy() && !lsq())) {
     if (energy()) {
       // Phase 1: the float model's inputs, one block at a time.
-      forwardBlocks(*model, tokens, index, plans,
+      forwardBlocks("energy scores, block", *model, tokens, index, plans,
                     [&](ArrayRef<LayerPlan *> todo, ArrayRef<double> gram,
                         ArrayRef<std::vector<float> *>) {
                       parallelFor(ctx, 0, todo.size(), [&](size_t t) {
@@ -255,6 +260,7 @@ void QLRBasisSelectPass::runOnOperation() {
                       });
                     });
     } else {
+      ::qlr::Progress progress(pass, "singular values, weight", plans.size());
       parallelFor(ctx, 0, plans.size(), [&](size_t i) {
         LayerPlan &plan = plans[i];
         std::vector<double> s =
@@ -262,6 +268,7 @@ void QLRBasisSelectPass::runOnOperation() {
         for (double &v : s)
           v *= v;
         plan.scores = std::move(s);
+        progress.step(plan.weight->name);
       });
     }
   }
@@ -300,7 +307,7 @@ void QLRBasisSelectPass::runOnOperation() {
     // factorized layers before it; its product A·B replaces W in the model
     // for the rest of the forward.
     forwardBlocks(
-        *model, tokens, index, plans,
+        "refit, block", *model, tokens, index, plans,
         [&](ArrayRef<LayerPlan *> todo, ArrayRef<double> gram,
             ArrayRef<std::vector<float> *> members) {
           parallelFor(ctx, 0, todo.size(), [&](size_t t) {
@@ -324,19 +331,21 @@ void QLRBasisSelectPass::runOnOperation() {
               *w = numerics::multiplyFactors(plan->factors, plan->m, plan->n);
         });
   } else {
+    ::qlr::Progress progress(pass, "factors, weight", plans.size());
     parallelFor(ctx, 0, plans.size(), [&](size_t i) {
       LayerPlan &plan = plans[i];
-      if (plan.dense)
-        return;
-      numerics::SVD svd =
-          numerics::thinSVD(plan.weight->values, plan.m, plan.n);
-      std::vector<int64_t> kept(plan.rank);
-      if (energy())
-        kept = numerics::topBases(plan.scores, plan.rank);
-      else
-        std::iota(kept.begin(), kept.end(), 0);
-      plan.factors = numerics::basisFactors(svd, kept);
-      std::vector<float>().swap(plan.weight->values);
+      if (!plan.dense) {
+        numerics::SVD svd =
+            numerics::thinSVD(plan.weight->values, plan.m, plan.n);
+        std::vector<int64_t> kept(plan.rank);
+        if (energy())
+          kept = numerics::topBases(plan.scores, plan.rank);
+        else
+          std::iota(kept.begin(), kept.end(), 0);
+        plan.factors = numerics::basisFactors(svd, kept);
+        std::vector<float>().swap(plan.weight->values);
+      }
+      progress.step(plan.weight->name);
     });
   }
 

@@ -6,6 +6,7 @@
 #include "Calibration.h"
 
 #include "qlr/Import/LlamaImporter.h"
+#include "qlr/Support/Progress.h"
 #include "qlr/Tokenizer/Tokenizer.h"
 
 #include "llvm/Support/FormatVariadic.h"
@@ -38,8 +39,16 @@ mlir::qlr::getCalibrationTokens(ModuleOp module, StringRef pass,
             << maxSeqLen << " tokens";
     return failure();
   }
-  if (spec.source == "generate")
-    return model.generate(spec.samples, spec.seqLen, spec.seed);
+  if (spec.source == "generate") {
+    // One step: a line when it took long enough (LlamaModel::generate does
+    // not report its own progress).
+    ::qlr::Progress progress(pass, "generating calibration text", 1);
+    std::vector<int32_t> tokens =
+        model.generate(spec.samples, spec.seqLen, spec.seed);
+    progress.step(
+        llvm::formatv("{0} x {1} tokens", spec.samples, spec.seqLen).str());
+    return tokens;
+  }
 
   auto data = readEmbeddedTokenizer(module);
   if (failed(data))

@@ -11,6 +11,7 @@
 
 #include "qlr/Dialect/QLR/Transforms/Passes.h"
 #include "qlr/Numerics/LowRank.h"
+#include "qlr/Support/Progress.h"
 
 #include "mlir/IR/Threading.h"
 
@@ -66,6 +67,7 @@ struct QLRLoftQPass : public mlir::qlr::impl::QLRLoftQPassBase<QLRLoftQPass> {
     SmallVector<LinearWeight *> firsts = distinctWeights(*weights);
     std::vector<std::optional<numerics::LoftQResult>> results(firsts.size());
     std::vector<std::string> problems(firsts.size());
+    ::qlr::Progress progress(pass, "weight", firsts.size());
     parallelFor(&getContext(), 0, firsts.size(), [&](size_t index) {
       LinearWeight &weight = *firsts[index];
       auto result =
@@ -75,6 +77,7 @@ struct QLRLoftQPass : public mlir::qlr::impl::QLRLoftQPassBase<QLRLoftQPass> {
         results[index] = std::move(*result);
       else
         problems[index] = llvm::toString(result.takeError());
+      progress.step(weight.name);
     });
     MLIRContext *ctx = module.getContext();
     DenseMap<Operation *, Value> done;

@@ -18,6 +18,7 @@
 #include "qlr/Calibration/ModuleLoader.h"
 #include "qlr/Dialect/QLR/Transforms/Passes.h"
 #include "qlr/Numerics/NormTweak.h"
+#include "qlr/Support/Progress.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Diagnostics.h"
@@ -81,12 +82,13 @@ void logSoftmax(ArrayRef<float> logits, std::vector<double> &out) {
 /// Compares two states of `quantized` (final hidden states `hqA`, `hqB`;
 /// only block norms may differ between them, so one classifier serves both)
 /// with `floatModel` (`hf`), one sequence at a time, so that only one
-/// sequence's logits are alive and the float logits are computed once.
+/// sequence's logits are alive and the float logits are computed once; one
+/// `progress` step per sequence.
 std::pair<LogitComparison, LogitComparison>
 compareLogits(const calib::LlamaModel &quantized, const calib::Activations &hqA,
               const calib::Activations &hqB,
               const calib::LlamaModel &floatModel, const calib::Activations &hf,
-              ArrayRef<int32_t> tokens) {
+              ArrayRef<int32_t> tokens, ::qlr::Progress &progress) {
   int64_t seqLen = hqA.seqLen, width = hqA.width;
   int64_t vocab = quantized.config().vocabSize;
   auto slice = [&](const calib::Activations &x, int64_t s) {
@@ -111,6 +113,7 @@ compareLogits(const calib::LlamaModel &quantized, const calib::Activations &hqA,
         nll[which] -= logQ[tokens[s * seqLen + t + 1]];
       }
     }
+    progress.step();
   }
   double positions = double(hqA.sequences * (seqLen - 1));
   return {{kl[0] / positions, std::exp(nll[0] / positions)},
@@ -411,10 +414,14 @@ void QLRNormTweakPass::runOnOperation() {
     for (int64_t i = 0; i < qc.layers; ++i)
       original.push_back(
           {quantized->block(i).attentionNorm, quantized->block(i).ffnNorm});
-  for (int64_t i = 0; i < qc.layers; ++i) {
-    calib::Activations yf = floatModel->forwardBlock(i, xf);
-    xq = tweakBlock(*quantized, i, xq, yf, kind, reports[i]);
-    xf = std::move(yf);
+  {
+    ::qlr::Progress progress(getArgument(), "block", qc.layers);
+    for (int64_t i = 0; i < qc.layers; ++i) {
+      calib::Activations yf = floatModel->forwardBlock(i, xf);
+      xq = tweakBlock(*quantized, i, xq, yf, kind, reports[i]);
+      xf = std::move(yf);
+      progress.step(llvm::formatv("layers.{0}", i).str());
+    }
   }
 
   // The per-block guard protects each block's loss, not the model: keep the
@@ -436,8 +443,9 @@ void QLRNormTweakPass::runOnOperation() {
     swapNorms();
     calib::Activations untweaked = quantized->forward(*tokens, samples, seqLen);
     swapNorms();
-    auto [after, before] =
-        compareLogits(*quantized, xq, untweaked, *floatModel, xf, *tokens);
+    ::qlr::Progress progress(getArgument(), "model guard, sequence", samples);
+    auto [after, before] = compareLogits(*quantized, xq, untweaked, *floatModel,
+                                         xf, *tokens, progress);
     guard.klAfter = after.kl;
     guard.klBefore = before.kl;
     guard.perplexityAfter = after.perplexity;

@@ -16,6 +16,7 @@
 #include "qlr/Dialect/QLR/Transforms/Passes.h"
 #include "qlr/Numerics/GPTQ.h"
 #include "qlr/Numerics/LowRank.h"
+#include "qlr/Support/Progress.h"
 
 #include "mlir/IR/Threading.h"
 #include "llvm/ADT/StringMap.h"
@@ -157,6 +158,9 @@ LogicalResult QLRQuantizeLinearPass::runGPTQ(
   if (floatTarget)
     xFloat = x;
   std::string problem;
+  // One step per block: its calibration forward and its weights' GPTQ.
+  ::qlr::Progress progress(getArgument(), "gptq, block",
+                           model->config().layers);
   for (int64_t i = 0, e = model->config().layers; i < e && problem.empty();
        ++i) {
     calib::BlockWeights &block = model->block(i);
@@ -235,6 +239,7 @@ LogicalResult QLRQuantizeLinearPass::runGPTQ(
             results[name] = std::move(*q);
           }
         });
+    progress.step(llvm::formatv("layers.{0}", i).str());
   }
   if (!problem.empty())
     return emitError(module.getLoc())
@@ -311,14 +316,22 @@ void QLRQuantizeLinearPass::runOnOperation() {
              "quantized with round-to-nearest";
     }
   }
-  parallelFor(&getContext(), 0, firsts.size(), [&](size_t index) {
+  SmallVector<size_t> rtn;
+  for (size_t index = 0; index < firsts.size(); ++index)
     if (data[index].codes.empty())
-      data[index] =
-          clipSearch
-              ? numerics::quantizeRTNClipSearch(
-                    firsts[index]->values, firsts[index]->type.getShape(), fmt)
-              : numerics::quantizeRTN(firsts[index]->values,
-                                      firsts[index]->type.getShape(), fmt);
+      rtn.push_back(index);
+  ::qlr::Progress progress(
+      pass, clipSearch ? "rtn (clip search), weight" : "rtn, weight",
+      rtn.size());
+  parallelFor(&getContext(), 0, rtn.size(), [&](size_t todo) {
+    size_t index = rtn[todo];
+    const LinearWeight &weight = *firsts[index];
+    data[index] =
+        clipSearch
+            ? numerics::quantizeRTNClipSearch(weight.values,
+                                              weight.type.getShape(), fmt)
+            : numerics::quantizeRTN(weight.values, weight.type.getShape(), fmt);
+    progress.step(weight.name);
   });
   DenseMap<Operation *, Value> done;
   for (auto [index, weight] : llvm::enumerate(firsts)) {
