@@ -4,7 +4,8 @@
 #   2. creates the Python virtual environment .venv (numpy, pytest),
 #   3. configures and builds QLR into build/ (ccache, shared libMLIR).
 # Environment knobs: QLR_BUILD_DIR (default build), QLR_BUILD_TYPE (Release),
-# QLR_ASSERTIONS (ON), QLR_JOBS (all cores).
+# QLR_ASSERTIONS (ON), QLR_JOBS (all cores), QLR_PORTABLE_BUILD_DIR
+# (build-portable, the second configuration scripts/test.sh checks).
 
 QLR_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 QLR_BUILD_DIR=${QLR_BUILD_DIR:-$QLR_ROOT/build}
@@ -58,6 +59,28 @@ qlr_build() {
   fi
   qlr_log "building"
   cmake --build "$QLR_BUILD_DIR" -- ${QLR_JOBS:+-j "$QLR_JOBS"}
+}
+
+# The portable-numerics configuration (QLR_NATIVE_NUMERICS=OFF: lib/Numerics
+# for the baseline target, run-time dispatch at the portable level), tools
+# only, in QLR_PORTABLE_BUILD_DIR (default build-portable).
+QLR_PORTABLE_BUILD_DIR=${QLR_PORTABLE_BUILD_DIR:-$QLR_ROOT/build-portable}
+qlr_build_portable() {
+  local launcher=()
+  command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+  if [ ! -f "$QLR_PORTABLE_BUILD_DIR/build.ninja" ]; then
+    qlr_log "configuring $QLR_PORTABLE_BUILD_DIR"
+    cmake -G Ninja -S "$QLR_ROOT" -B "$QLR_PORTABLE_BUILD_DIR" \
+      -DCMAKE_BUILD_TYPE="${QLR_BUILD_TYPE:-Release}" \
+      -DMLIR_DIR=$QLR_LLVM/lib/cmake/mlir \
+      -DLLVM_EXTERNAL_LIT=$QLR_LLVM/bin/lit \
+      -DQLR_ENABLE_ASSERTIONS="${QLR_ASSERTIONS:-ON}" \
+      -DQLR_NATIVE_NUMERICS=OFF -DQLR_BUILD_PLUGIN=OFF \
+      "${launcher[@]}" >/dev/null || return 1
+  fi
+  qlr_log "building quant-opt, qlr-import and qlr-run in $QLR_PORTABLE_BUILD_DIR"
+  cmake --build "$QLR_PORTABLE_BUILD_DIR" --target quant-opt qlr-import qlr-run \
+    -- ${QLR_JOBS:+-j "$QLR_JOBS"}
 }
 
 qlr_setup() {

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds QLR and runs every test suite:
 #   lit (FileCheck tests under test/), GoogleTest (unittests/, through ctest)
-#   and pytest (test/python). Exits non-zero if anything fails.
+#   and pytest (test/python); the numerics, calibration and executing lit
+#   tests again at every lower instruction-set level the host supports
+#   (QLR_MAX_SIMD); and a portable-numerics build's digest tests
+#   (build-portable/). Exits non-zero if anything fails.
 # The last line is the total, e.g. "qlr: 512 passed, 0 failed".
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
@@ -25,6 +28,40 @@ qlr_log "GoogleTest (ctest)"
 ctest --test-dir "$QLR_BUILD_DIR" -j "$(nproc)" --output-on-failure --no-tests=error \
   --output-junit "$results/ctest.xml" | tail -n 3 || status=1
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
+# The host's own instruction-set level ran above. Every lower level the build
+# dispatches to runs again here, capped with QLR_MAX_SIMD: the numerics and
+# calibration unit tests and every lit test that executes code (mlir-runner,
+# qlr-run).
+simd_line=$(QLR_MAX_SIMD=native "$QLR_BUILD_DIR/bin/qlr-run" --version | sed -n "s/^ *\(QLR numerics\)/\1/p")
+host_simd=$(sed -n 's/.*(host \([a-z0-9]*\)).*/\1/p' <<<"$simd_line")
+qlr_log "instruction sets: host ${host_simd:-unknown}; $simd_line"
+mapfile -t executing < <(cd "$QLR_ROOT" && grep -rlE 'mlir-runner|qlr-run' test \
+  --include='*.mlir' --include='*.test' | grep -v /Inputs/ | sort)
+for level in portable avx2; do
+  case "$host_simd:$level" in
+    avx2:portable | avx512:portable | avx512:avx2) ;;
+    *) continue ;;
+  esac
+  qlr_log "QLR_MAX_SIMD=$level: numerics, calibration and ${#executing[@]} executing lit tests"
+  for t in QLRNumericsTests QLRNumericsLinalgTests QLRCalibrationTests; do
+    QLR_MAX_SIMD=$level "$QLR_BUILD_DIR/unittests/$t" --gtest_brief=1 \
+      --gtest_output="xml:$results/gtest-$level-$t.xml" || status=1
+  done
+  QLR_MAX_SIMD=$level lit -s --xunit-xml-output "$results/lit-$level.xml" \
+    "${executing[@]/#/$QLR_BUILD_DIR/}" || status=1
+done
+
+# A second configuration: portable numerics (QLR_NATIVE_NUMERICS=OFF), the
+# tools only, and the tests that need it (the same bytes on every x86-64 CPU).
+if qlr_build_portable; then
+  mapfile -t portable < <(cd "$QLR_ROOT" && grep -rl 'REQUIRES: portable-numerics' test | sort)
+  lit -s --xunit-xml-output "$results/lit-portable-numerics.xml" \
+    "${portable[@]/#/$QLR_PORTABLE_BUILD_DIR/}" || status=1
+else
+  echo "qlr: the portable-numerics build failed" >&2
+  status=1
+fi
 
 qlr_log "pytest"
 QLR_BUILD_DIR=$QLR_BUILD_DIR "$QLR_VENV/bin/python" -m pytest -q \

@@ -27,8 +27,13 @@ config.substitutions.append(
     ("%launcher", config.cxx_compiler_launcher or ""))
 
 llvm_config.with_system_environment(["HOME", "INCLUDE", "LIB", "TMP", "TEMP",
-                                     "CCACHE_DIR", "CCACHE_BASEDIR"])
+                                     "CCACHE_DIR", "CCACHE_BASEDIR",
+                                     "QLR_MAX_SIMD"])
 llvm_config.use_default_substitutions()
+
+# No progress lines from long-running passes (they depend on timing); the
+# progress tests ask for them with --qlr-progress.
+config.environment["QLR_PROGRESS"] = "never"
 
 # FileCheck, not, count and split-file come from the LLVM installation; they
 # are not targets of this build.
@@ -47,6 +52,17 @@ if os.path.exists(libomp):
     config.available_features.add("openmp")
     config.substitutions.append(("%libomp", libomp))
 
+# QLR_MAX_SIMD=portable|avx2|avx512 caps the instruction set of everything
+# QLR runs (scripts/test.sh runs the execution tests once per level the host
+# supports). qlr-run and quant-opt read it themselves; mlir-runner, which JITs
+# the kernel tests for the host, is given the same cap as target attributes
+# (clearing AVX clears every extension built on it: AVX2, FMA, F16C, AVX-512).
+simd_level = os.environ.get("QLR_MAX_SIMD", "").strip().lower() or "native"
+simd_mattr = {"portable": ["--mattr=-avx"],
+              "avx2": ["--mattr=-avx512f"]}.get(simd_level, [])
+config.available_features.add("simd-" + simd_level)
+lit_config.note(f"QLR_MAX_SIMD: {simd_level}")
+
 tools = [
     ToolSubst("quant-opt", unresolved="fatal"),
     ToolSubst("qlr-import", unresolved="fatal"),
@@ -55,9 +71,15 @@ tools = [
               unresolved="ignore"),
     ToolSubst("mlir-runner",
               command=os.path.join(config.llvm_tools_dir, "mlir-runner"),
-              unresolved="fatal"),
+              extra_args=simd_mattr, unresolved="fatal"),
 ]
 llvm_config.add_tool_substitutions(tools, [config.qlr_tools_dir])
+
+# A portable-numerics build (-DQLR_NATIVE_NUMERICS=OFF) gives the same bytes
+# on every x86-64 CPU; its digest tests run only there (scripts/test.sh builds
+# one in build-portable/).
+if not config.qlr_native_numerics:
+    config.available_features.add("portable-numerics")
 
 if config.qlr_build_plugin:
     config.available_features.add("plugin")

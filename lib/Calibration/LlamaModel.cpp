@@ -3,6 +3,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "qlr/Calibration/LlamaModel.h"
+#include "qlr/Numerics/Simd.h"
 
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/SmallVector.h"
@@ -27,13 +28,20 @@ using namespace qlr::calibration;
 using llvm::ArrayRef;
 using llvm::MutableArrayRef;
 
-// Hot loops get AVX-512 / AVX2 clones chosen at load time, so the library
-// stays portable without -march flags.
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-#define QLR_CLONES                                                             \
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+// Hot loops are compiled three times, for the baseline target, x86-64-v3
+// (AVX2, FMA) and x86-64-v4 (AVX-512), and dispatch() runs the copy for
+// numerics::simdLevel(): the widest level the CPU supports, capped by
+// QLR_MAX_SIMD. The library needs no -march flags. A kernel is an
+// always_inline function: inlined into a wrapper with a target attribute,
+// the compiler vectorises its loops for that instruction set.
+#define QLR_KERNEL __attribute__((always_inline)) inline
+#if defined(__GNUC__) && defined(__x86_64__)
+#define QLR_X86_DISPATCH 1
+#define QLR_TARGET_V3 "avx2,fma,bmi,bmi2,f16c,lzcnt,movbe,popcnt"
+#define QLR_TARGET_V4                                                          \
+  QLR_TARGET_V3 ",avx512f,avx512bw,avx512cd,avx512dq,avx512vl"
 #else
-#define QLR_CLONES
+#define QLR_X86_DISPATCH 0
 #endif
 
 //===----------------------------------------------------------------------===//
@@ -65,8 +73,34 @@ void parallelFor(int64_t n, llvm::function_ref<void(int64_t, int64_t)> fn) {
     worker.join();
 }
 
+#if QLR_X86_DISPATCH
+template <auto Kernel, typename... Args>
+__attribute__((target(QLR_TARGET_V4))) void runAVX512(Args... args) {
+  Kernel(args...);
+}
+template <auto Kernel, typename... Args>
+__attribute__((target(QLR_TARGET_V3))) void runAVX2(Args... args) {
+  Kernel(args...);
+}
+#endif
+
+/// Runs Kernel compiled for numerics::simdLevel().
+template <auto Kernel, typename... Args> void dispatch(Args... args) {
+#if QLR_X86_DISPATCH
+  switch (qlr::numerics::simdLevel()) {
+  case qlr::numerics::SimdLevel::AVX512:
+    return runAVX512<Kernel>(args...);
+  case qlr::numerics::SimdLevel::AVX2:
+    return runAVX2<Kernel>(args...);
+  case qlr::numerics::SimdLevel::Portable:
+    break;
+  }
+#endif
+  Kernel(args...);
+}
+
 /// sum_i a[i] * b[i] with 16 independent partial sums (vectorizable).
-inline float dot(const float *a, const float *b, int64_t n) {
+QLR_KERNEL float dot(const float *a, const float *b, int64_t n) {
   float acc[16] = {};
   int64_t i = 0;
   for (; i + 16 <= n; i += 16)
@@ -83,7 +117,7 @@ inline float dot(const float *a, const float *b, int64_t n) {
 /// y = x / sqrt(mean(x^2) + eps) * w over rows [begin, end) of width dim,
 /// in float32 as the qlr.rms_norm lowering (the sum is accumulated in
 /// double).
-QLR_CLONES void rmsNormRows(const float *x, const float *w, float *y,
+QLR_KERNEL void rmsNormRows(const float *x, const float *w, float *y,
                             int64_t begin, int64_t end, int64_t dim,
                             float eps) {
   for (int64_t r = begin; r < end; ++r) {
@@ -106,8 +140,8 @@ void rmsNorm(const Activations &x, ArrayRef<float> weight, float eps,
   y.width = x.width;
   y.data.resize(x.data.size());
   parallelFor(x.rows(), [&](int64_t begin, int64_t end) {
-    rmsNormRows(x.data.data(), weight.data(), y.data.data(), begin, end,
-                x.width, eps);
+    dispatch<rmsNormRows>(x.data.data(), weight.data(), y.data.data(), begin,
+                          end, x.width, eps);
   });
 }
 
@@ -151,7 +185,7 @@ constexpr int64_t kLanes = 16;
 /// positions. q rows have stride qStride (the group's query heads start at
 /// q), k and v rows stride kvStride; out like q. `kt` holds headDim *
 /// seqLen floats of scratch and `scores` seqLen.
-QLR_CLONES void attendPrefill(const float *q, const float *k, const float *v,
+QLR_KERNEL void attendPrefill(const float *q, const float *k, const float *v,
                               float *out, int64_t seqLen, int64_t group,
                               int64_t headDim, int64_t qStride,
                               int64_t kvStride, float scale, float *kt,
@@ -223,7 +257,7 @@ QLR_CLONES void attendPrefill(const float *q, const float *k, const float *v,
 
 /// One query row per head attending to `visible` cached rows: q and out
 /// [group * headDim], k and v rows of stride kvStride.
-QLR_CLONES void attendDecode(const float *q, const float *k, const float *v,
+QLR_KERNEL void attendDecode(const float *q, const float *k, const float *v,
                              float *out, int64_t visible, int64_t group,
                              int64_t headDim, int64_t kvStride, float scale,
                              float *scores) {
@@ -253,7 +287,7 @@ QLR_CLONES void attendDecode(const float *q, const float *k, const float *v,
 }
 
 /// out[i] = silu(gate[i]) * up[i] = gate / (1 + exp(-gate)) * up.
-QLR_CLONES void swigluRange(const float *gate, const float *up, float *out,
+QLR_KERNEL void swigluRange(const float *gate, const float *up, float *out,
                             int64_t begin, int64_t end) {
   for (int64_t i = begin; i < end; ++i) {
     float g = gate[i];
@@ -271,21 +305,28 @@ struct OpenBLAS {
   const char *(*corename)() = nullptr;
 };
 
+/// The OpenBLAS kernels for an instruction-set level. Portable names the
+/// SSE3 kernels explicitly rather than letting OpenBLAS detect the CPU, so
+/// that portable runs use the same kernels on every machine.
+const char *openBLASCore(qlr::numerics::SimdLevel level) {
+  switch (level) {
+  case qlr::numerics::SimdLevel::AVX512:
+    return "SkylakeX";
+  case qlr::numerics::SimdLevel::AVX2:
+    return "Haswell";
+  case qlr::numerics::SimdLevel::Portable:
+    return "Prescott";
+  }
+  llvm_unreachable("unknown SIMD level");
+}
+
 const OpenBLAS &openBLAS() {
   static const OpenBLAS blas = [] {
     void *handle = dlopen(QLR_OPENBLAS_LIBRARY, RTLD_NOW | RTLD_NOLOAD);
     bool alreadyLoaded = handle != nullptr;
-    if (!alreadyLoaded && !std::getenv("OPENBLAS_CORETYPE")) {
-#if defined(__GNUC__) && defined(__x86_64__)
-      if (__builtin_cpu_supports("avx512f") &&
-          __builtin_cpu_supports("avx512bw") &&
-          __builtin_cpu_supports("avx512dq") &&
-          __builtin_cpu_supports("avx512vl"))
-        setenv("OPENBLAS_CORETYPE", "SkylakeX", 0);
-      else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        setenv("OPENBLAS_CORETYPE", "Haswell", 0);
-#endif
-    }
+    const char *wanted = openBLASCore(qlr::numerics::simdLevel());
+    if (!alreadyLoaded && !std::getenv("OPENBLAS_CORETYPE"))
+      setenv("OPENBLAS_CORETYPE", wanted, 0);
     if (!handle)
       handle = dlopen(QLR_OPENBLAS_LIBRARY, RTLD_NOW | RTLD_GLOBAL);
     if (!handle)
@@ -300,11 +341,27 @@ const OpenBLAS &openBLAS() {
         dlsym(handle, "openblas_get_corename"));
     if (!b.sgemm)
       llvm::report_fatal_error("OpenBLAS has no cblas_sgemm");
-    if (alreadyLoaded && b.corename &&
-        llvm::StringRef(b.corename()).equals_insensitive("prescott"))
-      llvm::errs() << "warning: OpenBLAS was loaded with its slow Prescott "
-                      "kernels; set OPENBLAS_CORETYPE (e.g. SkylakeX or "
-                      "Haswell) for fast calibration\n";
+    // OpenBLAS's threaded sgemm sums in an order that depends on its thread
+    // count (measured: GPTQ output changes with OPENBLAS_NUM_THREADS), i.e.
+    // on the machine's core count. At the portable level it runs on one
+    // thread, so that results are the same on every machine.
+    if (qlr::numerics::simdLevel() == qlr::numerics::SimdLevel::Portable) {
+      auto setThreads = reinterpret_cast<void (*)(int)>(
+          dlsym(handle, "openblas_set_num_threads"));
+      if (!setThreads)
+        llvm::report_fatal_error("OpenBLAS has no openblas_set_num_threads");
+      setThreads(1);
+    }
+    if (b.corename && !llvm::StringRef(b.corename()).equals_insensitive(wanted))
+      llvm::errs() << "warning: OpenBLAS runs its " << b.corename()
+                   << " kernels where QLR's instruction-set level "
+                   << qlr::numerics::simdLevelName(qlr::numerics::simdLevel())
+                   << " wants " << wanted
+                   << (alreadyLoaded ? " (OpenBLAS was loaded before QLR "
+                                       "could choose)"
+                                     : " (OPENBLAS_CORETYPE is set)")
+                   << ": calibration may be slower or differ from other "
+                      "machines in the last bits\n";
     return b;
   }();
   return blas;
@@ -380,12 +437,12 @@ runBlock(const LlamaConfig &cfg, const BlockWeights &weights,
       for (int64_t job = begin; job < end; ++job) {
         int64_t seq = job / cfg.kvHeads, head = job % cfg.kvHeads;
         int64_t firstRow = seq * seqLen;
-        attendPrefill(q.data.data() + firstRow * qWidth + head * group * e,
-                      k.data.data() + firstRow * kvWidth + head * e,
-                      v.data.data() + firstRow * kvWidth + head * e,
-                      mix.data.data() + firstRow * qWidth + head * group * e,
-                      seqLen, group, e, qWidth, kvWidth, scale, kt.data(),
-                      scores.data());
+        dispatch<attendPrefill>(
+            q.data.data() + firstRow * qWidth + head * group * e,
+            k.data.data() + firstRow * kvWidth + head * e,
+            v.data.data() + firstRow * kvWidth + head * e,
+            mix.data.data() + firstRow * qWidth + head * group * e, seqLen,
+            group, e, qWidth, kvWidth, scale, kt.data(), scores.data());
       }
     });
   } else {
@@ -403,10 +460,11 @@ runBlock(const LlamaConfig &cfg, const BlockWeights &weights,
       for (int64_t job = begin; job < end; ++job) {
         int64_t seq = job / cfg.kvHeads, head = job % cfg.kvHeads;
         int64_t base = seq * cache.capacity * kvWidth + head * e;
-        attendDecode(q.data.data() + seq * qWidth + head * group * e,
-                     keys.data() + base, values.data() + base,
-                     mix.data.data() + seq * qWidth + head * group * e, pos + 1,
-                     group, e, kvWidth, scale, scores.data());
+        dispatch<attendDecode>(
+            q.data.data() + seq * qWidth + head * group * e, keys.data() + base,
+            values.data() + base,
+            mix.data.data() + seq * qWidth + head * group * e, pos + 1, group,
+            e, kvWidth, scale, scores.data());
       }
     });
   }
@@ -424,8 +482,8 @@ runBlock(const LlamaConfig &cfg, const BlockWeights &weights,
        0);
   gemm(h.data.data(), rows, dim, weights.w3.data(), hidden, up.data.data(), 0);
   parallelFor(rows, [&](int64_t begin, int64_t end) {
-    swigluRange(gate.data.data(), up.data.data(), gate.data.data(),
-                begin * hidden, end * hidden);
+    dispatch<swigluRange>(gate.data.data(), up.data.data(), gate.data.data(),
+                          begin * hidden, end * hidden);
   });
   up = Activations();
   if (observer)
@@ -633,8 +691,8 @@ void LlamaModel::logitsRows(const Activations &x, int64_t first, int64_t rows,
   std::vector<float> normed(rows * cfg.dim);
   const float *in = x.data.data() + first * cfg.dim;
   parallelFor(rows, [&](int64_t begin, int64_t end) {
-    rmsNormRows(in, w.norm.data(), normed.data(), begin, end, cfg.dim,
-                float(cfg.normEps));
+    dispatch<rmsNormRows>(in, w.norm.data(), normed.data(), begin, end, cfg.dim,
+                          float(cfg.normEps));
   });
   gemm(normed.data(), rows, cfg.dim, classifier().data(), cfg.vocabSize,
        out.data(), 0);

@@ -371,27 +371,6 @@ template <typename T> int sign(T x) { return (x > 0) - (x < 0); }
 } // namespace
 
 //===----------------------------------------------------------------------===//
-// SIMD level
-//===----------------------------------------------------------------------===//
-
-SimdLevel qlr::numerics::detectSimdLevel() {
-#if QLR_NORMTWEAK_X86_KERNELS
-  static const SimdLevel level = [] {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
-        __builtin_cpu_supports("fma"))
-      return SimdLevel::AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-      return SimdLevel::AVX2;
-    return SimdLevel::Portable;
-  }();
-  return level;
-#else
-  return SimdLevel::Portable;
-#endif
-}
-
-//===----------------------------------------------------------------------===//
 // LlamaBlockBackprop
 //===----------------------------------------------------------------------===//
 

@@ -7,6 +7,7 @@
 #include "qlr/Dialect/QLR/Utils/ConstantData.h"
 #include "qlr/Import/LlamaImporter.h"
 #include "qlr/InitAll.h"
+#include "qlr/Numerics/Simd.h"
 #include "qlr/Pipelines/Pipelines.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -27,6 +28,7 @@
 #include "llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h"
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/TargetSelect.h"
+#include "llvm/TargetParser/SubtargetFeature.h"
 
 #include <chrono>
 #include <cstdlib>
@@ -133,6 +135,8 @@ struct ModelRunner::Impl {
   std::vector<Descriptor> weights;
   std::vector<float> kCache, vCache;
   double compileSeconds = 0;
+  ::qlr::numerics::SimdLevel simdLevel = ::qlr::numerics::SimdLevel::Portable;
+  std::string targetCPU;
 };
 
 ModelRunner::ModelRunner(std::unique_ptr<Impl> impl) : impl(std::move(impl)) {}
@@ -144,6 +148,10 @@ ModelRunner::tokenizer() const {
   return impl->tokenizer;
 }
 double ModelRunner::compileSeconds() const { return impl->compileSeconds; }
+::qlr::numerics::SimdLevel ModelRunner::simdLevel() const {
+  return impl->simdLevel;
+}
+llvm::StringRef ModelRunner::targetCPU() const { return impl->targetCPU; }
 
 bool ModelRunner::supportsThreads() {
 #ifdef QLR_OMP_LIBRARY
@@ -223,10 +231,21 @@ ModelRunner::load(llvm::StringRef path, const RunnerOptions &options) {
 
   // Optimise for this machine: without a TargetMachine, LLVM's loop
   // vectoriser has no cost model and leaves the loops scalar.
+  // Below the host's own level (QLR_MAX_SIMD, or a portable-numerics
+  // build), compile for the psABI level's generic CPU instead.
   auto machineBuilder = llvm::orc::JITTargetMachineBuilder::detectHost();
   if (!machineBuilder)
     return error("cannot describe the host CPU: " +
                  llvm::toString(machineBuilder.takeError()));
+  using ::qlr::numerics::SimdLevel;
+  SimdLevel level = ::qlr::numerics::simdLevel();
+  impl->simdLevel = level;
+  if (machineBuilder->getTargetTriple().isX86() &&
+      level < ::qlr::numerics::hostSimdLevel()) {
+    machineBuilder->setCPU(::qlr::numerics::simdLevelCPU(level).str());
+    machineBuilder->getFeatures() = llvm::SubtargetFeatures();
+  }
+  impl->targetCPU = machineBuilder->getCPU();
   machineBuilder->setCodeGenOptLevel(llvm::CodeGenOptLevel::Aggressive);
   auto targetMachine = machineBuilder->createTargetMachine();
   if (!targetMachine)

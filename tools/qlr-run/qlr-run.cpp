@@ -93,6 +93,15 @@ static cl::opt<bool> json("json", cl::desc("Print one JSON object"),
 static cl::opt<bool> quiet("quiet", cl::desc("No progress on stderr"),
                            cl::init(false), cl::cat(runCategory));
 
+static cl::extrahelp simdHelp(
+    "\nThe JIT compiles for the host CPU. QLR_MAX_SIMD=portable|avx2|avx512 "
+    "caps the instruction set (x86-64, x86-64-v3, x86-64-v4); --json reports "
+    "the level as \"simd\" and the CPU compiled for as \"target_cpu\".\n");
+
+static llvm::StringRef simdName(const mlir::qlr::ModelRunner &runner) {
+  return ::qlr::numerics::simdLevelName(runner.simdLevel());
+}
+
 static int fail(const llvm::Twine &message) {
   llvm::WithColor::error(llvm::errs(), "qlr-run") << message << "\n";
   return 1;
@@ -174,7 +183,9 @@ static int runPerplexity(mlir::qlr::ModelRunner &runner,
                            {"ctx", ctx},
                            {"text_tokens", int64_t(ids.size())},
                            {"seconds", seconds(start)},
-                           {"compile_seconds", runner.compileSeconds()}};
+                           {"compile_seconds", runner.compileSeconds()},
+                           {"simd", simdName(runner)},
+                           {"target_cpu", runner.targetCPU()}};
     llvm::outs() << llvm::json::Value(std::move(out)) << "\n";
   } else {
     llvm::outs() << llvm::formatv("tokens evaluated: {0} ({1} windows of {2})\n"
@@ -274,7 +285,9 @@ static int runGeneration(mlir::qlr::ModelRunner &runner,
                            : std::string()},
         {"prefill_tokens_per_s", prefillRate},
         {"decode_tokens_per_s", decodeRate},
-        {"compile_seconds", runner.compileSeconds()}};
+        {"compile_seconds", runner.compileSeconds()},
+        {"simd", simdName(runner)},
+        {"target_cpu", runner.targetCPU()}};
     llvm::outs() << llvm::json::Value(std::move(out)) << "\n";
   } else {
     llvm::outs() << "\n";
@@ -290,6 +303,9 @@ static int runGeneration(mlir::qlr::ModelRunner &runner,
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
   cl::HideUnrelatedOptions(runCategory);
+  cl::AddExtraVersionPrinter([](llvm::raw_ostream &os) {
+    os << "  " << ::qlr::numerics::describeSimd() << "\n";
+  });
   cl::ParseCommandLineOptions(argc, argv,
                               "qlr-run: run a qlr model on the CPU (JIT)\n");
   bool wantPerplexity = !perplexityPath.empty();
@@ -313,7 +329,9 @@ int main(int argc, char **argv) {
   if (!runner)
     return fail(llvm::toString(runner.takeError()));
   if (!quiet && runnerOptions.compile)
-    llvm::errs() << llvm::formatv("compiled {0} in {1:F2} s\n", modelPath,
+    llvm::errs() << llvm::formatv("compiled {0} for {1} ({2}) in {3:F2} s\n",
+                                  modelPath, (*runner)->targetCPU(),
+                                  simdName(**runner),
                                   (*runner)->compileSeconds());
 
   std::optional<::qlr::tokenizer::TokenizerData> data = (*runner)->tokenizer();

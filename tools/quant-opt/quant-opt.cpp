@@ -13,6 +13,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "qlr/InitAll.h"
+#include "qlr/Numerics/Simd.h"
 #include "qlr/Support/Progress.h"
 
 #include "mlir/IR/DialectRegistry.h"
@@ -43,6 +44,9 @@ int main(int argc, char **argv) {
   registerAllPasses();
   mlir::qlr::registerQLRPasses();
   ::qlr::registerProgressCLOptions();
+  llvm::cl::AddExtraVersionPrinter([](llvm::raw_ostream &os) {
+    os << "  " << ::qlr::numerics::describeSimd() << "\n";
+  });
   auto [inputFilename, outputFilename] = registerAndParseCLIOptions(
       argc, argv,
       "QLR optimizer driver: the qlr dialect and passes on top of every "

@@ -29,6 +29,8 @@
 #ifndef QLR_NUMERICS_NORMTWEAK_H
 #define QLR_NUMERICS_NORMTWEAK_H
 
+#include "qlr/Numerics/Simd.h"
+
 #include "llvm/ADT/ArrayRef.h"
 
 #include <cstddef>
@@ -61,17 +63,6 @@ template <typename T> struct LlamaBlockParams {
   llvm::ArrayRef<T> attentionNorm, ffnNorm;
   llvm::ArrayRef<T> wq, wk, wv, wo, w1, w2, w3;
 };
-
-/// The instruction sets the float matrix products of LlamaBlockBackprop may
-/// use, in increasing order. Portable is Eigen compiled for the baseline
-/// target; AVX2 (with FMA) and AVX512 are packed micro-kernels compiled with
-/// function target attributes and selected at run time, so the library needs
-/// no -march flags. The double path always uses Eigen.
-enum class SimdLevel { Portable, AVX2, AVX512 };
-
-/// The best SimdLevel the running CPU (and OS) supports; Portable on
-/// non-x86-64 hosts.
-SimdLevel detectSimdLevel();
 
 /// Forward and backward pass of one LLaMA block on `sequences` independent
 /// causal sequences of `seqLen` tokens each (positions 0 .. seqLen-1):

@@ -12,6 +12,7 @@
 #define QLR_RUNTIME_MODELRUNNER_H
 
 #include "qlr/Checkpoint/Checkpoint.h"
+#include "qlr/Numerics/Simd.h"
 #include "qlr/Tokenizer/TokenizerData.h"
 
 #include "llvm/ADT/ArrayRef.h"
@@ -46,6 +47,13 @@ public:
   const std::optional<::qlr::tokenizer::TokenizerData> &tokenizer() const;
   /// Seconds spent parsing and compiling.
   double compileSeconds() const;
+  /// The instruction-set level the model was compiled for:
+  /// ::qlr::numerics::simdLevel(), i.e. the host's capped by QLR_MAX_SIMD.
+  ::qlr::numerics::SimdLevel simdLevel() const;
+  /// The CPU the JIT compiled for: the host's name (e.g. "znver3") at the
+  /// host's level, else the level's generic CPU ("x86-64-v3", "x86-64").
+  /// Empty when the model was not compiled.
+  llvm::StringRef targetCPU() const;
   /// Whether this build can run on several threads (found libomp).
   static bool supportsThreads();
 
