@@ -31,6 +31,17 @@ CFG_MQA = LlamaConfig(dim=32, hidden_dim=64, n_layers=2, n_heads=4, n_kv_heads=1
 CONFIGS = {"gqa": CFG_GQA, "mha": CFG_MHA, "mqa": CFG_MQA}
 
 
+# Tolerances of float64 logits computed two ways (other matmul shapes or
+# orders: numpy's BLAS blocks and vectorises differently per CPU): a dot
+# product of length k is off by at most k * 2^-53 * sum |a_i b_i|, and the
+# errors add along the chain of dot products a logit depends on: per layer
+# dim (q, k, v) + head_dim + tokens + dim (wo) + dim (w1, w3) + hidden_dim,
+# plus dim for the classifier; <= 700 for these configurations. Two
+# evaluations, and sum |a_i b_i| about the largest logit (< 10): 4 * 700 *
+# 1.1e-16 * 10 = 3e-12, so atol 1e-11 leaves 3x.
+FLOAT64_LOGITS_ATOL = 1e-11
+
+
 def tokens_for(cfg, n, seed=0):
     return np.random.default_rng(seed + 1000).integers(0, cfg.vocab_size, n).tolist()
 
@@ -118,18 +129,18 @@ def test_prefill_equals_decode_with_cache(name):
     cache = llama.KVCache(cfg)
     steps = np.concatenate([llama.forward(W, cfg, [t], pos, cache)
                             for pos, t in enumerate(toks)])
-    np.testing.assert_allclose(steps, full, rtol=0, atol=1e-11)
+    np.testing.assert_allclose(steps, full, rtol=0, atol=FLOAT64_LOGITS_ATOL)
     assert cache.length == 12
 
     # chunked prefill (5 tokens, then 7) and a prefill followed by decode steps
     cache = llama.KVCache(cfg)
     a = llama.forward(W, cfg, toks[:5], 0, cache)
     b = llama.forward(W, cfg, toks[5:], 5, cache)
-    np.testing.assert_allclose(np.concatenate([a, b]), full, rtol=0, atol=1e-11)
+    np.testing.assert_allclose(np.concatenate([a, b]), full, rtol=0, atol=FLOAT64_LOGITS_ATOL)
     cache = llama.KVCache(cfg)
     rows = [llama.forward(W, cfg, toks[:8], 0, cache)]
     rows += [llama.forward(W, cfg, [t], 8 + i, cache) for i, t in enumerate(toks[8:])]
-    np.testing.assert_allclose(np.concatenate(rows), full, rtol=0, atol=1e-11)
+    np.testing.assert_allclose(np.concatenate(rows), full, rtol=0, atol=FLOAT64_LOGITS_ATOL)
 
 
 def test_cache_rewind_and_bounds():
@@ -142,7 +153,7 @@ def test_cache_rewind_and_bounds():
     other = llama.forward(W, cfg, [3, 4], 4, cache)
     again = llama.forward(W, cfg, toks[4:], 4, cache)
     full = llama.forward(W, cfg, toks)
-    np.testing.assert_allclose(again, full[4:], atol=1e-11)
+    np.testing.assert_allclose(again, full[4:], rtol=0, atol=FLOAT64_LOGITS_ATOL)
     assert not np.allclose(other, full[4:])
     with pytest.raises(ValueError):
         llama.forward(W, cfg, [1], 10, cache)  # skips positions
@@ -157,7 +168,9 @@ def test_float32_mode_close_to_float64():
     l64 = llama.forward(W, cfg, toks)
     l32 = llama.forward(W, cfg, toks, dtype=np.float32)
     assert l32.dtype == np.float32
-    np.testing.assert_allclose(l32, l64, atol=2e-4 * np.abs(l64).max())
+    # As FLOAT64_LOGITS_ATOL, one float32 side: 2 * 700 * 2^-24 = 8.3e-5 of
+    # the largest logit; 2e-4 leaves 2.4x.
+    np.testing.assert_allclose(l32, l64, rtol=0, atol=2e-4 * np.abs(l64).max())
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
@@ -166,6 +179,8 @@ def test_forward_matches_naive_run_c_style(name):
     cfg = CONFIGS[name]
     W = ck.random_weights(cfg, seed=4)
     toks = tokens_for(cfg, 9, seed=4)
+    # FLOAT64_LOGITS_ATOL, plus complex against real rotations (angles < 9
+    # radians: ~1e-15 apart); 1e-10 leaves > 10x.
     np.testing.assert_allclose(llama.forward(W, cfg, toks), naive_forward(W, cfg, toks),
                                rtol=0, atol=1e-10)
 
@@ -184,7 +199,7 @@ def test_gqa_equals_mha_with_repeated_kv_heads():
                 [w[(h // group) * hd:(h // group + 1) * hd] for h in range(cfg.n_heads)])
     toks = tokens_for(cfg, 10, seed=5)
     np.testing.assert_allclose(llama.forward(W, cfg, toks), llama.forward(Wm, mha_cfg, toks),
-                               rtol=0, atol=1e-11)
+                               rtol=0, atol=FLOAT64_LOGITS_ATOL)
 
 
 # --------------------------------------------------------------------------
@@ -199,6 +214,8 @@ def test_rope_identity_at_position_zero_and_norm_preserving():
     for theta in (10000.0, 500000.0):
         y = llama.apply_rope(x, [0, 1, 7, 100, 4095], theta)
         # every (2i, 2i+1) pair keeps its length, so every head keeps its norm
+        # (cos^2 + sin^2 = 1 to a few ulps whatever the angle's rounding; a
+        # rotation adds 3 roundings: ~5e-16 relative; 1e-13 leaves 200x)
         np.testing.assert_allclose(np.hypot(y[..., 0::2], y[..., 1::2]),
                                    np.hypot(x[..., 0::2], x[..., 1::2]), rtol=1e-13)
         np.testing.assert_allclose(np.linalg.norm(y, axis=-1), np.linalg.norm(x, axis=-1),
@@ -210,10 +227,15 @@ def test_rope_matches_complex_form_and_is_relative():
     hd = 16
     q = rng.standard_normal((1, 1, hd))
     k = rng.standard_normal((1, 1, hd))
+    # The frequencies are computed differently (1 / theta^x against
+    # theta^-x): angles up to 250 rad differ by ~250 * 2e-16, moving entries
+    # of |q| < 4 by < 2e-13; 1e-12 leaves 5x.
     for pos in (1, 3, 250):
         np.testing.assert_allclose(llama.apply_rope(q, [pos])[0, 0],
                                    rope_complex(q[0, 0], pos, 10000.0), atol=1e-12)
     # first pair rotates by pos * 1 radian, last pair by pos * theta^(-(hd-2)/hd)
+    # (cos and sin of the same double angle; numpy's SIMD versions are within
+    # 4 ulp of libm: 4.4e-16 at |value| <= 1, so 1e-15 leaves 2x)
     y = llama.apply_rope(np.tile([1.0, 0.0], hd // 2)[None, None], [3])[0, 0]
     np.testing.assert_allclose(y[:2], [math.cos(3), math.sin(3)], atol=1e-15)
     f = 10000.0 ** (-(hd - 2) / hd)
@@ -221,6 +243,9 @@ def test_rope_matches_complex_form_and_is_relative():
     # <rope(q, m), rope(k, n)> depends only on m - n
     dots = [np.dot(llama.apply_rope(q, [m])[0, 0], llama.apply_rope(k, [m - 4])[0, 0])
             for m in (4, 9, 30)]
+    # rotations of angles < 30 rad (rounding ~1e-14 in the angle) and dot
+    # products of 16 terms of size ~1 (|dot| ~ 1): < 1e-13 relative; 1e-12
+    # leaves 10x
     np.testing.assert_allclose(dots, dots[0], rtol=1e-12)
 
 
@@ -230,8 +255,10 @@ def test_window_without_cache_is_translation_invariant():
     cfg = CFG_GQA
     W = ck.random_weights(cfg, seed=8)
     toks = tokens_for(cfg, 7, seed=8)
+    # FLOAT64_LOGITS_ATOL; the angles (pos + 11) * f round differently by
+    # < 20 * 2e-16, far less.
     np.testing.assert_allclose(llama.forward(W, cfg, toks, start_pos=11),
-                               llama.forward(W, cfg, toks), atol=1e-11)
+                               llama.forward(W, cfg, toks), rtol=0, atol=FLOAT64_LOGITS_ATOL)
 
 
 # --------------------------------------------------------------------------
@@ -248,6 +275,10 @@ def test_causal():
         changed = list(toks)
         changed[k] = (changed[k] + 1) % cfg.vocab_size
         out = llama.forward(W, cfg, changed)
+        # rows before k go through the same operations on the same inputs
+        # (masked scores are exactly 0 after exp): identical up to BLAS
+        # blocking of the whole matrix, ~1e-15; 1e-12 is loose, and a
+        # changed later token moves them by O(1)
         np.testing.assert_allclose(out[:k], base[:k], rtol=0, atol=1e-12)
         assert np.abs(out[k] - base[k]).max() > 1e-3
 
@@ -265,6 +296,8 @@ def test_nll_definition():
     toks = [1, 5, 0, 9, 2, 2]
     manual = np.mean([-(logits[t, toks[t + 1]] - math.log(np.exp(logits[t]).sum()))
                       for t in range(5)])
+    # the same double log-softmax, stabilised or not: a few ulps of values
+    # < 20 (~1e-15 relative); rel=1e-12 leaves 1000x
     assert llama.nll(logits, toks) == pytest.approx(manual, rel=1e-12)
     # large logits: log-softmax must be stable
     assert np.isfinite(llama.nll(logits * 1e4, toks))
@@ -286,6 +319,9 @@ def test_perplexity_windows_and_value():
         win = [1] + ids[w * 7:(w + 1) * 7]
         logits = naive_forward(W, cfg, win)
         total += sum(-llama.log_softmax(logits[t])[win[t + 1]] for t in range(len(win) - 1))
+    # each NLL moves by <= 2 max |delta logit| <= 2 * FLOAT64_LOGITS_ATOL
+    # against the naive forward; 23 of them against a total of ~100 (log 96
+    # each): < 5e-12 relative; rel=1e-10 leaves 20x
     assert r.nll_sum == pytest.approx(total, rel=1e-10)
     assert r.ppl == pytest.approx(math.exp(total / 23), rel=1e-10)
 
@@ -342,6 +378,9 @@ def test_llama2c_layout(tmp_path):
         fi = np.frombuffer(data, "<f4", cfg.seq_len * hd // 2,
                            fstart + 2 * cfg.seq_len * hd).reshape(cfg.seq_len, -1)
         ang = np.arange(cfg.seq_len)[:, None] * cfg.rope_theta ** (-np.arange(0, hd, 2) / hd)
+        # stored as float32: rounding <= 2^-25 = 3e-8 for |value| <= 1 (plus
+        # ~1e-15 from computing the angle differently); 1e-6 is loose but a
+        # wrong table is off by O(1)
         np.testing.assert_allclose(fr, np.cos(ang), atol=1e-6)
         np.testing.assert_allclose(fi, np.sin(ang), atol=1e-6)
         if not cfg.tied:
@@ -455,6 +494,9 @@ def test_safetensors_layout(tmp_path, dtype, shards, name):
         elif canon.endswith("attention.wk"):
             got = unpermute_by_index(got, cfg.n_kv_heads)
         np.testing.assert_array_equal(got, stored[canon])
+        # round to nearest: half an ulp relative (2^-11 for f16's 10-bit, 2^-8
+        # for bf16's 7-bit mantissa); f16 subnormals (|w| < 6.1e-5) are off
+        # by <= 2^-25 = 3e-8 absolute, which atol=1e-7 covers
         rel = {"F32": 0, "F16": 2 ** -11, "BF16": 2 ** -8}[dtype]
         np.testing.assert_allclose(stored[canon], W[canon], rtol=rel, atol=1e-7)
         if dtype != "F32":
@@ -573,6 +615,7 @@ def test_gguf_layout(tmp_path, ttype):
     assert kv["llama.context_length"] == (u32, cfg.seq_len)
     assert kv["llama.rope.dimension_count"] == (u32, cfg.head_dim)
     assert kv["llama.attention.layer_norm_rms_epsilon"][0] == 6
+    # stored as float32 (type 6): rounding 2^-24 relative, within approx's 1e-6
     assert kv["llama.attention.layer_norm_rms_epsilon"][1] == pytest.approx(cfg.norm_eps)
     assert kv["llama.rope.freq_base"] == (6, cfg.rope_theta)
     if tok is not None:
@@ -582,6 +625,7 @@ def test_gguf_layout(tmp_path, ttype):
         assert toks[:4] == ["<unk>", "<s>", "</s>", "<0x00>"] and toks[259] == "\u2581"
         assert "\u2581the" in toks and not any(" " in t for t in toks)
         assert kv["tokenizer.ggml.scores"][1][0] == 6
+        # small integers (0, -1, -2, ...): exact in float32
         np.testing.assert_allclose(kv["tokenizer.ggml.scores"][1][1], scores)
         types = kv["tokenizer.ggml.token_type"][1]
         assert types[0] == 5 and types[1][:5] == [2, 3, 3, 6, 6] and types[1][300] == 1
@@ -610,6 +654,9 @@ def test_gguf_layout(tmp_path, ttype):
             got = np.frombuffer(raw, "<f2").astype(np.float32)
         else:
             got = dequant_block_bytes(raw, t, n)
+        # the same float32 operations as the writer's dequantization
+        # (q * d [+ m], no fused multiply-add in numpy): identical; the
+        # tolerance is only slack
         np.testing.assert_allclose(got.reshape(shape), stored[canon], rtol=1e-6, atol=1e-7)
         if t == 0:
             np.testing.assert_array_equal(stored[canon], W[canon])
@@ -619,6 +666,7 @@ def test_gguf_layout(tmp_path, ttype):
     if ttype == "Q8_0":
         (d,) = struct.unpack_from("<e", data, data_start)
         x = W["tok_embeddings"][0, :32]
+        # d is stored as f16: half an ulp, 2^-11 relative; 2^-10 leaves 2x
         assert d == pytest.approx(np.abs(x).max() / 127, rel=2 ** -10)
         assert struct.unpack_from("<b", data, data_start + 2)[0] == round(x[0] / d)
 
@@ -636,6 +684,9 @@ def test_reference_runs_on_dequantized_weights(tmp_path):
     W = ck.random_weights(cfg, seed=16)
     toks = tokens_for(cfg, 8, seed=16)
     ref = llama.forward(W, cfg, toks)
+    # Quantization noise, not rounding: relative weight errors of 2^-11 (F16),
+    # ~0.6% RMS (Q8_0: d / sqrt(12) with d = absmax / 127) and ~9% RMS (Q4:
+    # absmax / 8 steps) move the logits by a few times that.
     for ttype, tol in (("F16", 2e-3), ("Q8_0", 2e-2), ("Q4_1", 0.3), ("Q4_0", 0.3)):
         stored = ck.write_gguf(tmp_path / f"{ttype}.gguf", cfg, W, tensor_type=ttype)
         out = llama.forward(stored, cfg, toks)
@@ -668,7 +719,10 @@ def test_q8_0_error_bound():
     assert len(raw) == x.size // 32 * 34
     b = x.reshape(-1, 32)
     d = np.abs(b).max(axis=1) / 127
-    bound = d / 2 + 127 * _f16_err(d) + 1e-7
+    # half a step, 127 times d's f16 rounding, and the float32 roundings of
+    # x * (1/d) (two, on codes <= 127) and of q * d16 (one): <= 3 * 2^-24 *
+    # absmax < 2^-22 absmax
+    bound = d / 2 + 127 * _f16_err(d) + 2.0 ** -22 * np.abs(b).max(axis=1)
     assert np.all(np.abs(b - deq.reshape(-1, 32)) <= bound[:, None])
     assert np.all(deq.reshape(-1, 32)[2 * 4 + 1] == 0)  # zero block
     np.testing.assert_array_equal(ck.dequantize(raw, "Q8_0", x.shape), deq)
@@ -683,13 +737,18 @@ def test_q4_0_error_bound():
     mx = b[np.arange(b.shape[0]), np.abs(b).argmax(axis=1)]
     d = np.abs(mx / -8)
     err = np.abs(b - deq.reshape(-1, 32))
-    slack = 8 * _f16_err(d) + 1e-7
+    # 8 times d's f16 rounding, and the float32 roundings of x * (1/d) (two,
+    # on values <= 8 code units: 2^-23 |max|), + 8.5 (half an ulp of 16.5 =
+    # 2^-20 code units = 2^-23 |max|) and (q - 8) * d16 (2^-24 |max|):
+    # 5 * 2^-24 |max| < 2^-21 |max|
+    slack = 8 * _f16_err(d) + 2.0 ** -21 * np.abs(mx)
     # code 16 does not exist: values in the top half-step above +7d (opposite
     # sign to max) are clamped to code 15 and may be off by up to d
     top = (b / np.where(mx != 0, mx / -8, 1)[:, None]) > 7.5
     assert np.all(err[~top] <= np.broadcast_to((d / 2 + slack)[:, None], b.shape)[~top])
     assert np.all(err <= (d + slack)[:, None])
     # the element of largest magnitude is exact up to f16 rounding of d
+    # (2^-11 relative) and one float32 product: 2^-10 leaves 2x
     np.testing.assert_allclose(deq.reshape(-1, 32)[np.arange(b.shape[0]),
                                                     np.abs(b).argmax(axis=1)],
                                mx, rtol=2 ** -10)
@@ -704,6 +763,10 @@ def test_q4_1_error_bound():
     b = x.reshape(-1, 32)
     mn, mx = b.min(axis=1), b.max(axis=1)
     d = (mx - mn) / 15
+    # half a step, d's and min's f16 roundings, and the float32 roundings of
+    # x - min, * (1/d) (two), + 0.5, q * d16 and + m16, each <= 2^-24 * 2
+    # max|x|: <= 12 * 2^-24 * max|x| = 7.2e-7 max|x|, which 1e-6 max|x|
+    # covers
     bound = d / 2 + 15 * _f16_err(d) + _f16_err(mn) + 1e-6 * np.abs(b).max(axis=1)
     assert np.all(np.abs(b - deq.reshape(-1, 32)) <= bound[:, None])
     np.testing.assert_array_equal(ck.dequantize(raw, "Q4_1", x.shape), deq)

@@ -69,6 +69,26 @@ inline LlamaWeights randomWeights(const LlamaConfig &c, uint64_t seed) {
   return w;
 }
 
+/// How far apart, relative to the largest magnitude, two float32
+/// evaluations of `blocks` blocks of a model (then the classifier when
+/// `logits`) on sequences of `seqLen` tokens may be when they sum in
+/// different orders: sgemm calls of other shapes (BLAS blocks them
+/// differently), other kernels, SIMD widths, FMA or not. A dot product of
+/// length k is off by at most k * 2^-24 * sum |a_i b_i| in any order, and
+/// errors add along the chain of dot products an output depends on; per
+/// block: dim (q, k, v) + headDim (scores) + seqLen (softmax-weighted values)
+/// + heads * headDim (wo) + dim (w1, w3) + hiddenDim (w2); dim more for the
+/// classifier. Times 2 for two evaluations, and 2 for sum |a_i b_i|, which
+/// for these random weights is about the largest output magnitude. (The
+/// worst case: measured differences are ~100x smaller.)
+inline double forwardTolerance(const LlamaConfig &c, int64_t seqLen,
+                               int64_t blocks, bool logits) {
+  int64_t chain = blocks * (c.dim + c.headDim + seqLen + c.heads * c.headDim +
+                            c.dim + c.hiddenDim) +
+                  (logits ? c.dim : 0);
+  return 4.0 * double(chain) * 0x1p-24;
+}
+
 /// `count` tokens uniform in [0, vocab).
 inline std::vector<int32_t> randomTokens(const LlamaConfig &c, int64_t count,
                                          uint64_t seed) {

@@ -51,7 +51,8 @@ TEST(SmolLM2Test, ReadsQ4_1GGUF) {
   EXPECT_EQ(c.headDim, 64);
   EXPECT_EQ(c.vocabSize, 49152);
   EXPECT_EQ(c.maxSeqLen, 8192);
-  EXPECT_FLOAT_EQ(c.normEps, 1e-5f);
+  // Stored as a float32 in the GGUF and read without arithmetic: exact.
+  EXPECT_EQ(c.normEps, 1e-5f);
   EXPECT_EQ(c.ropeTheta, 100000.0f);
   EXPECT_TRUE(c.tiedEmbeddings);
 
@@ -103,6 +104,7 @@ TEST(SmolLM2Test, ReadsQ4_1GGUF) {
     }
   }
   EXPECT_EQ(elements, 134515008u);
+  // Not a tolerance: the tensors are not all zero.
   EXPECT_GT(sumSquares, 0.0);
 
   ASSERT_TRUE(ckpt->tokenizer().has_value());

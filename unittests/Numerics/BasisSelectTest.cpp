@@ -66,7 +66,10 @@ double outputError(const Floats &w, const Doubles &approx, const Floats &x,
   return frobenius(matmul(x, transpose(diff, m, n), rows, n, m));
 }
 
-/// Column c of A (m x r) and row c of B (r x n) have equal norms.
+/// Column c of A (m x r) and row c of B (r x n) have equal norms: both are
+/// sqrt(s) times a unit vector (orthonormal to ~1e-14 in double), each entry
+/// rounded to float, so the norms are within 2 * 2^-24 = 1.2e-7 relative;
+/// 1e-6 (1 + |a|) leaves 8x (measured 2.4e-8).
 void expectBalanced(const LowRankFactors &f, int64_t m, int64_t n) {
   for (int64_t c = 0; c < f.rank; ++c) {
     double a = 0, b = 0;
@@ -74,7 +77,7 @@ void expectBalanced(const LowRankFactors &f, int64_t m, int64_t n) {
       a += double(f.a[i * f.rank + c]) * f.a[i * f.rank + c];
     for (int64_t j = 0; j < n; ++j)
       b += double(f.b[c * n + j]) * f.b[c * n + j];
-    EXPECT_NEAR(std::sqrt(a), std::sqrt(b), 1e-4 * (1 + std::sqrt(a))) << c;
+    EXPECT_NEAR(std::sqrt(a), std::sqrt(b), 1e-6 * (1 + std::sqrt(a))) << c;
   }
 }
 
@@ -110,6 +113,8 @@ TEST(BasisSelectTest, MagnitudeUnrefitIsTruncatedSVD) {
   ASSERT_EQ(kept, (std::vector<int64_t>{0, 1, 2, 3, 4}));
   Doubles values = singularValues(w, m, n);
   ASSERT_EQ(values.size(), svd.s.size());
+  // Two backward-stable double SVDs: within a small multiple of p * 2^-53 *
+  // s_0 (12 * 1.1e-16 = 1.3e-15 relative to s_0); 1e-12 leaves > 100x.
   for (size_t i = 0; i < values.size(); ++i)
     EXPECT_NEAR(values[i], svd.s[i], 1e-12 * svd.s[0]) << i;
   LowRankFactors f = basisFactors(svd, kept);
@@ -121,10 +126,16 @@ TEST(BasisSelectTest, MagnitudeUnrefitIsTruncatedSVD) {
   for (int64_t i = r; i < n; ++i)
     tail += svd.s[i] * svd.s[i];
   Doubles err = minus(Doubles(w.begin(), w.end()), product(f, m, n));
-  EXPECT_NEAR(frobenius(err), std::sqrt(tail), 1e-5 * std::sqrt(tail));
-  // The same matrix as truncatedSVD.
+  // Rounding the factors to float moves A·B by D, |D| <= 2^-23 sqrt(r) s_0
+  // = 2.1e-6 (s_0 ~ 7.9), but D is orthogonal to the dropped part E to first
+  // order (E's rows and columns are orthogonal to the kept singular
+  // vectors), so |E - D| = |E| + O(|D|^2 / |E|): ~1e-12 / |E|, |E| ~ 4.
+  // 1e-11 |E| leaves > 20x (measured 2e-16 relative).
+  EXPECT_NEAR(frobenius(err), std::sqrt(tail), 1e-11 * std::sqrt(tail));
+  // The same matrix as truncatedSVD: both products are within 2.1e-6 of
+  // the exact truncation (above), so 1e-5 leaves 2.4x.
   Doubles reference = product(truncatedSVD(w, m, n, r), m, n);
-  EXPECT_LT(frobenius(minus(product(f, m, n), reference)), 1e-4);
+  EXPECT_LT(frobenius(minus(product(f, m, n), reference)), 1e-5);
   expectBalanced(f, m, n);
 }
 
@@ -142,6 +153,10 @@ TEST(BasisSelectTest, EnergyScoresMatchDirectComputation) {
     Doubles vi(svd.vt.begin() + i * n, svd.vt.begin() + (i + 1) * n);
     double xv = frobenius(matmul(x, vi, rows, n, 1));
     double direct = svd.s[i] * svd.s[i] * xv * xv;
+    // Both in double: s^2 v^T G v against s^2 |X v|^2, summed differently.
+    // With cancellation in v^T G v the difference is <= (n + rows + 2) *
+    // 2^-53 * s^2 |v|^T |G| |v| <= 60 * 1.1e-16 * 36 * 400 ~ 1e-10 (|G_ij| <=
+    // 50 for these inputs); 1e-9 (1 + score) leaves 10x (measured 4e-16).
     EXPECT_NEAR(scores[i], direct, 1e-9 * (1 + direct)) << i;
   }
   // Scaling G (e.g. the (2/rows) Hessian) does not change the selection.
@@ -179,6 +194,9 @@ TEST(BasisSelectTest, LsqRefitBeatsUnrefitAndSolvesNormalEquations) {
     ASSERT_EQ(refit->rank, r);
     double before = outputError(w, product(unrefit, m, n), x, m, n, rows);
     double after = outputError(w, product(*refit, m, n), x, m, n, rows);
+    // The refit is optimal in exact arithmetic; float factors move either
+    // error by ~2^-23 sqrt(r) relative (2.4e-7): 1e-6 leaves 4x (the refit
+    // here is far better: after <= 0.35 before).
     EXPECT_LE(after, before * (1 + 1e-6));
 
     // Independently: A = W G V_K (V_Kᵀ G V_K)⁻¹, product A V_Kᵀ.
@@ -192,6 +210,10 @@ TEST(BasisSelectTest, LsqRefitBeatsUnrefitAndSolvesNormalEquations) {
     Doubles a = transpose(solveDense(mat, rhsT, r, m), r, m); // m x r
     Doubles expected = matmul(a, transpose(vk, n, r), m, r, n);
     Doubles got = product(*refit, m, n);
+    // The refit's float factors: <= 2^-23 sqrt(r) = 2.4e-7 relative; the two
+    // double solves (LLT against Gaussian elimination) agree to cond(M) *
+    // 2^-53 with cond(M) < 1e6 here: < 1e-10. 1e-5 leaves 40x (measured
+    // 3.5e-8).
     EXPECT_LT(frobenius(minus(got, expected)), 1e-5 * frobenius(expected));
     // The refit product keeps B's row space: it is rebalanced, not changed.
     expectBalanced(*refit, m, n);
@@ -230,6 +252,11 @@ TEST(BasisSelectTest, LowDimensionalInputsStructured) {
   EXPECT_EQ(energy, (std::vector<int64_t>{5, 6, 7}));
   Doubles wx = matmul(x, transpose(w, m, n), rows, n, m);
   double scale = frobenius(wx);
+  // Tolerances below: the inputs lie in the span of the three weakest bases
+  // up to their float rounding (2^-24 |X|), and the float factors move A·B
+  // by <= 2^-23 sqrt(3) s_0 = 1.6e-6 (s_0 = 8); relative to |W X^T| (the
+  // excited singular values are 1..3) both stay below ~2e-6. 1e-5 leaves
+  // 5x (measured <= 7e-8).
   for (bool lsq : {false, true}) {
     LowRankFactors f = basisFactors(svd, energy);
     if (lsq) {
@@ -243,12 +270,14 @@ TEST(BasisSelectTest, LowDimensionalInputsStructured) {
   std::vector<int64_t> magnitude = topBases(magnitudeScores(svd), r);
   LowRankFactors plain = basisFactors(svd, magnitude);
   EXPECT_NEAR(outputError(w, product(plain, m, n), x, m, n, rows), scale,
-              1e-4 * scale);
-  // The refit cannot help either (V_Kᵀ G V_K = 0): it keeps W V_K.
+              1e-5 * scale);
+  // The refit cannot help either (V_Kᵀ G V_K = 0): it keeps W V_K. Both
+  // products are float factors of the same rank-3 matrix: <= 2 * 1.6e-6
+  // apart. 1e-5 leaves 3x (measured 0).
   auto refit = refitFactors(w, svd, magnitude, g);
   ASSERT_TRUE(bool(refit)) << llvm::toString(refit.takeError());
   EXPECT_LT(frobenius(minus(product(*refit, m, n), product(plain, m, n))),
-            1e-4);
+            1e-5);
 }
 
 TEST(BasisSelectTest, LowDimensionalInputsGeneric) {
@@ -264,14 +293,21 @@ TEST(BasisSelectTest, LowDimensionalInputsGeneric) {
   double scale = frobenius(matmul(x, transpose(w, m, n), rows, n, m));
   auto refit = refitFactors(w, svd, topBases(energyScores(svd, g), r), g);
   ASSERT_TRUE(bool(refit)) << llvm::toString(refit.takeError());
+  // Exact in exact arithmetic; the inputs leave their subspace by their
+  // float rounding (2^-24) and the float factors add <= 2^-23 sqrt(3) s_0
+  // |X| (~1e-6 of scale here). 1e-5 leaves > 2x (measured 4e-8).
   EXPECT_LT(outputError(w, product(*refit, m, n), x, m, n, rows), 1e-5 * scale);
   LowRankFactors plain = basisFactors(svd, topBases(magnitudeScores(svd), r));
+  // A property (measured 0.49 scale), not a rounding bound.
   EXPECT_GT(outputError(w, product(plain, m, n), x, m, n, rows), 0.05 * scale);
 
   // Rank 5 > the input dimension: M is singular, the damped solve still fits
   // the outputs and stays finite.
   auto wide = refitFactors(w, svd, topBases(energyScores(svd, g), 5), g);
   ASSERT_TRUE(bool(wide)) << llvm::toString(wide.takeError());
+  // The damping (lambda = 1e-6 mean(diag G)) biases the fit by about
+  // lambda / (the smallest excited eigenvalue of G) ~ 1e-6 * 10 / 3, plus
+  // the float factors (~1e-6): 1e-4 leaves > 10x (measured 1.1e-7).
   EXPECT_LT(outputError(w, product(*wide, m, n), x, m, n, rows), 1e-4 * scale);
   for (float v : wide->a)
     ASSERT_TRUE(std::isfinite(v));
@@ -285,9 +321,11 @@ TEST(BasisSelectTest, RefitWithoutDataKeepsUnrefitProduct) {
   std::vector<int64_t> kept = {0, 2, 3};
   auto refit = refitFactors(w, svd, kept, Doubles(n * n, 0.0));
   ASSERT_TRUE(bool(refit)) << llvm::toString(refit.takeError());
+  // Both are float factors of W V_K V_K^T: each within 2^-23 sqrt(3) s_0 =
+  // 1.2e-6 (s_0 ~ 5.6) of it. 1e-5 leaves 4x (measured 0).
   EXPECT_LT(frobenius(minus(product(*refit, m, n),
                             product(basisFactors(svd, kept), m, n))),
-            1e-4);
+            1e-5);
 }
 
 TEST(BasisSelectTest, RefitRejectsBadArguments) {
@@ -440,6 +478,10 @@ TEST(BasisSelectTest, AllocationMatchesBruteForceOptimum) {
       ASSERT_FALSE(alloc->dense[i]);
       got += gain(i, alloc->ranks[i]);
     }
+    // The same gain() sums on both sides: equal when greedy finds an
+    // optimum; 1e-12 only absorbs a tie between allocations whose sums of
+    // four gains (each a ratio of sums of < 40 doubles) round differently
+    // (< 1e-14).
     EXPECT_NEAR(got, best, 1e-12) << "trial " << trial;
     EXPECT_EQ(alloc->params, 48 * bases);
   }

@@ -19,7 +19,11 @@ void expectRelativelyNear(double actual, double expected, double tolerance) {
 }
 
 TEST(CodebookTest, NormalQuantileKnownValues) {
-  // Reference values computed with 50-digit arithmetic.
+  // Reference values computed with 50-digit arithmetic. normalQuantile is
+  // scalar double code (no reordering); its error comes from erfc/erf/exp/
+  // log (glibc: < 1-2 ulp, whichever variant the CPU selects) divided by
+  // the density, a few 1e-16 relative for |z| < 10: 1e-14 leaves > 10x. At
+  // p = 1e-300 and 0.999 (1 - p rounded), 1e-13.
   expectRelativelyNear(normalQuantile(0.975), 1.9599639845400542355, 1e-14);
   expectRelativelyNear(normalQuantile(0.025), -1.9599639845400542355, 1e-14);
   expectRelativelyNear(normalQuantile(1e-10), -6.3613409024040562047, 1e-14);
@@ -33,8 +37,12 @@ TEST(CodebookTest, NormalQuantileKnownValues) {
   expectRelativelyNear(normalQuantile(0.2), -0.84162123357291420518, 1e-14);
   expectRelativelyNear(normalQuantile(0.999), 3.0902323061678135415, 1e-13);
   // Near the center the result is still accurate relative to its size.
+  // The reference is for p = 0.5 + 1e-7 exactly; the double 0.5000001 is
+  // 5.3e-10 (relative to 1e-7) below it, which 1e-9 covers with 2x.
   expectRelativelyNear(normalQuantile(0.5000001), 2.5066282746310267518e-7,
                        1e-9);
+  // The exact answer is 0; the Halley steps stop at the rounding of erf
+  // near 0 (< 1e-16).
   EXPECT_NEAR(normalQuantile(0.5), 0.0, 1e-15);
 }
 
@@ -45,7 +53,10 @@ TEST(CodebookTest, NormalQuantileSymmetryAndInverse) {
     double upper = 1.0 - p;
     EXPECT_EQ(normalQuantile(upper), -normalQuantile(1.0 - upper))
         << "p = " << p;
-    // Phi(z) = 0.5 * erfc(-z / sqrt(2)) recovers p.
+    // Phi(z) = 0.5 * erfc(-z / sqrt(2)) recovers p. Relative to p, an ulp
+    // of z (<= 9e-16 at |z| ~ 7) moves Phi by |z| * 9e-16 ~ 6e-15, plus
+    // erfc's own error and the rounding of -z / sqrt(2) (~5e-15 at 7):
+    // < 1.5e-14; 1e-13 leaves 7x.
     EXPECT_NEAR(0.5 * std::erfc(-z / std::sqrt(2.0)), p, 1e-13 * p)
         << "p = " << p;
   }
@@ -78,6 +89,9 @@ TEST(CodebookTest, NF4Table) {
   std::vector<float> table = normalFloatCodebook(4);
   ASSERT_EQ(table.size(), 16u);
   for (size_t i = 0; i < 16; ++i)
+    // The reference is bitsandbytes' table (scipy's quantiles rounded to
+    // float); ours may round to the neighbouring float: <= 1 ulp = 6e-8 at
+    // 0.5-1. 1e-6 leaves 8x.
     EXPECT_NEAR(table[i], nf4[i], 1e-6) << "entry " << i;
 }
 
@@ -88,8 +102,10 @@ TEST(CodebookTest, NF2Table) {
   ASSERT_EQ(table.size(), 4u);
   EXPECT_EQ(table[0], -1.0f);
   EXPECT_EQ(table[1], 0.0f);
+  // The same double arithmetic as normalFloatCodebook: bit-identical.
   EXPECT_EQ(table[2],
             float(normalQuantile(o + (0.5 - o) / 2) / normalQuantile(o)));
+  // The value rounded to 4 digits (0.33791...): 1e-4 covers the rounding.
   EXPECT_NEAR(table[2], 0.3379, 1e-4);
   EXPECT_EQ(table[3], 1.0f);
 }

@@ -282,6 +282,10 @@ TEST(HessianAccumulatorTest, MatchesDirectComputation) {
   Doubles expected = directHessian(all, 306, k);
   Doubles actual = acc.hessian();
   ASSERT_EQ(actual.size(), expected.size());
+  // Products of floats are exact in double; only the sums over the 306 rows
+  // round, in any order by <= 306 * 2^-53 * (2/306) sum |x_i x_j| = 2^-52 *
+  // sum |x_i x_j| ~ 2^-52 * 306 * 4 ~ 3e-13 for x ~ N(0, 2^2). The bound
+  // 1e-12 (1 + |h|) leaves > 3x.
   for (size_t i = 0; i < expected.size(); ++i)
     EXPECT_NEAR(actual[i], expected[i], 1e-12 * std::abs(expected[i]) + 1e-12)
         << "at " << i;
@@ -405,6 +409,12 @@ TEST_P(GPTQReferenceTest, MatchesStraightforwardImplementation) {
     QuantizedData actual = gptqOrDie(w, n, c.k, h, c.fmt, options);
     QuantizedData expected =
         referenceGPTQ(w, n, c.k, h, c.fmt, options.damp, c.actOrder);
+    // Exact equality of results computed by different double algorithms:
+    // codes and scales are float roundings (then grid roundings) of double
+    // values that agree to ~1e-13 relative, so they differ only if a value
+    // lies within that distance of a float rounding boundary (chance ~1e-6
+    // per value, ~1e-3 over this test). Seeded inputs: either it holds on
+    // every CPU or a seed change fixes it; a wrong update is off by O(1).
     EXPECT_EQ(actual.codes, expected.codes) << "seed " << seed;
     EXPECT_EQ(actual.scales, expected.scales) << "seed " << seed;
     EXPECT_EQ(actual.zeroPoints, expected.zeroPoints) << "seed " << seed;
@@ -481,8 +491,15 @@ TEST(GPTQTest, ProjectHessianIsHessianOfProjectedInputs) {
   Doubles expected = directHessian(projected, p.numRows, r);
   Doubles got = projectHessian(p.h, b, r, p.k);
   ASSERT_EQ(got.size(), expected.size());
-  for (size_t i = 0; i < got.size(); ++i)
-    EXPECT_NEAR(got[i], expected[i], 1e-4 * (1.0 + std::abs(expected[i]))) << i;
+  // The reference rounds the projected inputs to float (2^-24 relative), so
+  // its (i, j) entry is off by <= 2 * 2^-24 * (2/N) sum |p_i p_j| <= 2^-23
+  // sqrt(H_ii H_jj) (Cauchy-Schwarz); the rest is double rounding (~1e-14).
+  // 1e-6 sqrt(H_ii H_jj) leaves 8x.
+  for (int64_t i = 0; i < r; ++i)
+    for (int64_t j = 0; j < r; ++j)
+      EXPECT_NEAR(got[i * r + j], expected[i * r + j],
+                  1e-6 * std::sqrt(expected[i * r + i] * expected[j * r + j]))
+          << i << ", " << j;
   EXPECT_EQ(projectHessian(p.h, {}, 0, p.k), Doubles());
 }
 
@@ -493,8 +510,13 @@ TEST(GPTQTest, HessianWeightedErrorIsOutputError) {
   for (float &v : wq)
     v += 0.01f * std::normal_distribution<float>()(rng);
   double expected = directOutputError(p.w, wq, p.n, p.k, p.x, p.numRows);
+  // Both in double from the same floats, summed differently: the Hessian
+  // over 150 rows, then d H d^T over 24 x 24 terms, against 1500 squares of
+  // sums of 24 terms. With cancellation in d H d^T (|d| |H| |d| <= 24 d H
+  // d^T here) the difference is <= (150 + 2 * 24 * 24) * 2^-53 * 24 ~ 4e-12
+  // relative in the worst case (measured 2e-15); 1e-10 leaves 25x.
   EXPECT_NEAR(hessianWeightedError(p.w, wq, p.n, p.k, p.h), expected,
-              1e-9 * expected);
+              1e-10 * expected);
   EXPECT_EQ(hessianWeightedError(p.w, p.w, p.n, p.k, p.h), 0.0);
 }
 
@@ -529,7 +551,9 @@ TEST_P(GPTQBeatsRTNTest, LowerOutputErrorThanRTN) {
   double rtnErr = hessianWeightedError(p.w, dequantize(rtn, {p.n, p.k}, fmt),
                                        p.n, p.k, p.h);
   RecordProperty("ratio", std::to_string(gptqErr / rtnErr));
-  // GPTQ typically removes a large part of the output error; demand 10%.
+  // GPTQ typically removes a large part of the output error; demand 10%
+  // (the ratios here are <= 0.71: a property of the algorithm, which
+  // rounding in another order, ~1e-13 relative, cannot move).
   EXPECT_LT(gptqErr, 0.9 * rtnErr)
       << "bits " << c.bits << " gptq " << gptqErr << " rtn " << rtnErr;
   if (actOrder && c.granularity == Granularity::Group) {
@@ -582,6 +606,8 @@ TEST(GPTQTest, ClipSearchScales) {
   auto dynamic = quantizeGPTQ(p.w, p.n, p.k, p.h, group, options);
   ASSERT_TRUE(bool(dynamic)) << llvm::toString(dynamic.takeError());
   QuantizedData rtnGroup = quantizeRTNClipSearch(p.w, {p.n, p.k}, group);
+  // Properties of the algorithm, not rounding bounds (as in
+  // GPTQBeatsRTNTest).
   EXPECT_LT(hessianWeightedError(p.w, dequantize(*dynamic, {p.n, p.k}, group),
                                  p.n, p.k, p.h),
             hessianWeightedError(p.w, dequantize(rtnGroup, {p.n, p.k}, group),
@@ -601,6 +627,7 @@ TEST(GPTQTest, CodebookBeatsRTN) {
           p.w, dequantize(gptq, {p.n, p.k}, fmt), p.n, p.k, p.h);
       double rtnErr = hessianWeightedError(
           p.w, dequantize(rtn, {p.n, p.k}, fmt), p.n, p.k, p.h);
+      // A property with margin (ratios <= 0.63), as in GPTQBeatsRTNTest.
       EXPECT_LT(gptqErr, 0.9 * rtnErr)
           << "nf" << bits << " actOrder " << actOrder;
     }
@@ -628,6 +655,10 @@ TEST(GPTQTest, BlockSizeDoesNotChangeResult) {
       for (int64_t blockSize : {1, 7, 40}) {
         options.blockSize = blockSize;
         QuantizedData q = gptqOrDie(p.w, p.n, p.k, p.h, fmt, options);
+        // Block sizes change only the order of double updates (~1e-15
+        // relative): the float-rounded results agree unless a value sits
+        // that close to a rounding boundary (see MatchesStraightforward-
+        // Implementation).
         EXPECT_EQ(q.codes, base.codes) << "block size " << blockSize;
         EXPECT_EQ(q.scales, base.scales) << "block size " << blockSize;
         EXPECT_EQ(q.zeroPoints, base.zeroPoints) << "block size " << blockSize;
@@ -733,8 +764,11 @@ TEST_P(RefitScalesTest, MatchesReferenceAndLowersError) {
   ASSERT_TRUE(bool(refit)) << llvm::toString(refit.takeError());
   EXPECT_EQ(refit->codes, rtn.codes);
   // The reported errors are the layer-output errors in the damped metric,
-  // computed here directly from the dequantized weights (which are rounded
-  // to f32, while the refit's algebra is exact in double: hence 1e-6).
+  // computed here directly from the dequantized weights, which are rounded
+  // to f32 while the refit's algebra is in double: the weights differ by
+  // <= 2^-24 relative, the error e = d H d^T (d = w - wq) by <= 2 * 2^-24 *
+  // |wq|_H / |d|_H ~ 1.2e-7 * 6 relative (3-4 bit RTN errors are ~1/6 of
+  // the weights). 1e-6 leaves > 1.3x (measured 5e-8).
   Doubles hd = dampedHessian(p.h, p.k, damp);
   double dampedBefore =
       hessianWeightedError(p.w, dequantize(rtn, {p.n, p.k}, fmt), p.n, p.k, hd);
@@ -763,11 +797,18 @@ TEST_P(RefitScalesTest, MatchesReferenceAndLowersError) {
                                   p.k, p.h);
     };
     double before = rowError(rtn), after = rowError(*refit);
+    // refitScales keeps a row unless the new scales lower its damped error;
+    // the smallest undamped improvement here is 0.6%, far above rounding
+    // (~1e-15). A kept row gives the identical computation: after == before.
     EXPECT_LE(after, before) << "row " << r;
     if (after == before)
       continue; // the row kept its old scales
     for (int64_t g = 0; g < groups; ++g) {
       int64_t i = r * groups + g;
+      // Both solve the same small least-squares problem in double (the
+      // damped metric keeps it well conditioned: ~1e-13 relative apart) and
+      // round to float (<= 2^-24 = 6e-8). 1e-5 is loose (measured 1.2e-7)
+      // but a wrong scale is off by O(1).
       EXPECT_NEAR(refit->scales[i], ref.scales[i], 1e-5 * ref.scales[i])
           << "row " << r << " group " << g;
       if (!fmt.symmetric) {
@@ -781,7 +822,7 @@ TEST_P(RefitScalesTest, MatchesReferenceAndLowersError) {
   double after = hessianWeightedError(p.w, dequantize(*refit, {p.n, p.k}, fmt),
                                       p.n, p.k, p.h);
   // RTN's scales ignore H entirely; refitting them in the H metric must win
-  // clearly.
+  // clearly (ratios <= 0.86: a property, not a rounding bound).
   EXPECT_LT(after, 0.9 * before) << "before " << before << " after " << after;
 }
 
@@ -803,6 +844,8 @@ TEST(GPTQTest, RefitRoundsLowerOutputError) {
       QuantizedData q = gptqOrDie(p.w, p.n, p.k, p.h, fmt, options);
       double err = hessianWeightedError(p.w, dequantize(q, {p.n, p.k}, fmt),
                                         p.n, p.k, p.h);
+      // Properties (ratio <= 0.96; each round <= 0.984 of the last), far
+      // above rounding in another order (~1e-13 relative).
       EXPECT_LT(err, 0.99 * plainErr)
           << "symmetric " << symmetric << " rounds " << rounds;
       EXPECT_LE(err, lastErr)
@@ -871,6 +914,9 @@ TEST(GPTQTest, FloatTargetIsIdentityForEqualInputs) {
   Problem p = makeProblem(6, 20, 120, 51);
   Floats t = targetOrDie(p.w, p.n, p.k, p.h, p.h, 0.01);
   ASSERT_EQ(t.size(), p.w.size());
+  // W C H^-1 with C = H: W up to the double solve (~1e-13 relative), then
+  // rounded to float: identical or an ulp apart (|w| < 0.3: <= 3e-8). 1e-6
+  // leaves 30x.
   for (size_t i = 0; i < t.size(); ++i)
     EXPECT_NEAR(t[i], p.w[i], 1e-6) << i;
 }
@@ -893,11 +939,16 @@ TEST(GPTQTest, FloatTargetSolvesNormalEquations) {
       for (int64_t j = 0; j < p.k; ++j)
         rhs[i] += c[j * p.k + i] * p.w[r * p.k + j];
     Doubles expected = solveDense(hm, rhs, p.k);
+    // Two double solves of a system with cond(H) < 1e4 agree to < 1e-11
+    // relative; the target is rounded to float (<= 2^-24 |t| = 6e-8 |t|).
+    // 1e-6 (1 + |t|) leaves 16x (measured 3e-9).
     for (int64_t i = 0; i < p.k; ++i)
       EXPECT_NEAR(t[r * p.k + i], expected[i],
-                  1e-4 * (1.0 + std::abs(expected[i])))
+                  1e-6 * (1.0 + std::abs(expected[i])))
           << r << ", " << i;
   }
+  // The least-squares optimum against W itself: a property with a wide
+  // margin, not a rounding bound.
   EXPECT_LT(floatOutputError(p.w, p.x, t, xq, p.n, p.k, p.numRows),
             floatOutputError(p.w, p.x, p.w, xq, p.n, p.k, p.numRows));
 }
@@ -922,6 +973,7 @@ TEST(GPTQTest, FloatTargetLowersErrorAgainstFloatOutputs) {
       dequantize(gptqOrDie(t, p.n, p.k, h, fmt, options), {p.n, p.k}, fmt);
   double plainErr = floatOutputError(p.w, p.x, plain, xq, p.n, p.k, p.numRows);
   double aimedErr = floatOutputError(p.w, p.x, aimed, xq, p.n, p.k, p.numRows);
+  // A property with margin (ratio 0.69), not a rounding bound.
   EXPECT_LT(aimedErr, 0.9 * plainErr)
       << "plain " << plainErr << " aimed " << aimedErr;
 }

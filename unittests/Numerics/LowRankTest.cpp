@@ -84,6 +84,9 @@ TEST_P(ThinSVDRandomTest, ReconstructsAndIsOrthonormal) {
   ASSERT_EQ(int64_t(svd.u.size()), m * p);
   ASSERT_EQ(int64_t(svd.s.size()), p);
   ASSERT_EQ(int64_t(svd.vt.size()), p * n);
+  // A backward-stable double SVD (in any order, SIMD width or FMA) leaves
+  // residuals and orthonormality errors of a modest multiple of p * 2^-53
+  // (<= 40 * 1.1e-16 = 4.4e-15) relative; 1e-12 leaves > 100x.
   EXPECT_LT(frobenius(svdResidual(w, svd)), 1e-12 * frobenius(w));
   EXPECT_LT(orthonormalityError(svd.u, m, p, /*columns=*/true), 1e-12);
   EXPECT_LT(orthonormalityError(svd.vt, p, n, /*columns=*/false), 1e-12);
@@ -111,6 +114,8 @@ TEST(ThinSVDTest, KnownSingularValuesWide) {
     for (int64_t j = 0; j < n; ++j)
       w[i * n + j] = float(d[i] * hadamard8(i, j));
   SVD svd = thinSVD(w, m, n);
+  // |W| = 8.7: singular values and residual within a small multiple of 6 *
+  // 2^-53 * 8.7 = 6e-15 (backward stability); 1e-13 leaves > 10x.
   const double expected[] = {3, 2, 1.25, 1, 0.5, 0};
   ASSERT_EQ(svd.s.size(), 6u);
   for (int64_t i = 0; i < m; ++i)
@@ -130,6 +135,7 @@ TEST(ThinSVDTest, KnownSingularValuesTall) {
     for (int64_t j = 0; j < n; ++j)
       w[i * n + j] = float(hadamard8(i, cols[j]) * d[j]);
   SVD svd = thinSVD(w, m, n);
+  // As in KnownSingularValuesWide (|W| = 13).
   const double expected[] = {4, 2, 1, 0.25};
   for (int64_t i = 0; i < n; ++i)
     EXPECT_NEAR(svd.s[i], std::sqrt(8.0) * expected[i], 1e-13) << i;
@@ -174,7 +180,11 @@ TEST_P(TruncatedSVDTest, EckartYoungError) {
     for (int64_t i = r; i < p; ++i)
       dropped += svd.s[i] * svd.s[i];
     double err = frobenius(lowRankResidual(w, f, m, n));
-    // The factors are floats: allow their rounding error.
+    // The factors are floats: each entry rounds by <= 2^-24 relative, so A·B
+    // moves by <= 2^-24 (|A|_F |B|_2 + |A|_2 |B|_F) = 2^-23 sqrt(s_0 sum s_i)
+    // <= 2^-23 sqrt(p) s_0, and the error norm by as much: 6.7e-6 for 40 x
+    // 25 (s_0 ~ 11.3, |W| ~ 32), 3.8e-6 for 16 x 16 (s_0 ~ 8, |W| ~ 16).
+    // 1e-6 |W| leaves >= 4x.
     EXPECT_NEAR(err, std::sqrt(dropped), 1e-6 * norm) << "rank " << rank;
     // Balanced split: ||A[:, i]|| = ||B[i, :]|| = sqrt(s_i).
     for (int64_t i = 0; i < r; ++i) {
@@ -183,10 +193,13 @@ TEST_P(TruncatedSVDTest, EckartYoungError) {
         aNorm += double(f.a[row * r + i]) * f.a[row * r + i];
       for (int64_t col = 0; col < n; ++col)
         bNorm += double(f.b[i * n + col]) * f.b[i * n + col];
+      // Unit singular vectors (to ~1e-14) scaled by sqrt(s_i), each entry
+      // rounded to float: the norms are within 2^-24 = 6e-8 relative. 1e-6
+      // leaves 16x.
       EXPECT_NEAR(std::sqrt(aNorm), std::sqrt(svd.s[i]),
-                  1e-5 * std::sqrt(svd.s[0]));
+                  1e-6 * std::sqrt(svd.s[i]));
       EXPECT_NEAR(std::sqrt(bNorm), std::sqrt(svd.s[i]),
-                  1e-5 * std::sqrt(svd.s[0]));
+                  1e-6 * std::sqrt(svd.s[i]));
     }
   }
 }
@@ -211,6 +224,10 @@ TEST(TruncatedSVDTest, RecoversLowRankMatrixAndHandlesRankDeficiency) {
     }
   for (int64_t rank : {trueRank, int64_t(6)}) {
     LowRankFactors f = truncatedSVD(w, m, n, rank);
+    // W is exactly rank 3 up to its own float rounding (2^-24 |W|); the
+    // float factors add <= 2^-23 sqrt(r) s_0 <= 2^-23 sqrt(3) |W| = 2e-7
+    // |W| (rank 6: the extra components are of the size of W's rounding).
+    // 1e-6 leaves > 3x.
     EXPECT_LT(frobenius(lowRankResidual(w, f, m, n)), 1e-6 * frobenius(w));
     for (float v : f.a)
       EXPECT_TRUE(std::isfinite(v));
@@ -315,6 +332,8 @@ TEST_P(LoftQTest, BeatsRTNAndErrorsAreConsistent) {
   LoftQResult r = loftqOrDie(w, m, n, fmt, rank, iters);
   ASSERT_EQ(int64_t(r.errors.size()), iters);
   EXPECT_EQ(r.lowRank.rank, rank);
+  // Properties of the algorithm with wide margins (rank 8 removes a large
+  // part of the error), not rounding bounds.
   for (double e : r.errors) {
     EXPECT_TRUE(std::isfinite(e));
     EXPECT_LT(e, rtn);
@@ -322,9 +341,12 @@ TEST_P(LoftQTest, BeatsRTNAndErrorsAreConsistent) {
   if (GetParam().iterationsHelp) {
     EXPECT_LT(r.errors.back(), r.errors.front());
   }
-  // The reported error is that of the returned Q, A, B.
+  // The reported error is that of the returned Q, A, B: the same double
+  // quantity (float products are exact in double) summed in another order:
+  // per entry <= (8 + 2) * 2^-53 (|W| + |Q| + |A||B|), and |W| < 20 |W - Q -
+  // A B| even at 4 bits: <= 7e-14 relative. 1e-12 leaves > 10x.
   EXPECT_NEAR(r.errors.back(), loftqError(w, m, n, fmt, r),
-              1e-5 * r.errors.back());
+              1e-12 * r.errors.back());
   // The first iteration is RTN plus the best rank-r fit of its residual.
   Floats deq = dequantize(quantizeRTN(w, {m, n}, fmt), {m, n}, fmt);
   Floats residual(w.size());
@@ -332,6 +354,10 @@ TEST_P(LoftQTest, BeatsRTNAndErrorsAreConsistent) {
     residual[i] = float(double(w[i]) - double(deq[i]));
   double firstExpected = frobenius(
       lowRankResidual(residual, truncatedSVD(residual, m, n, rank), m, n));
+  // Same residual and factors as loftq's first iteration; loftq measures
+  // against W - Q in double, this against the residual rounded to float:
+  // <= 2^-24 |R| with |R| < 2 |R - A B| here: 1.2e-7 relative. 1e-5 leaves
+  // 80x.
   EXPECT_NEAR(r.errors.front(), firstExpected, 1e-5 * firstExpected);
 }
 
@@ -345,6 +371,8 @@ TEST_P(LoftQTest, ErrorDecreasesWithRank) {
   double previous = rtnError(w, m, n, fmt);
   for (int64_t rank : {2, 4, 8, 16}) {
     LoftQResult r = loftqOrDie(w, m, n, fmt, rank, iters);
+    // A property (Eckart-Young), not a rounding bound: each rank step
+    // removes far more than rounding (~1e-7 relative) can add.
     EXPECT_LT(r.errors.back(), previous) << "rank " << rank;
     previous = r.errors.back();
   }

@@ -145,6 +145,10 @@ void checkBlockGradient(const GradientCase &c, NormTweakLoss kind) {
               c.name,
               kind == NormTweakLoss::Distribution ? "distribution" : "mse",
               errA, errF);
+  // Central differences in double with h = 1e-6: truncation ~h^2 L''' is
+  // ~1e-12 relative, rounding at most rows * dim * 2^-53 * L / h (<= 3.3e-7
+  // L for the medium case, in any summation order); measured <= 1e-7. A
+  // wrong gradient term is off by O(1), far above 1e-3.
   EXPECT_LT(errA, 1e-3);
   EXPECT_LT(errF, 1e-3);
 }
@@ -203,7 +207,15 @@ TEST(NormTweakTest, FloatMatchesDouble) {
     std::printf("[simd level %d, %u thread(s)] float vs double: relative "
                 "error y %.1e, dL/dattentionNorm %.1e, dL/dffnNorm %.1e\n",
                 int(level), threads, errY, errA, errF);
-    EXPECT_LT(errY, 1e-5);
+    // The float error, in any summation order (SIMD width, FMA or not): a
+    // dot product of length k is off by at most k * 2^-24 * sum |a_i b_i|,
+    // and the errors add along the block's chain of dot products: 40 (q, k,
+    // v) + 10 (scores) + 75 (softmax-weighted values) + 40 (wo) + 40 (w1,
+    // w3) + 70 (w2) = 275, so y is off by <= 275 * 2^-24 = 1.6e-5 relative;
+    // 3e-5 leaves 2x (measured ~2e-7). The backward runs the chain again in
+    // reverse plus the norm gradients' sums over 150 rows: ~700 * 2^-24 =
+    // 4.2e-5; 1e-4 leaves 2.4x.
+    EXPECT_LT(errY, 3e-5);
     EXPECT_LT(errA, 1e-4);
     EXPECT_LT(errF, 1e-4);
     // Splitting the work over threads changes no summation order.
@@ -235,6 +247,9 @@ TEST(NormTweakTest, ForwardIsCausalPerSequence) {
                              x.begin() + (seqLen + 5) * s.dim);
   std::vector<double> alone(second.size());
   engine.forward(block.params(), second, 1, 5, alone);
+  // Double, summed in another order (other row counts): the block's chain
+  // of dot products (~170 terms) gives <= 170 * 2^-53 ~ 2e-14 relative to
+  // outputs of magnitude < 10, so 1e-12 leaves > 5x.
   for (size_t i = 0; i < alone.size(); ++i)
     EXPECT_NEAR(alone[i], both[seqLen * s.dim + i], 1e-12);
 }
@@ -282,6 +297,10 @@ TEST(NormTweakTest, RMSNormBackwardMatchesFiniteDifferences) {
   };
   std::vector<double> dx(rows * C), dw(C);
   rmsNormBackward<double>(x, rows, C, w, eps, r, dx, dw);
+  // Central differences, h = 1e-6: L = sum(y r) over 28 terms of size ~1 is
+  // off by <= 28 * 2^-53 * sum |y r| ~ 1e-13 in any order, so each
+  // numerical derivative by <= 1e-13 / (2h) = 5e-8 (truncation ~h^2 is
+  // negligible) against derivatives of size ~1: 1e-7 leaves 2x.
   EXPECT_LT(relativeError(dx, numericGradient(x, loss)), 1e-7);
   EXPECT_LT(relativeError(dw, numericGradient(w, loss)), 1e-7);
 
@@ -291,6 +310,8 @@ TEST(NormTweakTest, RMSNormBackwardMatchesFiniteDifferences) {
     double ms = 0;
     for (int64_t c = 0; c < C; ++c)
       ms += x[row * C + c] * x[row * C + c] / double(C);
+    // A few double roundings of values < 10 (and a sum of 7 squares in
+    // another order): < 1e-14; 1e-12 leaves 100x.
     for (int64_t c = 0; c < C; ++c)
       EXPECT_NEAR(y[row * C + c], x[row * C + c] / std::sqrt(ms + eps) * w[c],
                   1e-12);
@@ -299,6 +320,11 @@ TEST(NormTweakTest, RMSNormBackwardMatchesFiniteDifferences) {
   rmsNormForward<float>(cast<float>(x), rows, C, cast<float>(w), eps, yF);
   rmsNormBackward<float>(cast<float>(x), rows, C, cast<float>(w), eps,
                          cast<float>(r), dxF, dwF);
+  // Float: y takes ~5 roundings after the (double) sum of squares, <= 5 *
+  // 2^-24 = 3e-7 relative; 1e-6 leaves 3x. The gradients add sums over the
+  // 7 channels and the 4 rows and a difference of terms of similar size:
+  // ~(7 + 4 + 10) * 2^-24 = 1.3e-6, amplified by the cancellation (< 4x
+  // here); 1e-5 leaves 2x.
   EXPECT_LT(relativeError(yF, y), 1e-6);
   EXPECT_LT(relativeError(dxF, dx), 1e-5);
   EXPECT_LT(relativeError(dwF, dw), 1e-5);
@@ -323,23 +349,29 @@ TEST(NormTweakTest, LayerNormBackwardMatchesFiniteDifferences) {
   };
   std::vector<double> dx(rows * C), dgamma(C), dbeta(C);
   layerNormBackward<double>(x, rows, C, gamma, beta, eps, r, dx, dgamma, dbeta);
+  // As for the RMSNorm: <= 30 * 2^-53 * sum |y r| / (2h) ~ 6e-8.
   EXPECT_LT(relativeError(dx, numericGradient(x, loss)), 1e-7);
   EXPECT_LT(relativeError(dgamma, numericGradient(gamma, loss)), 1e-7);
   EXPECT_LT(relativeError(dbeta, numericGradient(beta, loss)), 1e-7);
 
   // The forward against its definition: (y - beta) / gamma has zero mean
-  // and unit biased variance (up to eps) in every row.
+  // and biased variance v / (v + eps) in every row, v the biased variance of
+  // the row of x. Double roundings of values < 10 over 6 channels: < 1e-14;
+  // 1e-12 leaves 100x.
   loss();
   for (int64_t row = 0; row < rows; ++row) {
-    double mean = 0, var = 0;
-    for (int64_t c = 0; c < C; ++c)
+    double mean = 0, var = 0, xMean = 0, xVar = 0;
+    for (int64_t c = 0; c < C; ++c) {
       mean += (y[row * C + c] - beta[c]) / gamma[c] / double(C);
+      xMean += x[row * C + c] / double(C);
+    }
     for (int64_t c = 0; c < C; ++c) {
       double d = (y[row * C + c] - beta[c]) / gamma[c] - mean;
       var += d * d / double(C);
+      xVar += (x[row * C + c] - xMean) * (x[row * C + c] - xMean) / double(C);
     }
     EXPECT_NEAR(mean, 0, 1e-12);
-    EXPECT_NEAR(var, 1, 1e-5);
+    EXPECT_NEAR(var, xVar / (xVar + eps), 1e-12);
   }
 }
 
@@ -355,13 +387,18 @@ TEST(NormTweakTest, LossValuesMatchClosedForm) {
   std::vector<double> grad(6);
   double distribution =
       normTweakLoss<double>(NormTweakLoss::Distribution, yq, yf, 3, 2, grad);
-  EXPECT_NEAR(distribution, ((2 + 2.0 / 3) + (5 + 26.0 / 3)) / 2, 1e-14);
+  // Small integers: the sums are exact; about ten roundings of values < 16
+  // remain (the divisions by 3, the squared deviations from 5/3 and 20/3):
+  // <= 10 * 2^-53 * 16 ~ 2e-14. 1e-13 leaves 5x. The gradients are single
+  // roundings of values < 2 (< 3e-16).
+  EXPECT_NEAR(distribution, ((2 + 2.0 / 3) + (5 + 26.0 / 3)) / 2, 1e-13);
   // (sign(dmu) + 2 sign(dvar) (yq - muq)) / (rows * C).
   std::vector<double> expected = {(1 - 4) / 6.0, (1 - 6) / 6.0, 1 / 6.0,
                                   (1 - 2) / 6.0, (1 + 4) / 6.0, (1 + 8) / 6.0};
   for (size_t i = 0; i < 6; ++i)
     EXPECT_NEAR(grad[i], expected[i], 1e-14);
 
+  // An exact integer sum divided by 6: one rounding.
   double mse =
       normTweakLoss<double>(NormTweakLoss::MeanSquared, yq, yf, 3, 2, grad);
   EXPECT_NEAR(mse, (1 + 4 + 9 + 16 + 4 + 81) / 6.0, 1e-14);
@@ -374,7 +411,8 @@ TEST(NormTweakTest, LossValuesMatchClosedForm) {
       0.0);
   for (double g : grad)
     EXPECT_EQ(g, 0.0);
-  // Float agrees; no gradient requested.
+  // Float agrees (the inputs are exact in float and the loss is computed in
+  // double either way: the same arithmetic); no gradient requested.
   EXPECT_NEAR(normTweakLoss<float>(NormTweakLoss::Distribution, cast<float>(yq),
                                    cast<float>(yf), 3, 2, {}),
               distribution, 1e-12);
@@ -392,6 +430,10 @@ TEST(NormTweakTest, LossGradientsMatchFiniteDifferences) {
     normTweakLoss<double>(kind, yq, yf, rows, C, grad);
     std::vector<double> numeric = numericGradient(
         yq, [&] { return normTweakLoss<double>(kind, yq, yf, rows, C, {}); });
+    // h = 1e-6 on a loss of 30 terms of size < 10: rounding <= 30 * 2^-53 *
+    // 10 / (2h) ~ 2e-8 against derivatives of size ~0.1-1 (the losses are
+    // piecewise quadratic: no truncation error away from the kinks, which
+    // continuous random data keeps far more than h away).
     EXPECT_LT(relativeError(grad, numeric), 1e-7);
   }
 }
@@ -436,6 +478,8 @@ TEST(NormTweakTest, AdamConvergesOnConvexQuadratic) {
       grad[i] = float(2 * a[i] * (p[i] - c[i]));
     adam.step(p, grad);
   }
+  // Optimisation outcomes, not rounding bounds: float rounding of p (< 3e-7)
+  // is far below both.
   EXPECT_LT(f(), 1e-6 * initial);
   for (size_t i = 0; i < p.size(); ++i)
     EXPECT_NEAR(p[i], c[i], 2e-2);
@@ -508,6 +552,8 @@ TEST(NormTweakTest, TweakingNormsReducesDistributionLoss) {
   std::printf("distribution loss over %lld rows: %.5f before, %.5f after "
               "50 Adam steps\n",
               (long long)rows, before, after);
+  // An optimisation outcome (measured ratio 0.35): float rounding in another
+  // order moves the losses by ~1e-5 relative, far below the margin.
   EXPECT_LT(after, 0.5 * before);
 }
 

@@ -209,6 +209,9 @@ TEST_P(QuantizeMatrixTest, MatchesReference) {
   const int64_t shape[] = {kRows, kCols};
   ASSERT_EQ(verifyFormatForShape(fmt, shape), "");
 
+  // The reference repeats the library's float operations (max/min, single
+  // correctly rounded divisions and products, no sums): exact equality holds
+  // on every instruction set.
   for (const auto &[name, x] : testMatrices()) {
     SCOPED_TRACE(name);
     Reference ref =
@@ -271,6 +274,7 @@ TEST(QuantizeTest, FourBitSymmetricPerTensor) {
   Floats xhat = dequantize(q, {4}, fmt);
   EXPECT_EQ(xhat, expected);
   EXPECT_NE(xhat, x);
+  // 7 * s is one float product: within 4 ulps of the printed decimal.
   EXPECT_FLOAT_EQ(xhat[0], 0.93333334f);
 }
 
@@ -336,6 +340,7 @@ TEST(QuantizeTest, FractionalZeroPoint) {
   EXPECT_EQ(q.zeroPoints, (Bytes{32}));
   EXPECT_EQ(q.codes, (Bytes{0, 1, 2, 3}));
   EXPECT_EQ(dequantize(q, {4}, fmt), (Floats{-0.5f, 0.5f, 1.5f, 2.5f}));
+  // The same float operations on both sides (255 / 64 is exact).
   EXPECT_FLOAT_EQ(dequantizeOne(3, 0.25f, 255, fmt), 0.25f * (3 - 255 / 64.0f));
 
   QuantFormat integer = uniformFormat(2, /*symmetric=*/false);
@@ -382,6 +387,10 @@ TEST(QuantizeTest, FractionalZeroPointRecoversShiftedGrids) {
       integerMax = std::max(integerMax, double(std::abs(x[i] - ri[i])) / d);
     }
   }
+  // 4-bit zero points have 4 fraction bits: the grid is off by at most half
+  // a step, d / 32. On top of that, each float operation on values up to
+  // 30 d (x = d q + m, (hi - lo) / 15, x / s + z, s (c - z)) rounds by <=
+  // 30 d * 2^-24 = 1.8e-6 d; five of them: 9e-6 d, which 1e-5 covers.
   EXPECT_LE(fractionalMax, 1.0 / 32 + 1e-5);
   EXPECT_GT(integerMax, 0.4);
 }
@@ -457,6 +466,8 @@ TEST(QuantizeTest, NF4PerTensor) {
   EXPECT_EQ(xhat[0], 2.0f);
   EXPECT_EQ(xhat[1], -2.0f);
   EXPECT_EQ(xhat[2], 0.0f);
+  // 2 * NF4[12], our float entry within 1 ulp (3e-8) of bitsandbytes'
+  // 0.44070982933044434 (CodebookTest.NF4Table): <= 6e-8; 1e-6 leaves 16x.
   EXPECT_NEAR(xhat[3], 0.8814196586608887, 1e-6);
 }
 
@@ -541,7 +552,11 @@ TEST(QuantizeTest, ErrorBoundInsideGrid) {
             if (x[i] < -z * s || x[i] > (qmax - z) * s)
               continue;
             ++inside;
-            ASSERT_LE(std::fabs(x[i] - xhat[i]), s / 2 * (1 + 1e-5f))
+            // Half a step, plus the rounding of x / s (|x / s| <= qmax, so
+            // <= qmax * 2^-24 steps) and of s (c - z) (<= qmax * 2^-24 s),
+            // and of the subtraction here.
+            ASSERT_LE(std::fabs(x[i] - xhat[i]),
+                      s * (0.5f + (qmax + 1) * 0x1p-23f))
                 << "bits " << bits << " " << g.name << " element " << i;
           }
           EXPECT_GT(inside, int64_t(x.size()) / 2);
@@ -638,6 +653,7 @@ TEST(QuantizeClipSearchTest, ClipsAnOutlier) {
   QuantFormat fmt = groupFormat(2, true, 8);
   QuantizedData full = quantizeRTN(x, {1, 8}, fmt);
   QuantizedData clipped = quantizeRTNClipSearch(x, {1, 8}, fmt, 20, 0.1f);
+  // The same float operations (2 * 8 / 3).
   EXPECT_FLOAT_EQ(full.scales[0], 16.0f / 3.0f);
   EXPECT_LT(clipped.scales[0], full.scales[0]);
   Floats a = dequantize(full, {1, 8}, fmt),
@@ -646,13 +662,16 @@ TEST(QuantizeClipSearchTest, ClipsAnOutlier) {
   QuantizedData again = quantizeWithScales(x, {1, 8}, fmt, clipped.scales, {});
   EXPECT_EQ(again.codes, clipped.codes);
   // Among the candidates p = 1 - i * 0.9 / 20 the chosen one is the best:
-  // check it against every candidate scale directly.
+  // check it against every candidate scale directly. The candidate scales
+  // are computed with the same float operations as quantizeRTNClipSearch
+  // (0.9f is 1 - 0.1f rounded), and both sum the same exact squares of float
+  // differences in double in the same order: the comparison is exact.
   for (int i = 0; i <= 20; ++i) {
     float p = 1.0f - float(i) * 0.9f / 20.0f;
     float s = 2.0f * (p * 8.0f) / 3.0f;
     QuantizedData q = quantizeWithScales(x, {1, 8}, fmt, {s}, {});
     EXPECT_LE(groupSquaredError(x, b, 0, 8),
-              groupSquaredError(x, dequantize(q, {1, 8}, fmt), 0, 8) + 1e-9)
+              groupSquaredError(x, dequantize(q, {1, 8}, fmt), 0, 8))
         << "p = " << p;
   }
 }
@@ -684,13 +703,17 @@ TEST(QuantizeClipSearchTest, NeverWorseThanRTN) {
                 to = r * cols + std::min(g0 + group, cols);
         double e0 = groupSquaredError(x, rtn, from, to);
         double e1 = groupSquaredError(x, clipped, from, to);
+        // Exact: the search keeps the smallest of these very sums (same
+        // squares of float differences, same order), and p = 1 is RTN.
         EXPECT_LE(e1, e0) << "bits " << fmt.bits << " row " << r;
         totalRtn += e0;
         totalClipped += e1;
       }
-    // Heavy tails: at low bit widths the search must actually help.
-    if (fmt.bits <= 4)
+    // Heavy tails: at low bit widths the search must actually help (strict:
+    // a property of the data, not a rounding bound).
+    if (fmt.bits <= 4) {
       EXPECT_LT(totalClipped, totalRtn) << "bits " << fmt.bits;
+    }
     QuantizedData none = quantizeRTNClipSearch(x, {rows, cols}, fmt, 0);
     QuantizedData plain = quantizeRTN(x, {rows, cols}, fmt);
     EXPECT_EQ(none.codes, plain.codes);

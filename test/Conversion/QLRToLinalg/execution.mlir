@@ -1,5 +1,9 @@
 // Executes lowered qlr ops on the CPU and checks the numbers, which are
 // computed by hand in the comments (docs/Design.md gives the decoding rules).
+// The norms' outputs are checked to all six printed digits: their lowering
+// is a fixed sequence of IEEE operations (exact sums of these small squares,
+// no contraction or reassociation), rounded alike on every host; the other
+// results are exact short binary fractions.
 // RUN: quant-opt %s --qlr-cpu-pipeline | mlir-runner -e main -entry-point-result=void -shared-libs=%mlir_runner_utils,%mlir_c_runner_utils | FileCheck %s
 
 func.func private @printMemrefF32(memref<*xf32>) attributes {llvm.emit_c_interface}
