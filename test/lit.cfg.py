@@ -23,6 +23,7 @@ config.substitutions.append(("%mlir_dir", config.mlir_dir))
 config.substitutions.append(("%cmake", config.cmake_command))
 config.substitutions.append(("%generator", config.cmake_generator))
 config.substitutions.append(("%cxxcompiler", config.cxx_compiler))
+config.substitutions.append(("%cc", config.c_compiler))
 config.substitutions.append(
     ("%launcher", config.cxx_compiler_launcher or ""))
 
@@ -63,10 +64,24 @@ simd_mattr = {"portable": ["--mattr=-avx"],
 config.available_features.add("simd-" + simd_level)
 lit_config.note(f"QLR_MAX_SIMD: {simd_level}")
 
+# The host's own level (host-simd-portable|avx2|avx512), from qlr-run.
+import re
+import subprocess
+try:
+    version = subprocess.run(
+        [os.path.join(config.qlr_tools_dir, "qlr-run"), "--version"],
+        capture_output=True, text=True, env={"QLR_MAX_SIMD": "native"}).stdout
+    host = re.search(r"\(host (\w+)\)", version)
+    if host:
+        config.available_features.add("host-simd-" + host.group(1))
+except OSError:
+    pass
+
 tools = [
     ToolSubst("quant-opt", unresolved="fatal"),
     ToolSubst("qlr-import", unresolved="fatal"),
     ToolSubst("qlr-run", unresolved="fatal"),
+    ToolSubst("qlr-compile", unresolved="ignore"),
     ToolSubst("mlir-opt", command=os.path.join(config.llvm_tools_dir, "mlir-opt"),
               unresolved="ignore"),
     ToolSubst("mlir-runner",
@@ -74,6 +89,8 @@ tools = [
               extra_args=simd_mattr, unresolved="fatal"),
 ]
 llvm_config.add_tool_substitutions(tools, [config.qlr_tools_dir])
+if os.path.exists(os.path.join(config.qlr_tools_dir, "qlr-compile")):
+    config.available_features.add("qlr-compile")
 
 # A portable-numerics build (-DQLR_NATIVE_NUMERICS=OFF) gives the same bytes
 # on every x86-64 CPU; its digest tests run only there (scripts/test.sh builds

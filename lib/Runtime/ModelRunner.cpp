@@ -3,12 +3,15 @@
 //===----------------------------------------------------------------------===//
 
 #include "qlr/Runtime/ModelRunner.h"
+#include "qlr-c/Runtime.h"
 #include "qlr/Dialect/QLR/IR/QLR.h"
 #include "qlr/Dialect/QLR/Utils/ConstantData.h"
 #include "qlr/Import/LlamaImporter.h"
 #include "qlr/InitAll.h"
 #include "qlr/Numerics/Simd.h"
 #include "qlr/Pipelines/Pipelines.h"
+#include "qlr/Runtime/Compile.h"
+#include "qlr/Tokenizer/TokenizerData.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -25,13 +28,19 @@
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/OpenMP/OpenMPToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Export.h"
 #include "llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h"
+#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/TargetSelect.h"
 #include "llvm/TargetParser/SubtargetFeature.h"
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <dlfcn.h>
+#include <elf.h>
 #include <mutex>
 #include <thread>
 
@@ -80,51 +89,6 @@ struct DiagnosticCollector {
 };
 } // namespace
 
-/// Weights smaller than this stay constants in the compiled code.
-static constexpr size_t kExternalizeBytes = 4096;
-
-/// Turns every large dense_resource constant of `func` into a new trailing
-/// argument, so that the JIT reads the weights in place from their resource
-/// blobs instead of copying them into LLVM globals. Returns the descriptors
-/// of the blobs, in argument order.
-/// The bytes a dense_resource constant's type says its blob holds.
-static int64_t byteSize(DenseResourceElementsAttr attr) {
-  auto type = cast<RankedTensorType>(attr.getType());
-  return type.getNumElements() * type.getElementTypeBitWidth() / 8;
-}
-
-static FailureOr<std::vector<Descriptor>>
-externalizeWeights(func::FuncOp func) {
-  std::vector<Descriptor> weights;
-  SmallVector<arith::ConstantOp> constants;
-  func.walk([&](arith::ConstantOp op) {
-    auto attr = dyn_cast<DenseResourceElementsAttr>(op.getValue());
-    if (attr && byteSize(attr) >= int64_t(kExternalizeBytes))
-      constants.push_back(op);
-  });
-  Block &entry = func.getBody().front();
-  for (arith::ConstantOp op : constants) {
-    auto attr = cast<DenseResourceElementsAttr>(op.getValue());
-    AsmResourceBlob *blob = attr.getRawHandle().getBlob();
-    if (!blob)
-      return op.emitOpError("weight '")
-             << attr.getRawHandle().getKey() << "' has no data";
-    auto type = cast<RankedTensorType>(attr.getType());
-    if (int64_t(blob->getData().size()) != byteSize(attr))
-      return op.emitOpError("weight '")
-             << attr.getRawHandle().getKey() << "' holds "
-             << blob->getData().size() << " bytes, not the " << byteSize(attr)
-             << " its type needs";
-    weights.emplace_back(blob->getData().data(), type.getShape());
-    BlockArgument arg = entry.addArgument(type, op.getLoc());
-    op.replaceAllUsesWith(arg);
-    op.erase();
-  }
-  func.setType(FunctionType::get(func.getContext(), entry.getArgumentTypes(),
-                                 func.getResultTypes()));
-  return weights;
-}
-
 struct ModelRunner::Impl {
   std::unique_ptr<MLIRContext> context;
   OwningOpRef<ModuleOp> module;
@@ -137,6 +101,23 @@ struct ModelRunner::Impl {
   double compileSeconds = 0;
   ::qlr::numerics::SimdLevel simdLevel = ::qlr::numerics::SimdLevel::Portable;
   std::string targetCPU;
+  /// A library made by qlr-compile, run through its C interface instead.
+  struct Artifact {
+    void *handle = nullptr;
+    qlr_model *model = nullptr;
+    decltype(&qlr_model_close) close = nullptr;
+    decltype(&qlr_model_forward) forward = nullptr;
+    decltype(&qlr_model_position) position = nullptr;
+    decltype(&qlr_model_set_position) setPosition = nullptr;
+    decltype(&qlr_last_error) lastError = nullptr;
+    ~Artifact() {
+      if (model)
+        close(model);
+      // The library stays loaded: OpenMP worker threads may still run its
+      // code while they wind down.
+    }
+  };
+  std::unique_ptr<Artifact> artifact;
 };
 
 ModelRunner::ModelRunner(std::unique_ptr<Impl> impl) : impl(std::move(impl)) {}
@@ -161,26 +142,156 @@ bool ModelRunner::supportsThreads() {
 #endif
 }
 
-static void initializeNativeTarget() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    llvm::InitializeNativeTarget();
-    llvm::InitializeNativeTargetAsmPrinter();
-  });
+/// Whether `path` is an ELF file (a library made by qlr-compile).
+static bool isSharedLibrary(llvm::StringRef path) {
+  char magic[4] = {};
+  std::FILE *file = std::fopen(path.str().c_str(), "rb");
+  if (!file)
+    return false;
+  size_t n = std::fread(magic, 1, 4, file);
+  std::fclose(file);
+  return n == 4 && std::memcmp(magic,
+                               "\x7f"
+                               "ELF",
+                               4) == 0;
+}
+
+/// Checks that the ELF file at `path` holds every byte its loadable segments
+/// and section headers claim: the dynamic loader maps segments without that
+/// check, and a truncated library then crashes the process (SIGBUS) inside
+/// dlopen instead of failing.
+static llvm::Error checkElfSize(llvm::StringRef path) {
+  auto error = [&](const llvm::Twine &what) {
+    return llvm::createStringError((path + ": " + what).str());
+  };
+  auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/false,
+                                            /*RequiresNullTerminator=*/false);
+  if (!buffer)
+    return error("cannot read: " + buffer.getError().message());
+  llvm::StringRef bytes = (*buffer)->getBuffer();
+  Elf64_Ehdr header;
+  if (bytes.size() < sizeof(header))
+    return error("not a complete ELF file");
+  std::memcpy(&header, bytes.data(), sizeof(header));
+  if (header.e_ident[EI_CLASS] != ELFCLASS64 || header.e_machine != EM_X86_64)
+    return error("not an x86-64 ELF library");
+  uint64_t size = bytes.size();
+  uint64_t phEnd =
+      header.e_phoff + uint64_t(header.e_phnum) * header.e_phentsize;
+  if (header.e_phentsize != sizeof(Elf64_Phdr) || phEnd > size)
+    return error("a truncated library (its program headers are missing)");
+  for (unsigned i = 0; i < header.e_phnum; ++i) {
+    Elf64_Phdr segment;
+    std::memcpy(&segment,
+                bytes.data() + header.e_phoff + uint64_t(i) * sizeof(segment),
+                sizeof(segment));
+    if (segment.p_type == PT_LOAD && segment.p_offset + segment.p_filesz > size)
+      return error("a truncated library (" + llvm::Twine(size) +
+                   " bytes; its segments need " +
+                   llvm::Twine(segment.p_offset + segment.p_filesz) + ")");
+  }
+  return llvm::Error::success();
+}
+
+/// Opens a library made by qlr-compile through its C interface.
+static llvm::Error loadArtifact(llvm::StringRef path,
+                                const RunnerOptions &options,
+                                ModelRunner::Impl &impl) {
+  auto error = [&](const llvm::Twine &what) {
+    return llvm::createStringError((path + ": " + what).str());
+  };
+  if (options.threads) {
+    // libomp reads OMP_NUM_THREADS when its first parallel region starts.
+    setenv("OMP_NUM_THREADS", std::to_string(options.threads).c_str(), 1);
+  }
+  if (llvm::Error error = checkElfSize(path))
+    return error;
+  std::string file = path.str();
+  if (file.find('/') == std::string::npos)
+    file = "./" + file; // dlopen searches the library path otherwise
+  void *handle = dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!handle)
+    return error(llvm::Twine("cannot load the library: ") + dlerror());
+  auto artifact = std::make_unique<ModelRunner::Impl::Artifact>();
+  artifact->handle = handle;
+  auto symbol = [&](const char *name) { return dlsym(handle, name); };
+  auto abiVersion = reinterpret_cast<decltype(&qlr_runtime_abi_version)>(
+      symbol("qlr_runtime_abi_version"));
+  if (!abiVersion)
+    return error("not a model library made by qlr-compile (no "
+                 "qlr_runtime_abi_version)");
+  if (abiVersion() != QLR_RUNTIME_ABI_VERSION)
+    return error("the library has runtime ABI version " +
+                 llvm::Twine(abiVersion()) + "; this qlr-run reads version " +
+                 llvm::Twine(QLR_RUNTIME_ABI_VERSION) +
+                 ": compile it again with this qlr-compile");
+  auto open =
+      reinterpret_cast<decltype(&qlr_model_open)>(symbol("qlr_model_open"));
+  auto info = reinterpret_cast<decltype(&qlr_model_get_info)>(
+      symbol("qlr_model_get_info"));
+  auto tokenizerData = reinterpret_cast<decltype(&qlr_model_tokenizer_data)>(
+      symbol("qlr_model_tokenizer_data"));
+  artifact->close =
+      reinterpret_cast<decltype(&qlr_model_close)>(symbol("qlr_model_close"));
+  artifact->forward = reinterpret_cast<decltype(&qlr_model_forward)>(
+      symbol("qlr_model_forward"));
+  artifact->position = reinterpret_cast<decltype(&qlr_model_position)>(
+      symbol("qlr_model_position"));
+  artifact->setPosition = reinterpret_cast<decltype(&qlr_model_set_position)>(
+      symbol("qlr_model_set_position"));
+  artifact->lastError =
+      reinterpret_cast<decltype(&qlr_last_error)>(symbol("qlr_last_error"));
+  if (!open || !info || !tokenizerData || !artifact->close ||
+      !artifact->forward || !artifact->position || !artifact->setPosition ||
+      !artifact->lastError)
+    return error("the library lacks functions of the QLR runtime ABI");
+  artifact->model = open(nullptr);
+  if (!artifact->model)
+    return error(artifact->lastError());
+  qlr_model_info modelInfo;
+  if (info(artifact->model, &modelInfo) != 0)
+    return error(artifact->lastError());
+  ModelConfig &c = impl.config;
+  c.dim = modelInfo.dim;
+  c.hiddenDim = modelInfo.hidden_dim;
+  c.numLayers = modelInfo.layers;
+  c.numHeads = modelInfo.heads;
+  c.numKVHeads = modelInfo.kv_heads;
+  c.headDim = modelInfo.head_dim;
+  c.vocabSize = modelInfo.vocab_size;
+  c.maxSeqLen = modelInfo.context_length;
+  impl.targetCPU = modelInfo.target_cpu;
+  if (auto level = ::qlr::numerics::parseSimdLevel(modelInfo.simd_level))
+    impl.simdLevel = *level;
+  const void *data = nullptr;
+  size_t size = 0;
+  if (modelInfo.has_tokenizer &&
+      tokenizerData(artifact->model, &data, &size) == 0) {
+    auto tokenizer = ::qlr::tokenizer::deserialize(
+        llvm::ArrayRef(static_cast<const uint8_t *>(data), size));
+    if (!tokenizer)
+      return error("the embedded tokenizer is corrupt: " +
+                   llvm::toString(tokenizer.takeError()));
+    impl.tokenizer = std::move(*tokenizer);
+  }
+  impl.artifact = std::move(artifact);
+  return llvm::Error::success();
 }
 
 llvm::Expected<std::unique_ptr<ModelRunner>>
 ModelRunner::load(llvm::StringRef path, const RunnerOptions &options) {
   auto start = std::chrono::steady_clock::now();
-  initializeNativeTarget();
   auto impl = std::make_unique<Impl>();
+  if (isSharedLibrary(path)) {
+    if (llvm::Error error = loadArtifact(path, options, *impl))
+      return std::move(error);
+    impl->compileSeconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count();
+    return std::unique_ptr<ModelRunner>(new ModelRunner(std::move(impl)));
+  }
   DialectRegistry registry;
-  registerAllDialects(registry);
-  registerAllExtensions(registry);
-  registerQLRDialects(registry);
-  registerBuiltinDialectTranslation(registry);
-  registerLLVMDialectTranslation(registry);
-  registerOpenMPDialectTranslation(registry);
+  registerModelDialects(registry);
   impl->context = std::make_unique<MLIRContext>(registry);
   MLIRContext &ctx = *impl->context;
   DiagnosticCollector diagnostics(ctx);
@@ -213,44 +324,32 @@ ModelRunner::load(llvm::StringRef path, const RunnerOptions &options) {
   auto weights = externalizeWeights(forward);
   if (failed(weights))
     return error("cannot read the weights");
-  impl->weights = std::move(*weights);
+  for (const ExternalWeight &weight : *weights)
+    impl->weights.emplace_back(weight.data.data(), weight.shape);
 
-  PassManager pm(&ctx, ModuleOp::getOperationName());
-  CPUPipelineOptions pipelineOptions;
   unsigned threads =
       options.threads ? options.threads : std::thread::hardware_concurrency();
-  pipelineOptions.openmp = supportsThreads() && threads > 1;
-  if (pipelineOptions.openmp) {
+  bool openmp = supportsThreads() && threads > 1;
+  if (openmp) {
     // libomp reads OMP_NUM_THREADS when its first parallel region starts.
     setenv("OMP_NUM_THREADS", std::to_string(threads).c_str(),
            /*overwrite=*/1);
   }
-  buildCPUPipeline(pm, pipelineOptions);
-  if (failed(pm.run(*module)))
+  if (failed(lowerModelToLLVM(*module, openmp)))
     return error("cannot compile the model");
 
   // Optimise for this machine: without a TargetMachine, LLVM's loop
-  // vectoriser has no cost model and leaves the loops scalar.
-  // Below the host's own level (QLR_MAX_SIMD, or a portable-numerics
-  // build), compile for the psABI level's generic CPU instead.
-  auto machineBuilder = llvm::orc::JITTargetMachineBuilder::detectHost();
-  if (!machineBuilder)
-    return error("cannot describe the host CPU: " +
-                 llvm::toString(machineBuilder.takeError()));
-  using ::qlr::numerics::SimdLevel;
-  SimdLevel level = ::qlr::numerics::simdLevel();
-  impl->simdLevel = level;
-  if (machineBuilder->getTargetTriple().isX86() &&
-      level < ::qlr::numerics::hostSimdLevel()) {
-    machineBuilder->setCPU(::qlr::numerics::simdLevelCPU(level).str());
-    machineBuilder->getFeatures() = llvm::SubtargetFeatures();
-  }
-  impl->targetCPU = machineBuilder->getCPU();
-  machineBuilder->setCodeGenOptLevel(llvm::CodeGenOptLevel::Aggressive);
-  auto targetMachine = machineBuilder->createTargetMachine();
+  // vectoriser has no cost model and leaves the loops scalar. Below the
+  // host's level (QLR_MAX_SIMD, or a portable-numerics build) the level's
+  // generic CPU.
+  ::qlr::numerics::SimdLevel level = ::qlr::numerics::simdLevel();
+  auto targetMachine = createCPUTargetMachine(level, /*hostCPU=*/true,
+                                              options.optLevel, /*pic=*/false);
   if (!targetMachine)
     return error("cannot create a target machine: " +
                  llvm::toString(targetMachine.takeError()));
+  impl->simdLevel = level;
+  impl->targetCPU = (*targetMachine)->getTargetCPU().str();
   ExecutionEngineOptions engineOptions;
   llvm::SmallVector<llvm::StringRef, 2> sharedLibs = {QLR_MLIR_C_RUNNER_UTILS};
 #ifdef QLR_OMP_LIBRARY
@@ -261,14 +360,44 @@ ModelRunner::load(llvm::StringRef path, const RunnerOptions &options) {
   engineOptions.enablePerfNotificationListener =
       llvm::StringRef(std::getenv("QLR_PERF_MAP") ? std::getenv("QLR_PERF_MAP")
                                                   : "") == "1";
-  engineOptions.transformer = makeOptimizingTransformer(
-      options.optLevel, /*sizeLevel=*/0, targetMachine->get());
+  // Code generation at the level qlr-compile uses for the same -O, so that
+  // the JIT and a compiled library run the same machine code.
+  engineOptions.jitCodeGenOptLevel = codeGenOptLevel(options.optLevel);
+  // QLR_JIT_OBJECT=FILE: write the JIT's machine code to FILE (to compare it
+  // with a qlr-compile'd library's).
+  const char *objectDump = std::getenv("QLR_JIT_OBJECT");
+  engineOptions.enableObjectDump = objectDump && *objectDump;
+  // LLVM's optimisation runs on the translated module (optimizeModel, as in
+  // qlr-compile). ExecutionEngineOptions::transformer is not used: in this
+  // MLIR it left the module unchanged (checked: the same instruction count
+  // before and after its O3 pipeline), so the JIT ran unoptimised LLVM IR.
+  llvm::TargetMachine *machine = targetMachine->get();
+  unsigned optLevel = options.optLevel;
+  std::string optimizeError;
+  auto buildModule =
+      [&, machine, optLevel](
+          Operation *op,
+          llvm::LLVMContext &llvmContext) -> std::unique_ptr<llvm::Module> {
+    std::unique_ptr<llvm::Module> llvmModule =
+        translateModuleToLLVMIR(op, llvmContext, "qlr-model");
+    if (!llvmModule)
+      return nullptr;
+    if (llvm::Error error = optimizeModel(*llvmModule, *machine, optLevel)) {
+      optimizeError = llvm::toString(std::move(error));
+      return nullptr;
+    }
+    return llvmModule;
+  };
+  engineOptions.llvmModuleBuilder = buildModule; // a function_ref
   auto engine = ExecutionEngine::create(*module, engineOptions,
                                         std::move(*targetMachine));
   if (!engine)
-    return error("JIT compilation failed: " +
-                 llvm::toString(engine.takeError()));
+    return error(
+        "JIT compilation failed: " + llvm::toString(engine.takeError()) +
+        (optimizeError.empty() ? "" : ": " + optimizeError));
   impl->engine = std::move(*engine);
+  if (engineOptions.enableObjectDump)
+    impl->engine->dumpToObjectFile(objectDump);
   auto symbol = impl->engine->lookupPacked("_mlir_ciface_forward");
   if (!symbol)
     return error("the compiled model has no @forward: " +
@@ -291,6 +420,17 @@ ModelRunner::load(llvm::StringRef path, const RunnerOptions &options) {
 llvm::Error ModelRunner::forward(llvm::ArrayRef<int32_t> tokens, int64_t pos,
                                  llvm::MutableArrayRef<float> logits) {
   const ModelConfig &c = impl->config;
+  if (Impl::Artifact *artifact = impl->artifact.get()) {
+    if (int64_t(logits.size()) != int64_t(tokens.size()) * c.vocabSize)
+      return llvm::createStringError("logits buffer has the wrong size");
+    if (pos != artifact->position(artifact->model) &&
+        artifact->setPosition(artifact->model, pos) != 0)
+      return llvm::createStringError(artifact->lastError());
+    if (artifact->forward(artifact->model, tokens.data(),
+                          int64_t(tokens.size()), logits.data()) != 0)
+      return llvm::createStringError(artifact->lastError());
+    return llvm::Error::success();
+  }
   if (!impl->forward)
     return llvm::createStringError("the model was loaded without compiling");
   int64_t count = tokens.size();
