@@ -12,7 +12,12 @@ turns so that load changes hit all cases alike:
     perplexity (which must agree between cases that compute the same model);
   * generation: the first P ids of the dev text as --prompt-ids, then N
     greedy tokens -> prefill and decode tokens per second;
-  * compile_seconds of each invocation (qlr-cpu-pipeline plus LLVM's JIT).
+  * compile_seconds of each invocation (qlr-cpu-pipeline plus LLVM's JIT;
+    for a library made by qlr-compile, loading it);
+  * start to first logit: the generation process's wall time, from its
+    start to its exit, minus its decode time: loading, compiling, and the
+    prefill of the prompt.
+A MODEL may be a qlr-compile'd library (model.so): qlr-run runs those too.
 Medians over --reps rounds go into the JSON (--out) and a markdown table,
 with each case's ratio to the baseline.
 """
@@ -26,6 +31,7 @@ import re
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +39,9 @@ DEV_TEXT = ROOT.parent / "shared" / "data" / "tinystories-dev.txt"
 
 
 def run_json(cmd):
+    start = time.monotonic()
     proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+    wall = time.monotonic() - start
     if proc.returncode != 0:
         sys.exit(f"failed ({proc.returncode}): {' '.join(map(str, cmd))}\n{proc.stderr[-2000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -41,6 +49,8 @@ def run_json(cmd):
     match = re.search(r"compiled .* in ([0-9.]+) s", proc.stderr)
     if isinstance(result, dict) and "compile_seconds" not in result and match:
         result["compile_seconds"] = float(match.group(1))
+    if isinstance(result, dict):
+        result["wall_seconds"] = wall
     return result
 
 
@@ -77,11 +87,15 @@ def main():
                  "ppl_tokens_per_s": ppl["tokens"] / ppl["seconds"],
                  "prefill_tokens_per_s": gen["prefill_tokens_per_s"],
                  "decode_tokens_per_s": gen["decode_tokens_per_s"],
-                 "compile_seconds": statistics.median([ppl["compile_seconds"], gen["compile_seconds"]])}
+                 "compile_seconds": statistics.median([ppl["compile_seconds"], gen["compile_seconds"]]),
+                 "first_logit_seconds": gen["wall_seconds"]
+                 - (max(len(gen["tokens"]) - 1, 0) / gen["decode_tokens_per_s"]
+                    if gen["decode_tokens_per_s"] else 0.0)}
             case["runs"].append(r)
             print(f"[{rep + 1}/{args.reps}] {case['label']}: {json.dumps(r)}", file=sys.stderr, flush=True)
 
-    keys = ["compile_seconds", "ppl_tokens_per_s", "prefill_tokens_per_s", "decode_tokens_per_s"]
+    keys = ["compile_seconds", "first_logit_seconds", "ppl_tokens_per_s", "prefill_tokens_per_s",
+            "decode_tokens_per_s"]
     for case in cases:
         case["median"] = {k: statistics.median(r[k] for r in case["runs"]) for k in keys}
         case["ppl"] = case["runs"][0]["ppl"]
@@ -91,13 +105,14 @@ def main():
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
 
     b = cases[0]["median"]
-    print(f"| case | JIT compile s | perplexity tokens/s (ctx {args.ctx}) | prefill {args.prompt_len} tokens/s | "
-          f"decode tokens/s | ppl ({args.windows} windows) |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(f"| case | compile/load s | start to first logit s | perplexity tokens/s (ctx {args.ctx}) | "
+          f"prefill {args.prompt_len} tokens/s | decode tokens/s | ppl ({args.windows} windows) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for case in cases:
         m = case["median"]
         cell = lambda k, fmt: f"{m[k]:{fmt}}" + ("" if case is cases[0] else f" ({m[k] / b[k]:.2f}x)")
-        print(f"| {case['label']} | {cell('compile_seconds', '.1f')} | {cell('ppl_tokens_per_s', '.1f')} | "
+        print(f"| {case['label']} | {cell('compile_seconds', '.2f')} | {cell('first_logit_seconds', '.2f')} | "
+              f"{cell('ppl_tokens_per_s', '.1f')} | "
               f"{cell('prefill_tokens_per_s', '.1f')} | {cell('decode_tokens_per_s', '.1f')} | {case['ppl']:.4f} |")
 
 

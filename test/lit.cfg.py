@@ -92,6 +92,13 @@ llvm_config.add_tool_substitutions(tools, [config.qlr_tools_dir])
 if os.path.exists(os.path.join(config.qlr_tools_dir, "qlr-compile")):
     config.available_features.add("qlr-compile")
 
+# The real stories260K model and its text, next to the checkout
+# (../shared); tests that need them are UNSUPPORTED without them.
+shared = os.path.join(os.path.dirname(config.qlr_src_root), "shared")
+if os.path.exists(os.path.join(shared, "models", "stories260K.bin")):
+    config.available_features.add("stories260k")
+    config.substitutions.append(("%shared", shared))
+
 # A portable-numerics build (-DQLR_NATIVE_NUMERICS=OFF) gives the same bytes
 # on every x86-64 CPU; its digest tests run only there (scripts/test.sh builds
 # one in build-portable/).

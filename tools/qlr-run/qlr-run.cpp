@@ -5,7 +5,9 @@
 //   qlr-run model.mlirbc --perplexity text.txt [--ctx N] [--json]
 //   qlr-run model.mlirbc --prompt "Once upon a time" [-n 64] [--temperature 0]
 //
-// The model is compiled with qlr-cpu-pipeline and MLIR's JIT. Perplexity
+// The model is compiled with qlr-cpu-pipeline and MLIR's JIT, or is a
+// library qlr-compile made (model.so), which runs through its C interface
+// with the same results and no compile step. Perplexity
 // uses non-overlapping windows of --ctx tokens, each starting with BOS when
 // the tokenizer adds one; every other token of a window is scored from its
 // full causal prefix; a partial last window is dropped.
@@ -33,7 +35,7 @@ using ::qlr::tokenizer::Tokenizer;
 
 static cl::OptionCategory runCategory("qlr-run options");
 static cl::opt<std::string> modelPath(cl::Positional, cl::Required,
-                                      cl::desc("<model.mlirbc>"),
+                                      cl::desc("<model.mlirbc | model.so>"),
                                       cl::cat(runCategory));
 static cl::opt<std::string> tokenizerPath(
     "tokenizer",
@@ -307,7 +309,8 @@ int main(int argc, char **argv) {
     os << "  " << ::qlr::numerics::describeSimd() << "\n";
   });
   cl::ParseCommandLineOptions(argc, argv,
-                              "qlr-run: run a qlr model on the CPU (JIT)\n");
+                              "qlr-run: run a qlr model on the CPU (JIT), or a "
+                              "library made by qlr-compile\n");
   bool wantPerplexity = !perplexityPath.empty();
   bool wantGeneration = prompt.getNumOccurrences() > 0 || !promptIds.empty();
   bool wantTokenize = !tokenizePath.empty();
