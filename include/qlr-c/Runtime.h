@@ -29,6 +29,12 @@
 |* here changes incompatibly; a loader compares qlr_runtime_abi_version()     *|
 |* with the version it was built against before calling anything else.       *|
 |*                                                                            *|
+|* Loading: dlopen() maps a library's segments without checking that the     *|
+|* file holds them, so a truncated library crashes the process (SIGBUS)      *|
+|* inside dlopen. Loaders that take untrusted paths should compare the ELF    *|
+|* program headers with the file size first, as qlr-run and the Python        *|
+|* package do.                                                                *|
+|*                                                                            *|
 \*===----------------------------------------------------------------------===*/
 
 #ifndef QLR_C_RUNTIME_H
@@ -125,6 +131,10 @@ QLR_RUNTIME_API int64_t qlr_detokenize(const qlr_model *model,
 /** The BOS and EOS ids (-1 when the vocabulary has none). */
 QLR_RUNTIME_API int32_t qlr_token_bos(const qlr_model *model);
 QLR_RUNTIME_API int32_t qlr_token_eos(const qlr_model *model);
+
+/** 1 when the tokenizer starts a text with BOS by default (as llama.cpp and
+ * qlr-run do: pass it as qlr_tokenize's `add_bos`), else 0. */
+QLR_RUNTIME_API int qlr_token_adds_bos(const qlr_model *model);
 
 /** The embedded tokenizer in QLR's own serialization
  * (qlr/Tokenizer/TokenizerData.h), for tools that run QLR's tokenizer code

@@ -346,6 +346,13 @@ int32_t qlr_token_eos(const qlr_model *model) {
   return model && model->tokenizer ? model->tokenizer->eosId() : -1;
 }
 
+int qlr_token_adds_bos(const qlr_model *model) {
+  return model && model->tokenizer && model->tokenizer->addsBosByDefault() &&
+                 model->tokenizer->bosId() >= 0
+             ? 1
+             : 0;
+}
+
 int qlr_model_tokenizer_data(const qlr_model *model, const void **data,
                              size_t *size) {
   if (!model || !data || !size)
