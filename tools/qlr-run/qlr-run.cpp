@@ -260,7 +260,7 @@ static int runGeneration(mlir::qlr::ModelRunner &runner,
   int32_t eos = tokenizer ? tokenizer->eosId() : -1;
   auto decodeStart = std::chrono::steady_clock::now();
   std::vector<float> row(config.vocabSize);
-  while (true) {
+  while (int64_t(ids.size()) < limit) {
     if (next == eos)
       break;
     generated.push_back(next);
