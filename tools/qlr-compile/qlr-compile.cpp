@@ -57,7 +57,8 @@ static cl::opt<std::string> outputPath("o", cl::Required,
 static cl::opt<std::string>
     cpu("cpu",
         cl::desc("CPU to compile for: native (this machine's CPU model, as "
-                 "qlr-run's JIT), x86-64, x86-64-v3 (AVX2) or x86-64-v4 "
+                 "qlr-run's JIT; capped like it by QLR_MAX_SIMD), x86-64, "
+                 "x86-64-v3 (AVX2) or x86-64-v4 "
                  "(AVX-512). The library refuses to open on a CPU below its "
                  "level"),
         cl::init("native"), cl::cat(category));
@@ -153,7 +154,9 @@ int main(int argc, char **argv) {
   numerics::SimdLevel level;
   bool hostCPU = cpu == "native";
   if (hostCPU) {
-    level = numerics::hostSimdLevel();
+    // What qlr-run's JIT would compile for here: the host's level, capped by
+    // QLR_MAX_SIMD.
+    level = numerics::simdLevel();
   } else if (cpu == "x86-64") {
     level = numerics::SimdLevel::Portable;
   } else if (cpu == "x86-64-v3") {
