@@ -9,6 +9,10 @@ set(QLR_INSTALL_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/qlr)
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/qlr
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
         FILES_MATCHING PATTERN "*.h" PATTERN "*.td")
+# The C interface of compiled models (qlr-compile).
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/qlr-c
+        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
+        FILES_MATCHING PATTERN "*.h")
 install(DIRECTORY ${PROJECT_BINARY_DIR}/include/qlr
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
         FILES_MATCHING PATTERN "*.inc"

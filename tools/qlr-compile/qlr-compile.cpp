@@ -85,6 +85,20 @@ static cl::opt<bool> keepTemps("keep-temps",
 static cl::opt<bool> verbose("v", cl::desc("Print the link command"),
                              cl::cat(category));
 
+/// The runtime archive `name` (libQLRArtifactRuntime.a, libQLRTokenizer.a):
+/// in ../lib next to this executable (the build tree's lib/, or an
+/// installation's), else where the build put it.
+static std::string findArchive(const char *argv0, llvm::StringRef name,
+                               llvm::StringRef built) {
+  std::string self = llvm::sys::fs::getMainExecutable(
+      argv0, reinterpret_cast<void *>(&findArchive));
+  llvm::SmallString<256> path(llvm::sys::path::parent_path(self));
+  llvm::sys::path::append(path, "..", "lib", name);
+  if (llvm::sys::fs::exists(path))
+    return std::string(path);
+  return built.str();
+}
+
 static int fail(const llvm::Twine &message) {
   llvm::WithColor::error(llvm::errs(), "qlr-compile") << message << "\n";
   return 1;
@@ -196,6 +210,16 @@ int main(int argc, char **argv) {
   if (linker.empty() || !llvm::sys::fs::can_execute(linker))
     return fail("no linker driver: this build found none at configure time "
                 "(a C++ compiler such as c++); set QLR_LINKER to one");
+
+  std::string runtimeArchive = findArchive(argv[0], "libQLRArtifactRuntime.a",
+                                           QLR_ARTIFACT_RUNTIME_LIBRARY);
+  std::string tokenizerArchive =
+      findArchive(argv[0], "libQLRTokenizer.a", QLR_TOKENIZER_LIBRARY);
+  for (const std::string &archive : {runtimeArchive, tokenizerArchive})
+    if (!llvm::sys::fs::exists(archive))
+      return fail("cannot find the runtime archive " + archive +
+                  " (looked in ../lib next to qlr-compile, then in the build "
+                  "tree)");
 
   // The model, compiled exactly as qlr-run's JIT compiles it.
   DialectRegistry registry;
@@ -367,8 +391,9 @@ int main(int argc, char **argv) {
                                       "-Wl,-z,noexecstack",
                                       "-Wl,-z,max-page-size=4096",
                                       "-Wl,--whole-archive",
-                                      QLR_ARTIFACT_RUNTIME_LIBRARY,
-                                      "-Wl,--no-whole-archive"};
+                                      runtimeArchive,
+                                      "-Wl,--no-whole-archive",
+                                      tokenizerArchive};
   for (llvm::StringRef lib : llvm::split(QLR_ARTIFACT_LINK_LIBRARIES, '|'))
     if (!lib.empty())
       command.push_back(lib.str());
