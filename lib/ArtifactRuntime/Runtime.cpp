@@ -11,6 +11,7 @@
 
 #include "qlr-c/Runtime.h"
 #include "qlr/Runtime/ArtifactFormat.h"
+#include "qlr/Runtime/ForwardCall.h"
 #include "qlr/Tokenizer/Tokenizer.h"
 
 #include "llvm/Support/Error.h"
@@ -46,28 +47,6 @@ template <typename T> T failWith(T result, std::string message) {
   lastError = std::move(message);
   return result;
 }
-
-/// A memref descriptor of any rank: base and aligned pointers, offset, sizes,
-/// strides (row-major, contiguous).
-class Descriptor {
-public:
-  Descriptor() = default;
-  Descriptor(const void *data, const std::vector<int64_t> &shape)
-      : fields(3 + 2 * shape.size()) {
-    auto pointer = reinterpret_cast<int64_t>(data);
-    fields[0] = fields[1] = pointer;
-    int64_t stride = 1, rank = int64_t(shape.size());
-    for (int64_t i = rank - 1; i >= 0; --i) {
-      fields[3 + i] = shape[i];
-      fields[3 + rank + i] = stride;
-      stride *= shape[i];
-    }
-  }
-  void *get() { return fields.data(); }
-
-private:
-  std::vector<int64_t> fields;
-};
 
 /// The psABI level this CPU supports (0 x86-64, 1 v3, 2 v4).
 uint32_t cpuLevel() {
@@ -130,7 +109,7 @@ struct Mapping {
 struct qlr_model {
   const ArtifactMeta *meta = nullptr;
   std::unique_ptr<Mapping> sidecar;
-  std::vector<Descriptor> weights;
+  std::vector<qlr::runtime::MemRefDescriptor> weights;
   std::vector<float> kCache, vCache;
   int64_t position = 0;
   std::unique_ptr<qlr::tokenizer::Tokenizer> tokenizer;
@@ -282,24 +261,10 @@ int qlr_model_forward(qlr_model *model, const int32_t *tokens, int64_t count,
       return failWith(-1, "token id " + std::to_string(tokens[i]) +
                               " is outside the vocabulary of " +
                               std::to_string(m.vocabSize));
-  std::vector<int64_t> cacheShape = {m.layers, m.maxSeqLen, m.kvHeads,
-                                     m.headDim};
-  Descriptor tokenDesc(tokens, {count});
-  Descriptor logitDesc(logits, {count, m.vocabSize});
-  Descriptor kDesc(model->kCache.data(), cacheShape);
-  Descriptor vDesc(model->vCache.data(), cacheShape);
-  int64_t pos = model->position;
-  // One pointer per argument of _mlir_ciface_forward; memref arguments are
-  // themselves pointers to descriptors.
-  std::vector<void *> values = {tokenDesc.get(), nullptr, logitDesc.get(),
-                                kDesc.get(), vDesc.get()};
-  for (Descriptor &weight : model->weights)
-    values.push_back(weight.get());
-  std::vector<void *> args;
-  for (void *&value : values)
-    args.push_back(&value);
-  args[1] = &pos;
-  qlr_artifact_forward(args.data());
+  qlr::runtime::callForward(
+      qlr_artifact_forward, tokens, count, model->position, logits, m.vocabSize,
+      model->kCache.data(), model->vCache.data(),
+      {m.layers, m.maxSeqLen, m.kvHeads, m.headDim}, model->weights);
   model->position += count;
   return 0;
 }

@@ -11,6 +11,7 @@
 #include "qlr/Numerics/Simd.h"
 #include "qlr/Pipelines/Pipelines.h"
 #include "qlr/Runtime/Compile.h"
+#include "qlr/Runtime/ForwardCall.h"
 #include "qlr/Tokenizer/TokenizerData.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -49,29 +50,6 @@ using namespace mlir::qlr;
 using ::qlr::checkpoint::ModelConfig;
 
 namespace {
-/// A memref descriptor of any rank, laid out as StridedMemRefType<T, N>:
-/// base pointer, aligned pointer, offset, N sizes, N strides (8 bytes each).
-class Descriptor {
-public:
-  Descriptor(const void *data, llvm::ArrayRef<int64_t> shape)
-      : fields(3 + 2 * shape.size()) {
-    auto ptr = reinterpret_cast<int64_t>(data);
-    fields[0] = fields[1] = ptr;
-    fields[2] = 0;
-    int64_t stride = 1, rank = shape.size();
-    for (int64_t i = rank - 1; i >= 0; --i) {
-      fields[3 + i] = shape[i];
-      fields[3 + rank + i] = stride;
-      stride *= shape[i];
-    }
-  }
-  /// The argument the C interface expects: a pointer to the descriptor.
-  void *get() { return fields.data(); }
-
-private:
-  std::vector<int64_t> fields;
-};
-
 /// Collects MLIR diagnostics into a string for llvm::Error messages.
 struct DiagnosticCollector {
   explicit DiagnosticCollector(MLIRContext &ctx)
@@ -96,7 +74,7 @@ struct ModelRunner::Impl {
   std::optional<::qlr::tokenizer::TokenizerData> tokenizer;
   std::unique_ptr<ExecutionEngine> engine;
   void (*forward)(void **) = nullptr;
-  std::vector<Descriptor> weights;
+  std::vector<::qlr::runtime::MemRefDescriptor> weights;
   std::vector<float> kCache, vCache;
   double compileSeconds = 0;
   ::qlr::numerics::SimdLevel simdLevel = ::qlr::numerics::SimdLevel::Portable;
@@ -448,21 +426,9 @@ llvm::Error ModelRunner::forward(llvm::ArrayRef<int32_t> tokens, int64_t pos,
   if (int64_t(logits.size()) != count * c.vocabSize)
     return llvm::createStringError("logits buffer has the wrong size");
 
-  int64_t cacheShape[] = {c.numLayers, c.maxSeqLen, c.numKVHeads, c.headDim};
-  Descriptor tokenDesc(tokens.data(), {count});
-  Descriptor logitDesc(logits.data(), {count, c.vocabSize});
-  Descriptor kDesc(impl->kCache.data(), cacheShape);
-  Descriptor vDesc(impl->vCache.data(), cacheShape);
-  // The packed interface takes a pointer to each argument; memref arguments
-  // of the C interface are themselves pointers to descriptors.
-  std::vector<void *> values = {tokenDesc.get(), nullptr, logitDesc.get(),
-                                kDesc.get(), vDesc.get()};
-  for (Descriptor &weight : impl->weights)
-    values.push_back(weight.get());
-  std::vector<void *> args;
-  for (void *&value : values)
-    args.push_back(&value);
-  args[1] = &pos;
-  impl->forward(args.data());
+  ::qlr::runtime::callForward(
+      impl->forward, tokens.data(), count, pos, logits.data(), c.vocabSize,
+      impl->kCache.data(), impl->vCache.data(),
+      {c.numLayers, c.maxSeqLen, c.numKVHeads, c.headDim}, impl->weights);
   return llvm::Error::success();
 }
