@@ -45,18 +45,25 @@ qlr_setup_venv() {
   cp "$requirements" "$stamp"
 }
 
-qlr_build() {
+# qlr_configure DIR [CMAKE_ARGS...]: configures a build directory once (the
+# common options, ccache when installed, then CMAKE_ARGS).
+qlr_configure() {
+  local dir=$1
+  shift
+  [ -f "$dir/build.ninja" ] && return 0
   local launcher=()
   command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-  if [ ! -f "$QLR_BUILD_DIR/build.ninja" ]; then
-    qlr_log "configuring $QLR_BUILD_DIR"
-    cmake -G Ninja -S "$QLR_ROOT" -B "$QLR_BUILD_DIR" \
-      -DCMAKE_BUILD_TYPE="${QLR_BUILD_TYPE:-Release}" \
-      -DMLIR_DIR=$QLR_LLVM/lib/cmake/mlir \
-      -DLLVM_EXTERNAL_LIT=$QLR_LLVM/bin/lit \
-      -DQLR_ENABLE_ASSERTIONS="${QLR_ASSERTIONS:-ON}" \
-      "${launcher[@]}" >/dev/null
-  fi
+  qlr_log "configuring $dir"
+  cmake -G Ninja -S "$QLR_ROOT" -B "$dir" \
+    -DCMAKE_BUILD_TYPE="${QLR_BUILD_TYPE:-Release}" \
+    -DMLIR_DIR=$QLR_LLVM/lib/cmake/mlir \
+    -DLLVM_EXTERNAL_LIT=$QLR_LLVM/bin/lit \
+    -DQLR_ENABLE_ASSERTIONS="${QLR_ASSERTIONS:-ON}" \
+    "${launcher[@]}" "$@" >/dev/null
+}
+
+qlr_build() {
+  qlr_configure "$QLR_BUILD_DIR" || return 1
   qlr_log "building"
   cmake --build "$QLR_BUILD_DIR" -- ${QLR_JOBS:+-j "$QLR_JOBS"}
 }
@@ -66,18 +73,8 @@ qlr_build() {
 # only, in QLR_PORTABLE_BUILD_DIR (default build-portable).
 QLR_PORTABLE_BUILD_DIR=${QLR_PORTABLE_BUILD_DIR:-$QLR_ROOT/build-portable}
 qlr_build_portable() {
-  local launcher=()
-  command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-  if [ ! -f "$QLR_PORTABLE_BUILD_DIR/build.ninja" ]; then
-    qlr_log "configuring $QLR_PORTABLE_BUILD_DIR"
-    cmake -G Ninja -S "$QLR_ROOT" -B "$QLR_PORTABLE_BUILD_DIR" \
-      -DCMAKE_BUILD_TYPE="${QLR_BUILD_TYPE:-Release}" \
-      -DMLIR_DIR=$QLR_LLVM/lib/cmake/mlir \
-      -DLLVM_EXTERNAL_LIT=$QLR_LLVM/bin/lit \
-      -DQLR_ENABLE_ASSERTIONS="${QLR_ASSERTIONS:-ON}" \
-      -DQLR_NATIVE_NUMERICS=OFF -DQLR_BUILD_PLUGIN=OFF \
-      "${launcher[@]}" >/dev/null || return 1
-  fi
+  qlr_configure "$QLR_PORTABLE_BUILD_DIR" -DQLR_NATIVE_NUMERICS=OFF \
+    -DQLR_BUILD_PLUGIN=OFF || return 1
   qlr_log "building quant-opt, qlr-import and qlr-run in $QLR_PORTABLE_BUILD_DIR"
   cmake --build "$QLR_PORTABLE_BUILD_DIR" --target quant-opt qlr-import qlr-run \
     -- ${QLR_JOBS:+-j "$QLR_JOBS"}
