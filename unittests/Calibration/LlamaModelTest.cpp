@@ -338,6 +338,31 @@ TEST(LlamaModelTest, PerplexityIsExpMeanNll) {
   EXPECT_GT(expected, 0.2 * vocab);
 }
 
+/// Checks `got` against (2/n) Σ a bᵀ, the cross covariance of a [n, wa] and
+/// b [n, wb] summed in double. The reference is exact to double precision
+/// (float products are exact in double). The float sum of n products is off
+/// by at most n * 2^-24 * sum |a_i b_j| in any order; the scaling by 2/n is
+/// done in double.
+void expectMatchesDefinition(const Activations &a, const Activations &b,
+                             const std::vector<double> &got) {
+  ASSERT_EQ(got.size(), size_t(a.width * b.width));
+  for (int64_t i = 0; i < a.width; ++i)
+    for (int64_t j = 0; j < b.width; ++j) {
+      double expected = 0.0, magnitude = 0.0;
+      for (int64_t r = 0; r < a.rows(); ++r) {
+        double product =
+            double(a.data[r * a.width + i]) * b.data[r * b.width + j];
+        expected += product;
+        magnitude += std::fabs(product);
+      }
+      expected *= 2.0 / double(a.rows());
+      magnitude *= 2.0 / double(a.rows());
+      EXPECT_NEAR(got[i * b.width + j], expected,
+                  double(a.rows()) * 0x1p-24 * magnitude)
+          << i << ", " << j;
+    }
+}
+
 } // namespace
 
 // inputHessian (one float sgemm) against the definition (2/n) Σ x xᵀ summed in
@@ -351,27 +376,7 @@ TEST(LlamaModelTest, InputHessianMatchesDefinition) {
   std::normal_distribution<float> normal(0.5f, 1.0f);
   for (int64_t i = 0; i < x.rows() * x.width; ++i)
     x.data.push_back(normal(rng));
-  std::vector<double> h = inputHessian(x);
-  ASSERT_EQ(h.size(), size_t(x.width * x.width));
-  for (int64_t i = 0; i < x.width; ++i)
-    for (int64_t j = 0; j < x.width; ++j) {
-      // The reference is exact to double precision (float products are
-      // exact in double). The float sum of n products is off by at most
-      // n * 2^-24 * sum |x_i x_j| in any order; the scaling by 2/n is done
-      // in double.
-      double expected = 0.0, magnitude = 0.0;
-      for (int64_t r = 0; r < x.rows(); ++r) {
-        double product =
-            double(x.data[r * x.width + i]) * x.data[r * x.width + j];
-        expected += product;
-        magnitude += std::fabs(product);
-      }
-      expected *= 2.0 / double(x.rows());
-      magnitude *= 2.0 / double(x.rows());
-      EXPECT_NEAR(h[i * x.width + j], expected,
-                  double(x.rows()) * 0x1p-24 * magnitude)
-          << i << ", " << j;
-    }
+  expectMatchesDefinition(x, x, inputHessian(x));
   Activations empty;
   empty.width = 4;
   EXPECT_EQ(inputHessian(empty), std::vector<double>(16, 0.0));
@@ -392,24 +397,7 @@ TEST(LlamaModelTest, CrossCovarianceMatchesDefinition) {
     return x;
   };
   Activations a = make(7), b = make(11);
-  std::vector<double> c = crossCovariance(a, b);
-  ASSERT_EQ(c.size(), size_t(a.width * b.width));
-  for (int64_t i = 0; i < a.width; ++i)
-    for (int64_t j = 0; j < b.width; ++j) {
-      // As in InputHessianMatchesDefinition: n * 2^-24 * sum |a_i b_j|.
-      double expected = 0.0, magnitude = 0.0;
-      for (int64_t r = 0; r < a.rows(); ++r) {
-        double product =
-            double(a.data[r * a.width + i]) * b.data[r * b.width + j];
-        expected += product;
-        magnitude += std::fabs(product);
-      }
-      expected *= 2.0 / double(a.rows());
-      magnitude *= 2.0 / double(a.rows());
-      EXPECT_NEAR(c[i * b.width + j], expected,
-                  double(a.rows()) * 0x1p-24 * magnitude)
-          << i << ", " << j;
-    }
+  expectMatchesDefinition(a, b, crossCovariance(a, b));
   // The same sgemm on the same data: bit-identical.
   EXPECT_EQ(crossCovariance(a, a), inputHessian(a));
 }
