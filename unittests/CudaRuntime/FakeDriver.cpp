@@ -1,0 +1,750 @@
+//===- FakeDriver.cpp - A CUDA driver over host memory ----------*- C++ -*-===//
+// SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
+//===----------------------------------------------------------------------===//
+//
+// See FakeDriver.h. Only what QLRCudaRuntime calls, with the signatures of
+// lib/CudaRuntime/CudaApi.h; every entry point counts its calls and returns
+// an injected failure first.
+//
+//===----------------------------------------------------------------------===//
+
+#include "FakeDriver.h"
+
+#include "CudaApi.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+using namespace qlr::cuda::api;
+
+namespace {
+struct Kernel {
+  std::string name;
+  std::vector<size_t> paramBytes;
+  int maxDynamicSharedBytes = 0;
+  int nonPortableClusterSizeAllowed = 0;
+};
+
+struct Module {
+  std::map<std::string, std::vector<char>> globals;
+  std::map<std::string, Kernel> kernels;
+};
+
+struct Stream {
+  unsigned flags;
+};
+
+struct Event {
+  unsigned flags;
+  int recordedAt = -1;
+};
+
+/// A context is a tag: its address is its identity.
+struct Context {
+  int ordinal;
+};
+
+constexpr int kMaxDevices = 8;
+Context primaryContexts[kMaxDevices] = {{0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}};
+thread_local CUcontext currentContext = nullptr;
+
+struct Fake {
+  std::mutex mutex;
+  std::map<std::string, int> failures, calls;
+  int deviceCount = 1;
+  std::vector<QlrFakeLaunch> launches;
+  QlrFakeTensorMap tensorMap = {};
+  bool haveTensorMap = false;
+  int lastJitOptLevel = -1;
+  unsigned lastStreamFlags = 0, lastEventFlags = 0, lastManagedFlags = 0;
+  std::set<void *> allocations;
+  std::set<Module *> modules;
+  std::map<const void *, size_t> registered;
+  int clock = 0;
+};
+
+Fake &fake() {
+  static Fake *f = new Fake();
+  return *f;
+}
+
+/// Counts the call of `name` and returns its injected failure, if any.
+CUresult called(const char *name) {
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  ++f.calls[name];
+  auto it = f.failures.find(name);
+  return it == f.failures.end() ? CUDA_SUCCESS : it->second;
+}
+
+/// Entry: count, inject; then require a current context where asked.
+#define FAKE_ENTRY(name)                                                       \
+  if (CUresult injected = called(name))                                        \
+  return injected
+#define FAKE_ENTRY_IN_CONTEXT(name)                                            \
+  FAKE_ENTRY(name);                                                            \
+  if (!currentContext)                                                         \
+  return CUDA_ERROR_INVALID_CONTEXT
+
+void *hostPtr(CUdeviceptr ptr) {
+  return reinterpret_cast<void *>(static_cast<uintptr_t>(ptr));
+}
+
+CUdeviceptr devicePtr(const void *ptr) {
+  return static_cast<CUdeviceptr>(reinterpret_cast<uintptr_t>(ptr));
+}
+
+CUresult loadModule(CUmodule *module, const void *image) {
+  if (!module || !image)
+    return CUDA_ERROR_INVALID_VALUE;
+  std::istringstream text(static_cast<const char *>(image));
+  std::string line;
+  if (!std::getline(text, line) || line != "qlr-fake-module")
+    return CUDA_ERROR_INVALID_IMAGE;
+  auto *m = new Module();
+  while (std::getline(text, line)) {
+    std::istringstream words(line);
+    std::string kind, name;
+    words >> kind >> name;
+    if (kind == "global") {
+      size_t bytes = 0;
+      words >> bytes;
+      m->globals[name].assign(bytes, 0);
+    } else if (kind == "kernel") {
+      Kernel &kernel = m->kernels[name];
+      kernel.name = name;
+      size_t bytes = 0;
+      while (words >> bytes)
+        kernel.paramBytes.push_back(bytes);
+    } else if (!kind.empty()) {
+      delete m;
+      return CUDA_ERROR_INVALID_IMAGE;
+    }
+  }
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  f.modules.insert(m);
+  *module = reinterpret_cast<CUmodule>(m);
+  return CUDA_SUCCESS;
+}
+
+CUresult recordLaunch(CUfunction function, const unsigned grid[3],
+                      const unsigned block[3], const unsigned cluster[3],
+                      unsigned sharedMemBytes, CUstream stream, void **params,
+                      void **extra) {
+  if (!function)
+    return CUDA_ERROR_INVALID_HANDLE;
+  for (int i = 0; i < 3; ++i)
+    if (grid[i] == 0 || block[i] == 0)
+      return CUDA_ERROR_INVALID_VALUE;
+  auto *kernel = reinterpret_cast<Kernel *>(function);
+  QlrFakeLaunch launch = {};
+  std::strncpy(launch.kernel, kernel->name.c_str(), sizeof(launch.kernel) - 1);
+  for (int i = 0; i < 3; ++i) {
+    launch.grid[i] = grid[i];
+    launch.block[i] = block[i];
+    launch.cluster[i] = cluster ? cluster[i] : 0;
+  }
+  launch.sharedMemBytes = sharedMemBytes;
+  launch.stream = stream;
+  launch.numParams = static_cast<int>(kernel->paramBytes.size());
+  for (size_t i = 0; i < kernel->paramBytes.size() && i < 8; ++i)
+    std::memcpy(&launch.params[i], params[i], kernel->paramBytes[i]);
+  launch.maxDynamicSharedBytes = kernel->maxDynamicSharedBytes;
+  launch.nonPortableClusterSizeAllowed = kernel->nonPortableClusterSizeAllowed;
+  launch.extraWasNull = extra == nullptr;
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  f.launches.push_back(launch);
+  return CUDA_SUCCESS;
+}
+
+struct ErrorText {
+  CUresult code;
+  const char *name, *text;
+};
+constexpr ErrorText errorTexts[] = {
+    {CUDA_SUCCESS, "CUDA_SUCCESS", "no error"},
+    {CUDA_ERROR_INVALID_VALUE, "CUDA_ERROR_INVALID_VALUE", "invalid argument"},
+    {CUDA_ERROR_OUT_OF_MEMORY, "CUDA_ERROR_OUT_OF_MEMORY", "out of memory"},
+    {CUDA_ERROR_NOT_INITIALIZED, "CUDA_ERROR_NOT_INITIALIZED",
+     "initialization error"},
+    {CUDA_ERROR_DEINITIALIZED, "CUDA_ERROR_DEINITIALIZED",
+     "driver shutting down"},
+    {CUDA_ERROR_NO_DEVICE, "CUDA_ERROR_NO_DEVICE",
+     "no CUDA-capable device is detected"},
+    {CUDA_ERROR_INVALID_DEVICE, "CUDA_ERROR_INVALID_DEVICE",
+     "invalid device ordinal"},
+    {CUDA_ERROR_INVALID_IMAGE, "CUDA_ERROR_INVALID_IMAGE",
+     "device kernel image is invalid"},
+    {CUDA_ERROR_INVALID_CONTEXT, "CUDA_ERROR_INVALID_CONTEXT",
+     "invalid device context"},
+    {CUDA_ERROR_INVALID_PTX, "CUDA_ERROR_INVALID_PTX",
+     "a PTX JIT compilation failed"},
+    {CUDA_ERROR_INVALID_HANDLE, "CUDA_ERROR_INVALID_HANDLE",
+     "invalid resource handle"},
+    {CUDA_ERROR_NOT_FOUND, "CUDA_ERROR_NOT_FOUND", "named symbol not found"},
+    {CUDA_ERROR_ILLEGAL_ADDRESS, "CUDA_ERROR_ILLEGAL_ADDRESS",
+     "an illegal memory access was encountered"},
+    {CUDA_ERROR_LAUNCH_FAILED, "CUDA_ERROR_LAUNCH_FAILED",
+     "unspecified launch failure"},
+    {CUDA_ERROR_NOT_SUPPORTED, "CUDA_ERROR_NOT_SUPPORTED",
+     "operation not supported"},
+};
+
+int deviceCount() {
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  return f.deviceCount;
+}
+
+CUresult allocate(CUdeviceptr *ptr, size_t bytes) {
+  if (bytes == 0)
+    return CUDA_ERROR_INVALID_VALUE;
+  void *memory = std::calloc(1, bytes);
+  if (!memory)
+    return CUDA_ERROR_OUT_OF_MEMORY;
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  f.allocations.insert(memory);
+  *ptr = devicePtr(memory);
+  return CUDA_SUCCESS;
+}
+
+const ErrorText *findError(CUresult code) {
+  for (const ErrorText &error : errorTexts)
+    if (error.code == code)
+      return &error;
+  return nullptr;
+}
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// Driver entry points
+//===----------------------------------------------------------------------===//
+
+extern "C" {
+CUresult cuInit(unsigned flags) {
+  FAKE_ENTRY("cuInit");
+  return flags == 0 ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+}
+
+CUresult cuDriverGetVersion(int *version) {
+  FAKE_ENTRY("cuDriverGetVersion");
+  *version = 13000;
+  return CUDA_SUCCESS;
+}
+
+CUresult cuGetErrorName(CUresult error, const char **name) {
+  const ErrorText *text = findError(error);
+  *name = text ? text->name : nullptr;
+  return text ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+}
+
+CUresult cuGetErrorString(CUresult error, const char **string) {
+  const ErrorText *text = findError(error);
+  *string = text ? text->text : nullptr;
+  return text ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+}
+
+CUresult cuDeviceGetCount(int *count) {
+  FAKE_ENTRY("cuDeviceGetCount");
+  *count = deviceCount();
+  return CUDA_SUCCESS;
+}
+
+CUresult cuDeviceGet(CUdevice *device, int ordinal) {
+  FAKE_ENTRY("cuDeviceGet");
+  if (ordinal < 0 || ordinal >= deviceCount() || ordinal >= kMaxDevices)
+    return CUDA_ERROR_INVALID_DEVICE;
+  *device = ordinal;
+  return CUDA_SUCCESS;
+}
+
+CUresult cuDeviceGetName(char *name, int length, CUdevice device) {
+  FAKE_ENTRY("cuDeviceGetName");
+  std::string text = "QLR Fake GPU " + std::to_string(device);
+  std::strncpy(name, text.c_str(), static_cast<size_t>(length));
+  return CUDA_SUCCESS;
+}
+
+CUresult cuDeviceGetAttribute(int *value, int attribute, CUdevice /*device*/) {
+  FAKE_ENTRY("cuDeviceGetAttribute");
+  switch (attribute) {
+  case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR:
+    *value = 9;
+    return CUDA_SUCCESS;
+  case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR:
+    *value = 0;
+    return CUDA_SUCCESS;
+  case CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT:
+    *value = 132;
+    return CUDA_SUCCESS;
+  case CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE:
+    *value = 2619000;
+    return CUDA_SUCCESS;
+  case CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH:
+    *value = 5120;
+    return CUDA_SUCCESS;
+  case CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE:
+    *value = 50 << 20;
+    return CUDA_SUCCESS;
+  case CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN:
+    *value = 232448;
+    return CUDA_SUCCESS;
+  default:
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+}
+
+CUresult cuDeviceTotalMem_v2(size_t *bytes, CUdevice /*device*/) {
+  FAKE_ENTRY("cuDeviceTotalMem_v2");
+  *bytes = size_t{80} << 30;
+  return CUDA_SUCCESS;
+}
+
+CUresult cuDevicePrimaryCtxRetain(CUcontext *context, CUdevice device) {
+  FAKE_ENTRY("cuDevicePrimaryCtxRetain");
+  if (device < 0 || device >= kMaxDevices)
+    return CUDA_ERROR_INVALID_DEVICE;
+  *context = reinterpret_cast<CUcontext>(&primaryContexts[device]);
+  return CUDA_SUCCESS;
+}
+
+CUresult cuCtxSetCurrent(CUcontext context) {
+  FAKE_ENTRY("cuCtxSetCurrent");
+  currentContext = context;
+  return CUDA_SUCCESS;
+}
+
+CUresult cuCtxGetCurrent(CUcontext *context) {
+  FAKE_ENTRY("cuCtxGetCurrent");
+  *context = currentContext;
+  return CUDA_SUCCESS;
+}
+
+CUresult cuCtxSynchronize() {
+  FAKE_ENTRY_IN_CONTEXT("cuCtxSynchronize");
+  return CUDA_SUCCESS;
+}
+
+CUresult cuModuleLoadData(CUmodule *module, const void *image) {
+  FAKE_ENTRY_IN_CONTEXT("cuModuleLoadData");
+  return loadModule(module, image);
+}
+
+CUresult cuModuleLoadDataEx(CUmodule *module, const void *image,
+                            unsigned numOptions, int *options,
+                            void **optionValues) {
+  FAKE_ENTRY_IN_CONTEXT("cuModuleLoadDataEx");
+  char *log = nullptr;
+  size_t logBytes = 0;
+  for (unsigned i = 0; i < numOptions; ++i) {
+    auto value = reinterpret_cast<uintptr_t>(optionValues[i]);
+    if (options[i] == CU_JIT_ERROR_LOG_BUFFER)
+      log = static_cast<char *>(optionValues[i]);
+    else if (options[i] == CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES)
+      logBytes = value;
+    else if (options[i] == CU_JIT_OPTIMIZATION_LEVEL) {
+      Fake &f = fake();
+      std::lock_guard<std::mutex> lock(f.mutex);
+      f.lastJitOptLevel = static_cast<int>(value);
+    }
+  }
+  if (image && std::strncmp(static_cast<const char *>(image),
+                            "qlr-fake-bad-ptx", 16) == 0) {
+    if (log && logBytes)
+      std::snprintf(log, logBytes, "ptxas fatal: syntax error in line 1");
+    return CUDA_ERROR_INVALID_PTX;
+  }
+  return loadModule(module, image);
+}
+
+CUresult cuModuleUnload(CUmodule module) {
+  FAKE_ENTRY("cuModuleUnload");
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  auto *m = reinterpret_cast<Module *>(module);
+  if (!f.modules.erase(m))
+    return CUDA_ERROR_INVALID_HANDLE;
+  delete m;
+  return CUDA_SUCCESS;
+}
+
+CUresult cuModuleGetFunction(CUfunction *function, CUmodule module,
+                             const char *name) {
+  FAKE_ENTRY_IN_CONTEXT("cuModuleGetFunction");
+  auto *m = reinterpret_cast<Module *>(module);
+  if (!m)
+    return CUDA_ERROR_INVALID_HANDLE;
+  auto it = m->kernels.find(name);
+  if (it == m->kernels.end())
+    return CUDA_ERROR_NOT_FOUND;
+  *function = reinterpret_cast<CUfunction>(&it->second);
+  return CUDA_SUCCESS;
+}
+
+CUresult cuModuleGetGlobal_v2(CUdeviceptr *ptr, size_t *bytes, CUmodule module,
+                              const char *name) {
+  FAKE_ENTRY_IN_CONTEXT("cuModuleGetGlobal_v2");
+  auto *m = reinterpret_cast<Module *>(module);
+  if (!m)
+    return CUDA_ERROR_INVALID_HANDLE;
+  auto it = m->globals.find(name);
+  if (it == m->globals.end())
+    return CUDA_ERROR_NOT_FOUND;
+  *ptr = devicePtr(it->second.data());
+  *bytes = it->second.size();
+  return CUDA_SUCCESS;
+}
+
+CUresult cuFuncSetAttribute(CUfunction function, int attribute, int value) {
+  FAKE_ENTRY_IN_CONTEXT("cuFuncSetAttribute");
+  auto *kernel = reinterpret_cast<Kernel *>(function);
+  if (attribute == CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES)
+    kernel->maxDynamicSharedBytes = value;
+  else if (attribute == CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED)
+    kernel->nonPortableClusterSizeAllowed = value;
+  else
+    return CUDA_ERROR_INVALID_VALUE;
+  return CUDA_SUCCESS;
+}
+
+CUresult cuLaunchKernel(CUfunction function, unsigned gridX, unsigned gridY,
+                        unsigned gridZ, unsigned blockX, unsigned blockY,
+                        unsigned blockZ, unsigned sharedMemBytes,
+                        CUstream stream, void **params, void **extra) {
+  FAKE_ENTRY_IN_CONTEXT("cuLaunchKernel");
+  unsigned grid[3] = {gridX, gridY, gridZ};
+  unsigned block[3] = {blockX, blockY, blockZ};
+  return recordLaunch(function, grid, block, nullptr, sharedMemBytes, stream,
+                      params, extra);
+}
+
+CUresult cuLaunchKernelEx(const CUlaunchConfig *config, CUfunction function,
+                          void **params, void **extra) {
+  FAKE_ENTRY_IN_CONTEXT("cuLaunchKernelEx");
+  unsigned grid[3] = {config->gridDimX, config->gridDimY, config->gridDimZ};
+  unsigned block[3] = {config->blockDimX, config->blockDimY, config->blockDimZ};
+  unsigned cluster[3] = {1, 1, 1};
+  for (unsigned i = 0; i < config->numAttrs; ++i) {
+    const CUlaunchAttribute &attribute = config->attrs[i];
+    if (attribute.id != CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION)
+      return CUDA_ERROR_NOT_SUPPORTED;
+    cluster[0] = attribute.value.clusterDim.x;
+    cluster[1] = attribute.value.clusterDim.y;
+    cluster[2] = attribute.value.clusterDim.z;
+  }
+  return recordLaunch(function, grid, block, cluster, config->sharedMemBytes,
+                      config->hStream, params, extra);
+}
+
+CUresult cuStreamCreate(CUstream *stream, unsigned flags) {
+  FAKE_ENTRY_IN_CONTEXT("cuStreamCreate");
+  *stream = reinterpret_cast<CUstream>(new Stream{flags});
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  f.lastStreamFlags = flags;
+  return CUDA_SUCCESS;
+}
+
+CUresult cuStreamDestroy_v2(CUstream stream) {
+  FAKE_ENTRY("cuStreamDestroy_v2");
+  delete reinterpret_cast<Stream *>(stream);
+  return CUDA_SUCCESS;
+}
+
+CUresult cuStreamSynchronize(CUstream /*stream*/) {
+  FAKE_ENTRY("cuStreamSynchronize");
+  return CUDA_SUCCESS;
+}
+
+CUresult cuStreamWaitEvent(CUstream /*stream*/, CUevent event, unsigned flags) {
+  FAKE_ENTRY("cuStreamWaitEvent");
+  return event && flags == 0 ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+}
+
+CUresult cuEventCreate(CUevent *event, unsigned flags) {
+  FAKE_ENTRY_IN_CONTEXT("cuEventCreate");
+  *event = reinterpret_cast<CUevent>(new Event{flags});
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  f.lastEventFlags = flags;
+  return CUDA_SUCCESS;
+}
+
+CUresult cuEventDestroy_v2(CUevent event) {
+  FAKE_ENTRY("cuEventDestroy_v2");
+  delete reinterpret_cast<Event *>(event);
+  return CUDA_SUCCESS;
+}
+
+CUresult cuEventSynchronize(CUevent event) {
+  FAKE_ENTRY("cuEventSynchronize");
+  return event ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+}
+
+CUresult cuEventRecord(CUevent event, CUstream /*stream*/) {
+  FAKE_ENTRY("cuEventRecord");
+  if (!event)
+    return CUDA_ERROR_INVALID_HANDLE;
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  reinterpret_cast<Event *>(event)->recordedAt = f.clock++;
+  return CUDA_SUCCESS;
+}
+
+/// Each record between two events counts as 1.5 ms.
+CUresult cuEventElapsedTime_v2(float *milliseconds, CUevent start,
+                               CUevent end) {
+  FAKE_ENTRY("cuEventElapsedTime_v2");
+  auto *s = reinterpret_cast<Event *>(start);
+  auto *e = reinterpret_cast<Event *>(end);
+  if (!s || !e || (s->flags | e->flags) & CU_EVENT_DISABLE_TIMING)
+    return CUDA_ERROR_INVALID_HANDLE;
+  if (s->recordedAt < 0 || e->recordedAt < 0)
+    return CUDA_ERROR_INVALID_HANDLE;
+  *milliseconds = 1.5f * static_cast<float>(e->recordedAt - s->recordedAt);
+  return CUDA_SUCCESS;
+}
+
+CUresult cuMemAlloc_v2(CUdeviceptr *ptr, size_t bytes) {
+  FAKE_ENTRY_IN_CONTEXT("cuMemAlloc_v2");
+  return allocate(ptr, bytes);
+}
+
+CUresult cuMemAllocManaged(CUdeviceptr *ptr, size_t bytes, unsigned flags) {
+  FAKE_ENTRY_IN_CONTEXT("cuMemAllocManaged");
+  if (CUresult result = allocate(ptr, bytes))
+    return result;
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  f.lastManagedFlags = flags;
+  return CUDA_SUCCESS;
+}
+
+CUresult cuMemFree_v2(CUdeviceptr ptr) {
+  FAKE_ENTRY_IN_CONTEXT("cuMemFree_v2");
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  if (!f.allocations.erase(hostPtr(ptr)))
+    return CUDA_ERROR_INVALID_VALUE;
+  std::free(hostPtr(ptr));
+  return CUDA_SUCCESS;
+}
+
+CUresult cuMemcpy(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
+  FAKE_ENTRY_IN_CONTEXT("cuMemcpy");
+  std::memcpy(hostPtr(dst), hostPtr(src), bytes);
+  return CUDA_SUCCESS;
+}
+
+CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t bytes) {
+  FAKE_ENTRY_IN_CONTEXT("cuMemcpyHtoD_v2");
+  std::memcpy(hostPtr(dst), src, bytes);
+  return CUDA_SUCCESS;
+}
+
+CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t bytes) {
+  FAKE_ENTRY_IN_CONTEXT("cuMemcpyDtoH_v2");
+  std::memcpy(dst, hostPtr(src), bytes);
+  return CUDA_SUCCESS;
+}
+
+CUresult cuMemcpyAsync(CUdeviceptr dst, CUdeviceptr src, size_t bytes,
+                       CUstream /*stream*/) {
+  FAKE_ENTRY_IN_CONTEXT("cuMemcpyAsync");
+  std::memcpy(hostPtr(dst), hostPtr(src), bytes);
+  return CUDA_SUCCESS;
+}
+
+CUresult cuMemsetD16Async(CUdeviceptr dst, unsigned short value, size_t count,
+                          CUstream /*stream*/) {
+  FAKE_ENTRY_IN_CONTEXT("cuMemsetD16Async");
+  auto *words = static_cast<uint16_t *>(hostPtr(dst));
+  for (size_t i = 0; i < count; ++i)
+    words[i] = value;
+  return CUDA_SUCCESS;
+}
+
+CUresult cuMemsetD32Async(CUdeviceptr dst, unsigned value, size_t count,
+                          CUstream /*stream*/) {
+  FAKE_ENTRY_IN_CONTEXT("cuMemsetD32Async");
+  auto *words = static_cast<uint32_t *>(hostPtr(dst));
+  for (size_t i = 0; i < count; ++i)
+    words[i] = value;
+  return CUDA_SUCCESS;
+}
+
+CUresult cuMemHostRegister_v2(void *ptr, size_t bytes, unsigned /*flags*/) {
+  FAKE_ENTRY_IN_CONTEXT("cuMemHostRegister_v2");
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  if (!ptr || bytes == 0 || !f.registered.emplace(ptr, bytes).second)
+    return CUDA_ERROR_INVALID_VALUE;
+  return CUDA_SUCCESS;
+}
+
+CUresult cuMemHostUnregister(void *ptr) {
+  FAKE_ENTRY_IN_CONTEXT("cuMemHostUnregister");
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  return f.registered.erase(ptr) ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+}
+
+/// Records the arguments and writes a recognisable descriptor: 0x7e5a in
+/// the first word, then the data type, rank and global address.
+CUresult cuTensorMapEncodeTiled(CUtensorMap *map, int dataType, uint32_t rank,
+                                void *globalAddress, const uint64_t *globalDim,
+                                const uint64_t *globalStrides,
+                                const uint32_t *boxDim,
+                                const uint32_t *elementStrides, int interleave,
+                                int swizzle, int l2Promotion, int oobFill) {
+  FAKE_ENTRY("cuTensorMapEncodeTiled");
+  if (rank < 1 || rank > 5)
+    return CUDA_ERROR_INVALID_VALUE;
+  QlrFakeTensorMap record = {};
+  record.dataType = dataType;
+  record.rank = rank;
+  record.globalAddress = globalAddress;
+  for (uint32_t i = 0; i < rank; ++i) {
+    record.globalDim[i] = globalDim[i];
+    record.boxDim[i] = boxDim[i];
+    record.elementStrides[i] = elementStrides[i];
+    if (i + 1 < rank)
+      record.globalStrides[i] = globalStrides[i];
+  }
+  record.interleave = interleave;
+  record.swizzle = swizzle;
+  record.l2Promotion = l2Promotion;
+  record.oobFill = oobFill;
+  *map = CUtensorMap{};
+  map->opaque[0] = 0x7e5a;
+  map->opaque[1] = static_cast<uint64_t>(dataType);
+  map->opaque[2] = rank;
+  map->opaque[3] = reinterpret_cast<uintptr_t>(globalAddress);
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  f.tensorMap = record;
+  f.haveTensorMap = true;
+  return CUDA_SUCCESS;
+}
+
+//===----------------------------------------------------------------------===//
+// Controls
+//===----------------------------------------------------------------------===//
+
+void qlrFakeInjectFailure(const char *name, int result) {
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  if (result == CUDA_SUCCESS)
+    f.failures.erase(name);
+  else
+    f.failures[name] = result;
+}
+
+int qlrFakeCallCount(const char *name) {
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  auto it = f.calls.find(name);
+  return it == f.calls.end() ? 0 : it->second;
+}
+
+void qlrFakeReset() {
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  f.failures.clear();
+  f.calls.clear();
+  f.deviceCount = 1;
+  f.launches.clear();
+  f.haveTensorMap = false;
+  f.lastJitOptLevel = -1;
+  f.lastStreamFlags = f.lastEventFlags = f.lastManagedFlags = 0;
+}
+
+void qlrFakeSetDeviceCount(int count) {
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  f.deviceCount = count;
+}
+
+int qlrFakeLaunchCount() {
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  return static_cast<int>(f.launches.size());
+}
+
+bool qlrFakeGetLaunch(int index, QlrFakeLaunch *launch) {
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  if (index < 0 || index >= static_cast<int>(f.launches.size()))
+    return false;
+  *launch = f.launches[index];
+  return true;
+}
+
+bool qlrFakeGetTensorMap(QlrFakeTensorMap *map) {
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  if (f.haveTensorMap)
+    *map = f.tensorMap;
+  return f.haveTensorMap;
+}
+
+int qlrFakeLastJitOptLevel() {
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  return f.lastJitOptLevel;
+}
+
+unsigned qlrFakeLastStreamFlags() {
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  return f.lastStreamFlags;
+}
+
+unsigned qlrFakeLastEventFlags() {
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  return f.lastEventFlags;
+}
+
+unsigned qlrFakeLastManagedFlags() {
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  return f.lastManagedFlags;
+}
+
+int qlrFakeLiveAllocations() {
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  return static_cast<int>(f.allocations.size());
+}
+
+int qlrFakeLiveModules() {
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  return static_cast<int>(f.modules.size());
+}
+
+size_t qlrFakeRegisteredBytes(const void *ptr) {
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  auto it = f.registered.find(ptr);
+  return it == f.registered.end() ? 0 : it->second;
+}
+
+void *qlrFakeCurrentContext() { return currentContext; }
+
+void *qlrFakePrimaryContext(int ordinal) {
+  return ordinal >= 0 && ordinal < kMaxDevices ? &primaryContexts[ordinal]
+                                               : nullptr;
+}
+} // extern "C"

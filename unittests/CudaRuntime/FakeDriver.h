@@ -1,0 +1,95 @@
+//===- FakeDriver.h - Controls of the fake CUDA driver ----------*- C++ -*-===//
+// SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
+//===----------------------------------------------------------------------===//
+//
+// libqlr_fake_cuda.so implements the driver entry points QLRCudaRuntime
+// loads (lib/CudaRuntime/CudaApi.h) over host memory, so that the runtime can
+// be tested on machines without a GPU: "device" memory is malloc'ed, copies
+// are memcpy, streams and events are plain objects, and launches are
+// recorded, not run. The tests point QLR_CUDA_DRIVER at it and reach these
+// controls with dlsym.
+//
+// A module image is null-terminated text: the line "qlr-fake-module", then
+// "global <name> <bytes>" (zero-filled device memory) and
+// "kernel <name> <param bytes>..." (one size, at most 8, per parameter)
+// lines. An image that starts with "qlr-fake-bad-ptx" fails to JIT with an
+// error log.
+//
+// Every entry point that works on memory, modules, streams, events or
+// launches fails with CUDA_ERROR_INVALID_CONTEXT unless the calling thread
+// has a current context.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef QLR_UNITTESTS_CUDARUNTIME_FAKEDRIVER_H
+#define QLR_UNITTESTS_CUDARUNTIME_FAKEDRIVER_H
+
+#include <cstddef>
+#include <cstdint>
+
+/// One recorded kernel launch.
+struct QlrFakeLaunch {
+  char kernel[64];
+  unsigned grid[3], block[3];
+  /// 0x0x0 for cuLaunchKernel.
+  unsigned cluster[3];
+  unsigned sharedMemBytes;
+  void *stream;
+  /// The kernel's parameter count (from its module) and the first eight
+  /// parameters' values, zero-extended.
+  int numParams;
+  uint64_t params[8];
+  /// CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES and
+  /// NON_PORTABLE_CLUSTER_SIZE_ALLOWED as set on the kernel at launch time.
+  int maxDynamicSharedBytes;
+  int nonPortableClusterSizeAllowed;
+  /// Whether `extra` was null.
+  bool extraWasNull;
+};
+
+/// The arguments of the last cuTensorMapEncodeTiled.
+struct QlrFakeTensorMap {
+  int dataType;
+  uint32_t rank;
+  void *globalAddress;
+  uint64_t globalDim[5], globalStrides[4];
+  uint32_t boxDim[5], elementStrides[5];
+  int interleave, swizzle, l2Promotion, oobFill;
+};
+
+extern "C" {
+/// Makes every later call of the entry point `name` (its exported name, e.g.
+/// "cuMemAlloc_v2") return `result`, without doing anything; 0 restores it.
+void qlrFakeInjectFailure(const char *name, int result);
+/// How many times `name` was called since the last reset.
+int qlrFakeCallCount(const char *name);
+/// Clears failures, counts, records and the device count (back to 1);
+/// allocations and modules stay.
+void qlrFakeReset();
+/// The number of devices cuDeviceGetCount reports.
+void qlrFakeSetDeviceCount(int count);
+
+int qlrFakeLaunchCount();
+/// The launch at `index` (0 is the oldest); false when there is none.
+bool qlrFakeGetLaunch(int index, QlrFakeLaunch *launch);
+bool qlrFakeGetTensorMap(QlrFakeTensorMap *map);
+
+/// The optimisation level of the last JIT load, or -1.
+int qlrFakeLastJitOptLevel();
+/// Flags of the last stream and event created, and of the last managed
+/// allocation.
+unsigned qlrFakeLastStreamFlags();
+unsigned qlrFakeLastEventFlags();
+unsigned qlrFakeLastManagedFlags();
+/// Live allocations (cuMemAlloc and cuMemAllocManaged) and modules.
+int qlrFakeLiveAllocations();
+int qlrFakeLiveModules();
+/// The size of the page-locked range that starts at `ptr`, or 0.
+size_t qlrFakeRegisteredBytes(const void *ptr);
+/// The calling thread's current context.
+void *qlrFakeCurrentContext();
+/// The primary context of device `ordinal`.
+void *qlrFakePrimaryContext(int ordinal);
+}
+
+#endif // QLR_UNITTESTS_CUDARUNTIME_FAKEDRIVER_H
