@@ -2,6 +2,7 @@
 # Lit configuration for the QLR test suite.
 
 import os
+import shutil
 
 import lit.formats
 from lit.llvm import llvm_config
@@ -98,6 +99,14 @@ shared = os.path.join(os.path.dirname(config.qlr_src_root), "shared")
 if os.path.exists(os.path.join(shared, "models", "stories260K.bin")):
     config.available_features.add("stories260k")
     config.substitutions.append(("%shared", shared))
+
+# ptxas from the CUDA toolkit validates the PTX the GPU pipeline generates
+# (no GPU needed); tests that need it are UNSUPPORTED without a toolkit.
+ptxas = shutil.which("ptxas") or next(
+    (p for p in ("/usr/local/cuda/bin/ptxas",) if os.path.exists(p)), None)
+if ptxas:
+    config.available_features.add("ptxas")
+    config.substitutions.append(("%ptxas", ptxas))
 
 # A portable-numerics build (-DQLR_NATIVE_NUMERICS=OFF) gives the same bytes
 # on every x86-64 CPU; its digest tests run only there (scripts/test.sh builds

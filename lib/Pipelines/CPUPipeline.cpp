@@ -17,14 +17,18 @@
 
 using namespace mlir;
 
-void mlir::qlr::buildCPUPipeline(OpPassManager &pm,
-                                 const CPUPipelineOptions &options) {
+void mlir::qlr::buildLinalgFrontEnd(OpPassManager &pm, bool gpu) {
   pm.addPass(createQLRLowerToLinalgPass());
   pm.addPass(createCanonicalizerPass());
   pm.addNestedPass<func::FuncOp>(createConvertElementwiseToLinalgPass());
   pm.addPass(createQLRFuseElementwisePass());
+  // The CPU's contraction kernels fuse the decoders themselves.
+  if (gpu)
+    pm.addPass(createQLRFuseDequantizePass());
   pm.addPass(createCanonicalizerPass());
+}
 
+void mlir::qlr::buildBufferization(OpPassManager &pm, bool dealloc) {
   bufferization::OneShotBufferizePassOptions bufferize;
   bufferize.bufferizeFunctionBoundaries = true;
   bufferize.functionBoundaryTypeConversion =
@@ -32,22 +36,17 @@ void mlir::qlr::buildCPUPipeline(OpPassManager &pm,
   pm.addPass(bufferization::createOneShotBufferizePass(bufferize));
   pm.addPass(bufferization::createDropEquivalentBufferResultsPass());
   pm.addPass(createQLRDropArgumentResultsPass());
-  if (options.dealloc) {
+  if (dealloc) {
     bufferization::BufferDeallocationPipelineOptions deallocOptions;
     bufferization::buildBufferDeallocationPipeline(pm, deallocOptions);
   }
   pm.addPass(createCanonicalizerPass());
+}
 
-  pm.addPass(createQLRLowerContractionsPass());
-  // Bounded functions: LLVM's compile time grows with the square of a
-  // function's length.
-  pm.addPass(createQLRSplitFunctionsPass());
-  // Only the linear-layer kernels run in parallel: the other linalg ops of a
-  // decode step are too small to pay for a parallel region each.
-  pm.addNestedPass<func::FuncOp>(createConvertLinalgToLoopsPass());
+void mlir::qlr::buildLoopsToLLVM(OpPassManager &pm, bool openmp) {
   pm.addPass(createLowerAffinePass());
   pm.addPass(createConvertVectorToSCFPass());
-  if (options.openmp) {
+  if (openmp) {
     pm.addPass(createConvertSCFToOpenMPPass());
     // Inlines the memref.alloca_scope around loop bodies that allocate
     // nothing; a scope must keep a single block through SCF->CF lowering.
@@ -63,10 +62,25 @@ void mlir::qlr::buildCPUPipeline(OpPassManager &pm,
   pm.addPass(createConvertIndexToLLVMPass());
   pm.addPass(createConvertFuncToLLVMPass());
   pm.addPass(createConvertControlFlowToLLVMPass());
-  if (options.openmp)
+  if (openmp)
     pm.addPass(createConvertOpenMPToLLVMPass());
   pm.addPass(createReconcileUnrealizedCastsPass());
   pm.addPass(createCanonicalizerPass());
+}
+
+void mlir::qlr::buildCPUPipeline(OpPassManager &pm,
+                                 const CPUPipelineOptions &options) {
+  buildLinalgFrontEnd(pm, /*gpu=*/false);
+  buildBufferization(pm, options.dealloc);
+
+  pm.addPass(createQLRLowerContractionsPass());
+  // Bounded functions: LLVM's compile time grows with the square of a
+  // function's length.
+  pm.addPass(createQLRSplitFunctionsPass());
+  // Only the linear-layer kernels run in parallel: the other linalg ops of a
+  // decode step are too small to pay for a parallel region each.
+  pm.addNestedPass<func::FuncOp>(createConvertLinalgToLoopsPass());
+  buildLoopsToLLVM(pm, options.openmp);
 }
 
 void mlir::qlr::registerQLRPipelines() {
@@ -74,4 +88,9 @@ void mlir::qlr::registerQLRPipelines() {
       "qlr-cpu-pipeline",
       "Lower qlr and linalg-on-tensors to the LLVM dialect for the host CPU",
       buildCPUPipeline);
+  PassPipelineRegistration<GPUPipelineOptions>(
+      "qlr-gpu-pipeline",
+      "Lower qlr and linalg-on-tensors to NVIDIA GPU kernels (PTX/cubin in a "
+      "gpu.binary) and LLVM-dialect host code that launches them",
+      buildGPUPipeline);
 }

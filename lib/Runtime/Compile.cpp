@@ -82,11 +82,18 @@ void mlir::qlr::registerModelDialects(DialectRegistry &registry) {
   registerOpenMPDialectTranslation(registry);
 }
 
-LogicalResult mlir::qlr::lowerModelToLLVM(ModuleOp module, bool openmp) {
+LogicalResult mlir::qlr::lowerModelToLLVM(ModuleOp module, bool openmp,
+                                          bool emulateGPU) {
   PassManager pm(module.getContext(), ModuleOp::getOperationName());
-  CPUPipelineOptions pipelineOptions;
-  pipelineOptions.openmp = openmp;
-  buildCPUPipeline(pm, pipelineOptions);
+  if (emulateGPU) {
+    GPUPipelineOptions pipelineOptions;
+    pipelineOptions.emulate = true;
+    buildGPUPipeline(pm, pipelineOptions);
+  } else {
+    CPUPipelineOptions pipelineOptions;
+    pipelineOptions.openmp = openmp;
+    buildCPUPipeline(pm, pipelineOptions);
+  }
   return pm.run(module);
 }
 

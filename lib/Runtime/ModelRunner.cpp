@@ -313,7 +313,9 @@ ModelRunner::load(llvm::StringRef path, const RunnerOptions &options) {
     setenv("OMP_NUM_THREADS", std::to_string(threads).c_str(),
            /*overwrite=*/1);
   }
-  if (failed(lowerModelToLLVM(*module, openmp)))
+  if (options.emulateGPU)
+    openmp = false;
+  if (failed(lowerModelToLLVM(*module, openmp, options.emulateGPU)))
     return error("cannot compile the model");
 
   // Optimise for this machine: without a TargetMachine, LLVM's loop

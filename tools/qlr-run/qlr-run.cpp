@@ -90,6 +90,12 @@ static cl::opt<unsigned> optLevel(
     cl::desc("Optimisation level of the JIT-compiled model, 0-3 (default 3; "
              "lower levels compile faster and run slower)"),
     cl::Prefix, cl::init(3), cl::cat(runCategory));
+static cl::opt<bool> emulateGPU(
+    "emulate-gpu",
+    cl::desc("Run the GPU pipeline's kernels on the CPU: the loop nests "
+             "qlr-gpu-pipeline maps to GPU blocks and threads, one iteration "
+             "after another (slow; checks GPU code generation without a GPU)"),
+    cl::init(false), cl::cat(runCategory));
 static cl::opt<bool> json("json", cl::desc("Print one JSON object"),
                           cl::init(false), cl::cat(runCategory));
 static cl::opt<bool> quiet("quiet", cl::desc("No progress on stderr"),
@@ -324,6 +330,7 @@ int main(int argc, char **argv) {
   mlir::qlr::RunnerOptions runnerOptions;
   runnerOptions.threads = threads;
   runnerOptions.optLevel = optLevel;
+  runnerOptions.emulateGPU = emulateGPU;
   runnerOptions.compile = !wantTokenize; // tokenizing needs no code
   if (threads > 1 && !mlir::qlr::ModelRunner::supportsThreads())
     llvm::WithColor::warning(llvm::errs(), "qlr-run")

@@ -10,6 +10,12 @@
 
 namespace mlir {
 class ModuleOp;
+namespace affine {
+class AffineDialect;
+} // namespace affine
+namespace gpu {
+class GPUDialect;
+} // namespace gpu
 namespace arith {
 class ArithDialect;
 } // namespace arith

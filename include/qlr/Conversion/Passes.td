@@ -238,4 +238,135 @@ def QLRSplitFunctionsPass : Pass<"qlr-split-functions", "ModuleOp"> {
   let dependentDialects = ["::mlir::func::FuncDialect"];
 }
 
+//===----------------------------------------------------------------------===//
+// GPU code generation
+//===----------------------------------------------------------------------===//
+
+def QLRFuseDequantizePass : Pass<"qlr-fuse-dequantize", "ModuleOp"> {
+  let summary = "Fuse the decoder of a quantized weight into the linear "
+                "layer that reads it";
+  let description = [{
+    Runs on linalg on tensors, after `qlr-lower-to-linalg`. A quantized
+    weight is decoded by an element-wise `linalg.generic` (tagged
+    `qlr.dequantize`) whose result feeds linear-layer contractions (tagged
+    `qlr.contraction`). This pass fuses the decoder into every such
+    contraction with upstream element-wise fusion, so the contraction reads
+    the packed codes, scales and zero points directly and decodes each
+    weight element where it multiplies it: the float weight is never
+    materialised. Decoders with other users stay as they are for those
+    users.
+
+    This is the GPU pipeline's form of fused dequantization; the CPU
+    pipeline fuses the decoder later, into its register-tiled kernels
+    (`qlr-lower-contractions`).
+
+    ```mlir
+    %w = linalg.generic {...} ins(%scales) outs(%e) attrs = {qlr.dequantize = #fmt} {
+      // reads %codes[n, k / 2], shifts, masks, scales
+    } -> tensor<64x64xf32>
+    %y = linalg.generic {...} ins(%x, %w) outs(%acc) attrs = {qlr.contraction} {...}
+    // becomes
+    %y = linalg.generic {...} ins(%x, %scales) outs(%acc) attrs = {qlr.contraction} {
+      // decodes w[n, k] from %codes and %scales, then multiplies and adds
+    }
+    ```
+  }];
+  let dependentDialects = ["::mlir::linalg::LinalgDialect"];
+}
+
+def QLRGPUDistributePass : Pass<"qlr-gpu-distribute", "ModuleOp"> {
+  let summary = "Turn every linalg op on buffers into a parallel loop nest "
+                "tiled and mapped to GPU blocks and threads";
+  let description = [{
+    Runs on bufferized IR. Every top-level linalg op (and every
+    `memref.copy`, which becomes a `linalg.copy` first) of a host function
+    becomes one GPU kernel's worth of work:
+
+    1. its loops are interchanged so that reductions are innermost, and it
+       is converted to an `scf.parallel` over its parallel dimensions with
+       sequential `scf.for` reductions inside (upstream
+       `linalgOpToParallelLoops`);
+    2. the parallel loop is tiled (upstream `tileParallelLoop`): the
+       innermost parallel dimension in tiles of `block-size`, every other
+       dimension in tiles of one;
+    3. the outer (tile) loop is mapped to the grid: the innermost dimension
+       to `block x`, the next ones to `block y` and `block z`, any further
+       ones to a sequential loop in each block; the inner loop's innermost
+       dimension is mapped to `thread x`.
+
+    Upstream `convert-parallel-loops-to-gpu` then turns each mapped nest
+    into a `gpu.launch`, with grid sizes computed on the host from the
+    dynamic sizes (the number of tokens). Before that step the same loops
+    run on the CPU (`qlr-gpu-pipeline{emulate=true}`), which is how the test
+    suite checks the GPU kernels' schedules without a GPU.
+
+    A linear layer (`y[m, n] = sum_k x[m, k] * w[n, k]`, with its weight
+    decoder fused by `qlr-fuse-dequantize`) becomes one thread per output
+    element, a block of `block-size` consecutive output features.
+  }];
+  let options = [
+    Option<"blockSize", "block-size", "int64_t", /*default=*/"128",
+           "Threads per block along the innermost parallel dimension (a "
+           "multiple of 32, at most 1024); an innermost dimension with fewer "
+           "elements gets the next multiple of 32 above its size">
+  ];
+  let dependentDialects = [
+    "::mlir::affine::AffineDialect",
+    "::mlir::arith::ArithDialect",
+    "::mlir::gpu::GPUDialect",
+    "::mlir::linalg::LinalgDialect",
+    "::mlir::scf::SCFDialect"
+  ];
+}
+
+def QLRGPUDeviceMemoryPass : Pass<"qlr-gpu-device-memory", "ModuleOp"> {
+  let summary = "Place a GPU model's buffers in device memory";
+  let description = [{
+    Runs after `convert-parallel-loops-to-gpu`, before kernel outlining. The
+    host functions of a GPU model only compute sizes and launch kernels;
+    every buffer lives in GPU memory:
+
+    * `memref.alloc` / `memref.dealloc` in host code become `gpu.alloc` /
+      `gpu.dealloc`;
+    * a `memref.copy` left in host code becomes a `gpu.memcpy`;
+    * constants a kernel reads (`memref.get_global`, small weights below
+      the size `qlr-compile` externalises) are sunk into the kernel, so
+      outlining places the global in the GPU module (device memory, loaded
+      with it) instead of passing a host address.
+
+    Large weights are arguments of `@forward` (as in every compiled QLR
+    model) and the runtime passes device buffers for them. A host operation
+    that would read or write a buffer's elements (`memref.load`,
+    `memref.store` outside a kernel) cannot run on device memory and is
+    reported with its location.
+  }];
+  let dependentDialects = [
+    "::mlir::gpu::GPUDialect",
+    "::mlir::memref::MemRefDialect"
+  ];
+}
+
+def QLRGPUMergeKernelsPass : Pass<"qlr-gpu-merge-kernels", "ModuleOp"> {
+  let summary = "Put every outlined kernel into one GPU module and share "
+                "identical kernels";
+  let description = [{
+    Runs after `gpu-kernel-outlining`, which makes one `gpu.module` per
+    `gpu.launch`. A model launches the same kernels in every layer (only
+    their buffer arguments differ), so this pass moves all kernels into one
+    `gpu.module @qlr_kernels`, keeps a single copy of kernels whose types,
+    attributes and bodies are identical, and points every
+    `gpu.launch_func` at the kept copy. Globals the kernels read move along
+    (one copy per name). A 30-layer model then compiles and loads one GPU
+    binary with each distinct kernel once.
+
+    ```mlir
+    gpu.module @forward_kernel { gpu.func @forward_kernel(...) kernel {...} }
+    gpu.module @forward_kernel_0 { gpu.func @forward_kernel(...) kernel {...} }  // same body
+    // becomes
+    gpu.module @qlr_kernels { gpu.func @forward_kernel(...) kernel {...} }
+    ```
+  }];
+  let dependentDialects = ["::mlir::gpu::GPUDialect"];
+}
+
 #endif // QLR_CONVERSION_PASSES_TD

@@ -7,6 +7,8 @@
 
 #include "mlir/Pass/PassOptions.h"
 
+#include <string>
+
 namespace mlir {
 class OpPassManager;
 namespace qlr {
@@ -29,7 +31,88 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
 /// converts everything to the LLVM dialect.
 void buildCPUPipeline(OpPassManager &pm, const CPUPipelineOptions &options);
 
-/// Registers `qlr-cpu-pipeline` for quant-opt and pipeline strings.
+struct GPUPipelineOptions : public PassPipelineOptions<GPUPipelineOptions> {
+  PassOptions::Option<std::string> chip{
+      *this, "chip",
+      llvm::cl::desc("The GPU to generate code for: sm_80 (A100) or sm_90 "
+                     "(H100/H200); any sm_XY LLVM's NVPTX backend knows"),
+      llvm::cl::init("sm_90")};
+  PassOptions::Option<std::string> features{
+      *this, "features",
+      llvm::cl::desc("PTX features (default: +ptx80, PTX ISA 8.0)"),
+      llvm::cl::init("")};
+  PassOptions::Option<std::string> format{
+      *this, "format",
+      llvm::cl::desc("What the gpu.binary holds: isa (PTX text, compiled by "
+                     "the driver when loaded), bin (cubin, needs ptxas from "
+                     "the CUDA toolkit) or fatbin (cubin and PTX, needs ptxas "
+                     "and fatbinary)"),
+      llvm::cl::init("isa")};
+  PassOptions::Option<std::string> toolkit{
+      *this, "toolkit",
+      llvm::cl::desc("CUDA toolkit directory: libdevice (math functions) is "
+                     "linked from <toolkit>/nvvm/libdevice and ptxas is run "
+                     "from <toolkit>/bin for format=bin|fatbin (default: "
+                     "$CUDA_HOME, $CUDA_PATH, $CUDA_ROOT or /usr/local/cuda, "
+                     "the first that has libdevice)"),
+      llvm::cl::init("")};
+  PassOptions::Option<int> optLevel{
+      *this, "opt-level",
+      llvm::cl::desc("LLVM optimisation level of the kernels (0-3)"),
+      llvm::cl::init(2)};
+  PassOptions::Option<int64_t> blockSize{
+      *this, "block-size",
+      llvm::cl::desc("Threads per block (multiple of 32, at most 1024)"),
+      llvm::cl::init(128)};
+  PassOptions::Option<bool> dealloc{
+      *this, "dealloc",
+      llvm::cl::desc("Free temporary buffers (ownership-based deallocation)"),
+      llvm::cl::init(true)};
+  PassOptions::Option<bool> emulate{
+      *this, "emulate",
+      llvm::cl::desc("Stop before mapping to GPU ids and lower the "
+                     "distributed loop nests for the host CPU instead: the "
+                     "GPU kernels' schedule, run on the CPU (for tests)"),
+      llvm::cl::init(false)};
+};
+
+/// qlr and linalg-on-tensors -> linalg on tensors with element-wise ops
+/// fused; `gpu` also fuses weight decoders into linear layers
+/// (qlr-fuse-dequantize).
+void buildLinalgFrontEnd(OpPassManager &pm, bool gpu);
+
+/// One-shot bufferization across function boundaries (arguments marked
+/// `bufferization.writable` are updated in place), then optional
+/// ownership-based deallocation.
+void buildBufferization(OpPassManager &pm, bool dealloc);
+
+/// scf/affine/vector/memref/arith/math/func on buffers -> LLVM dialect for
+/// the host CPU.
+void buildLoopsToLLVM(OpPassManager &pm, bool openmp);
+
+/// qlr (and linalg on tensors) -> NVIDIA GPU: decoders fused into linear
+/// layers, every linalg op a kernel (qlr-gpu-distribute), buffers in device
+/// memory, kernels outlined into one GPU module and compiled to PTX/cubin by
+/// upstream's NVVM pipeline; the host code calls the mgpu* runtime.
+void buildGPUPipeline(OpPassManager &pm, const GPUPipelineOptions &options);
+
+/// The NVVM half of buildGPUPipeline: outlined kernels -> NVVM -> a
+/// gpu.binary in `options.format`, host code -> LLVM dialect calling mgpu*.
+void buildNVVMLowering(OpPassManager &pm, const GPUPipelineOptions &options);
+
+/// The CUDA toolkit directory to take libdevice and ptxas from: `requested`
+/// if it has libdevice, else the first of $CUDA_HOME, $CUDA_PATH,
+/// $CUDA_ROOT, /usr/local/cuda that has; empty when none has.
+std::string findCUDAToolkit(llvm::StringRef requested);
+
+/// <toolkit>/nvvm/libdevice/libdevice.10.bc
+std::string libdevicePath(llvm::StringRef toolkit);
+
+/// The PTX feature string qlr-gpu-pipeline uses for `chip` by default.
+std::string defaultPTXFeatures(llvm::StringRef chip);
+
+/// Registers `qlr-cpu-pipeline` and `qlr-gpu-pipeline` for quant-opt and
+/// pipeline strings.
 void registerQLRPipelines();
 
 } // namespace qlr

@@ -56,7 +56,10 @@ void registerModelDialects(DialectRegistry &registry);
 
 /// Lowers `module` (after externalizeWeights) to the LLVM dialect with
 /// qlr-cpu-pipeline; `openmp` runs the kernels' parallel loops on OpenMP.
-LogicalResult lowerModelToLLVM(ModuleOp module, bool openmp);
+/// `emulateGPU` uses qlr-gpu-pipeline{emulate=true} instead (the GPU
+/// schedule's loop nests on the CPU; `openmp` is ignored).
+LogicalResult lowerModelToLLVM(ModuleOp module, bool openmp,
+                               bool emulateGPU = false);
 
 /// The code generator's level for an optimisation level 0-3, the same for
 /// the JIT and qlr-compile (their machine code must match).

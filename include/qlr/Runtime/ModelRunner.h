@@ -33,6 +33,11 @@ struct RunnerOptions {
   /// Compile the model. Without it only the configuration and tokenizer are
   /// read (fast), and forward() fails.
   bool compile = true;
+  /// Compile with qlr-gpu-pipeline{emulate=true}: the GPU kernels' loop
+  /// nests (decoders fused, one thread's work per innermost iteration) run
+  /// on the CPU, one after the other. Slow; checks the GPU schedule without
+  /// a GPU.
+  bool emulateGPU = false;
 };
 
 class ModelRunner {

@@ -16,6 +16,16 @@
 // RUN: quant-opt %s --qlr-cpu-pipeline=dealloc=false --mlir-print-ir-after=qlr-lower-contractions -o /dev/null 2>&1 | FileCheck %s --check-prefix=IR
 // IR-NOT: qlr.dequantize
 // IR-NOT: memref.alloc() {{.*}} : memref<{{6x40|5x24|2x40|6x2}}xf32>
+// The GPU pipeline's schedule (qlr-fuse-dequantize puts each decoder into
+// its contraction; one thread per output sums over K in order), run on the
+// CPU: both products again run the same schedule and agree exactly, and no
+// float weight buffer is allocated either.
+// RUN: quant-opt %s --qlr-gpu-pipeline=emulate=true | mlir-runner -e main -entry-point-result=void -shared-libs=%mlir_runner_utils,%mlir_c_runner_utils | FileCheck %s
+// RUN: quant-opt %s --qlr-gpu-pipeline=emulate=true --mlir-print-ir-after=qlr-gpu-distribute -o /dev/null 2>&1 | FileCheck %s --check-prefix=GPU-IR
+// GPU-IR-NOT: memref.alloc() {{.*}} : memref<{{6x40|5x24|2x40|6x2}}xf32>
+// GPU-IR-NOT: gpu.alloc() {{.*}} : memref<{{6x40|5x24|2x40|6x2}}xf32>
+// GPU-IR: scf.parallel
+// IR-NOT: memref.alloc() {{.*}} : memref<{{6x40|5x24|2x40|6x2}}xf32>
 
 func.func @compare(%a: tensor<?x?xf32>, %b: tensor<?x?xf32>) {
   %c0 = arith.constant 0 : index

@@ -11,6 +11,12 @@
 // RUN: quant-opt %s --qlr-cpu-pipeline --mlir-print-ir-after=qlr-lower-contractions -o /dev/null 2>&1 | FileCheck %s --check-prefix=IR
 // IR-NOT: qlr.dequantize
 // IR-NOT: memref.alloc() {{.*}} : memref<6x40xf32>
+// The GPU pipeline's schedule, run on the CPU, agrees exactly too, with each
+// decoder fused into its contraction (qlr-fuse-dequantize).
+// RUN: quant-opt %s --qlr-gpu-pipeline=emulate=true | mlir-runner -e main -entry-point-result=void -shared-libs=%mlir_runner_utils,%mlir_c_runner_utils | FileCheck %s
+// RUN: quant-opt %s --qlr-gpu-pipeline=emulate=true --mlir-print-ir-after=qlr-gpu-distribute -o /dev/null 2>&1 | FileCheck %s --check-prefix=GPU-IR
+// GPU-IR-NOT: memref.alloc() {{.*}} : memref<6x40xf32>
+// GPU-IR: scf.parallel
 
 func.func @compare(%a: tensor<?x?xf32>, %b: tensor<?x?xf32>) {
   %c0 = arith.constant 0 : index
