@@ -57,6 +57,7 @@ void mlir::qlr::buildGPUPipeline(OpPassManager &pm,
 
   QLRGPUDistributePassOptions distribute;
   distribute.blockSize = options.blockSize;
+  distribute.lanesInSequence = options.emulate;
   pm.addPass(createQLRGPUDistributePass(distribute));
   if (options.emulate) {
     // The same loop nests, run one after the other on the CPU.
@@ -70,6 +71,7 @@ void mlir::qlr::buildGPUPipeline(OpPassManager &pm,
   pm.addPass(createQLRGPUDeviceMemoryPass());
   pm.addPass(createGpuKernelOutliningPass());
   pm.addPass(createQLRGPUMergeKernelsPass());
+  pm.addPass(createQLRGPULowerSubgroupReducePass());
   // One stream per call of a host function: kernels queue without waiting.
   pm.addNestedPass<func::FuncOp>(createGpuAsyncRegionPass());
 

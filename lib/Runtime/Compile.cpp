@@ -15,7 +15,9 @@
 #include "mlir/InitAllExtensions.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/GPU/GPUToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/NVVM/NVVMToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/OpenMP/OpenMPToLLVMIRTranslation.h"
 #include "llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h"
 #include "llvm/IR/Module.h"
@@ -27,9 +29,6 @@
 using namespace mlir;
 using namespace mlir::qlr;
 
-/// Weights smaller than this stay constants in the compiled code.
-static constexpr size_t kExternalizeBytes = 4096;
-
 /// The bytes a dense_resource constant's type says its blob holds.
 static int64_t byteSize(DenseResourceElementsAttr attr) {
   auto type = cast<RankedTensorType>(attr.getType());
@@ -37,12 +36,12 @@ static int64_t byteSize(DenseResourceElementsAttr attr) {
 }
 
 FailureOr<std::vector<ExternalWeight>>
-mlir::qlr::externalizeWeights(func::FuncOp func) {
+mlir::qlr::externalizeWeights(func::FuncOp func, size_t minBytes) {
   std::vector<ExternalWeight> weights;
   SmallVector<arith::ConstantOp> constants;
   func.walk([&](arith::ConstantOp op) {
     auto attr = dyn_cast<DenseResourceElementsAttr>(op.getValue());
-    if (attr && byteSize(attr) >= int64_t(kExternalizeBytes))
+    if (attr && byteSize(attr) >= int64_t(minBytes))
       constants.push_back(op);
   });
   Block &entry = func.getBody().front();
@@ -80,6 +79,18 @@ void mlir::qlr::registerModelDialects(DialectRegistry &registry) {
   registerBuiltinDialectTranslation(registry);
   registerLLVMDialectTranslation(registry);
   registerOpenMPDialectTranslation(registry);
+  // GPU models: gpu.binary / gpu.launch_func on the host, NVVM in kernels
+  // (serialized by gpu-module-to-binary).
+  registerGPUDialectTranslation(registry);
+  gpu::registerOffloadingLLVMTranslationInterfaceExternalModels(registry);
+  registerNVVMDialectTranslation(registry);
+}
+
+LogicalResult mlir::qlr::lowerModelToGPU(ModuleOp module,
+                                         const GPUPipelineOptions &options) {
+  PassManager pm(module.getContext(), ModuleOp::getOperationName());
+  buildGPUPipeline(pm, options);
+  return pm.run(module);
 }
 
 LogicalResult mlir::qlr::lowerModelToLLVM(ModuleOp module, bool openmp,

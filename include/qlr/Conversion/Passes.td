@@ -300,15 +300,29 @@ def QLRGPUDistributePass : Pass<"qlr-gpu-distribute", "ModuleOp"> {
     run on the CPU (`qlr-gpu-pipeline{emulate=true}`), which is how the test
     suite checks the GPU kernels' schedules without a GPU.
 
-    A linear layer (`y[m, n] = sum_k x[m, k] * w[n, k]`, with its weight
-    decoder fused by `qlr-fuse-dequantize`) becomes one thread per output
-    element, a block of `block-size` consecutive output features.
+    A reduction whose body is `out = combine(out, f(...))` with an
+    associative float `combine` (`arith.addf`, `arith.maximumf`,
+    `arith.maxnumf`) and one innermost reduction loop — a linear layer
+    `y[m, n] = sum_k x[m, k] * w[n, k]` with its weight decoder fused by
+    `qlr-fuse-dequantize`, a norm's sum of squares, attention's scores and
+    softmax sums — gets one warp per output element instead: lane `l`
+    combines the elements `k = l, l + 32, ...` (consecutive lanes read
+    consecutive weights), a `gpu.subgroup_reduce` combines the 32 lanes and
+    lane 0 writes the result; `block-size / 32` outputs share a block.
+    `lanes-in-sequence` replaces the warp reduction by a sequential loop
+    over the lanes (for running the schedule on the CPU).
   }];
   let options = [
     Option<"blockSize", "block-size", "int64_t", /*default=*/"128",
            "Threads per block along the innermost parallel dimension (a "
            "multiple of 32, at most 1024); an innermost dimension with fewer "
-           "elements gets the next multiple of 32 above its size">
+           "elements gets the next multiple of 32 above its size">,
+    Option<"warpReductions", "warp-reductions", "bool", /*default=*/"true",
+           "Give splittable reductions one warp per output element">,
+    Option<"lanesInSequence", "lanes-in-sequence", "bool",
+           /*default=*/"false",
+           "Combine a warp's lanes with a sequential loop instead of "
+           "gpu.subgroup_reduce (CPU emulation of the schedule)">
   ];
   let dependentDialects = [
     "::mlir::affine::AffineDialect",
@@ -317,6 +331,18 @@ def QLRGPUDistributePass : Pass<"qlr-gpu-distribute", "ModuleOp"> {
     "::mlir::linalg::LinalgDialect",
     "::mlir::scf::SCFDialect"
   ];
+}
+
+def QLRGPULowerSubgroupReducePass
+    : Pass<"qlr-gpu-lower-subgroup-reduce", "ModuleOp"> {
+  let summary = "Lower warp reductions to shuffles";
+  let description = [{
+    NVVM has no lowering for a floating-point `gpu.subgroup_reduce`; this
+    pass applies upstream's butterfly expansion into `gpu.shuffle xor` over
+    32 lanes (5 shuffles and combines), which `convert-gpu-to-nvvm` lowers
+    to `shfl.sync.bfly`.
+  }];
+  let dependentDialects = ["::mlir::gpu::GPUDialect"];
 }
 
 def QLRGPUDeviceMemoryPass : Pass<"qlr-gpu-device-memory", "ModuleOp"> {

@@ -20,6 +20,7 @@
 #define QLR_RUNTIME_COMPILE_H
 
 #include "qlr/Numerics/Simd.h"
+#include "qlr/Pipelines/Pipelines.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Support/LLVM.h"
@@ -47,9 +48,13 @@ struct ExternalWeight {
   unsigned elementBits = 0;
 };
 
-/// Turns every large dense_resource constant of `func` into a new trailing
-/// argument and returns the weights in argument order.
-FailureOr<std::vector<ExternalWeight>> externalizeWeights(func::FuncOp func);
+/// Weights smaller than this stay constants in code compiled for the CPU.
+constexpr size_t kExternalizeBytes = 4096;
+
+/// Turns every dense_resource constant of `func` of at least `minBytes`
+/// into a new trailing argument and returns the weights in argument order.
+FailureOr<std::vector<ExternalWeight>>
+externalizeWeights(func::FuncOp func, size_t minBytes = kExternalizeBytes);
 
 /// Registers the dialects and LLVM IR translations a model needs.
 void registerModelDialects(DialectRegistry &registry);
@@ -60,6 +65,11 @@ void registerModelDialects(DialectRegistry &registry);
 /// schedule's loop nests on the CPU; `openmp` is ignored).
 LogicalResult lowerModelToLLVM(ModuleOp module, bool openmp,
                                bool emulateGPU = false);
+
+/// Lowers `module` (after externalizeWeights) with qlr-gpu-pipeline: the
+/// kernels into a gpu.binary, the host code to the LLVM dialect.
+LogicalResult lowerModelToGPU(ModuleOp module,
+                              const GPUPipelineOptions &options);
 
 /// The code generator's level for an optimisation level 0-3, the same for
 /// the JIT and qlr-compile (their machine code must match).

@@ -25,6 +25,8 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/PatternMatch.h"
 
+#include "mlir/IR/IRMapping.h"
+
 #include "llvm/Support/MathExtras.h"
 
 namespace mlir::qlr {
@@ -128,6 +130,218 @@ LogicalResult tileAndMap(scf::ParallelOp loop, int64_t blockSize) {
   return success();
 }
 
+/// Threads of a warp: the lanes that share one reduction.
+constexpr int64_t kWarpSize = 32;
+
+/// The combiner of a reduction `out = combine(out, f(ins))` that lanes can
+/// split: its GPU reduction kind, and the identity each lane starts from.
+struct Combiner {
+  gpu::AllReduceOperation kind;
+  TypedAttr identity;
+};
+
+/// Recognises a generic whose body yields `combine(out, v)` (or
+/// `combine(v, out)`) for an associative, commutative float `combine` with
+/// the output block argument used nowhere else, and whose only reduction
+/// loop is the innermost.
+std::optional<Combiner> splittableReduction(linalg::GenericOp op) {
+  if (op.getNumReductionLoops() != 1 || op.getNumDpsInits() != 1 ||
+      !linalg::isReductionIterator(op.getIteratorTypesArray().back()))
+    return std::nullopt;
+  Block &body = op.getRegion().front();
+  auto yield = cast<linalg::YieldOp>(body.getTerminator());
+  BlockArgument out = body.getArguments().back();
+  Operation *combine = yield.getValues()[0].getDefiningOp();
+  if (!combine || combine->getNumOperands() != 2 || !out.hasOneUse() ||
+      (combine->getOperand(0) != out && combine->getOperand(1) != out))
+    return std::nullopt;
+  auto type = dyn_cast<FloatType>(out.getType());
+  if (!type)
+    return std::nullopt;
+  Builder b(op.getContext());
+  if (isa<arith::AddFOp>(combine))
+    return Combiner{gpu::AllReduceOperation::ADD, b.getFloatAttr(type, 0.0)};
+  const llvm::fltSemantics &semantics = type.getFloatSemantics();
+  if (isa<arith::MaximumFOp>(combine))
+    return Combiner{gpu::AllReduceOperation::MAXIMUMF,
+                    b.getFloatAttr(type, APFloat::getInf(semantics, true))};
+  if (isa<arith::MaxNumFOp>(combine))
+    return Combiner{gpu::AllReduceOperation::MAXNUMF,
+                    b.getFloatAttr(type, APFloat::getInf(semantics, true))};
+  return std::nullopt;
+}
+
+/// The value of `map` at the loop indices `ivs`.
+SmallVector<Value> applyMap(OpBuilder &b, Location loc, AffineMap map,
+                            ArrayRef<Value> ivs) {
+  SmallVector<Value> indices;
+  for (AffineExpr expr : map.getResults())
+    indices.push_back(affine::AffineApplyOp::create(
+        b, loc, AffineMap::get(map.getNumDims(), 0, expr), ivs));
+  return indices;
+}
+
+/// One lane's partial reduction: `combine` over k = lane, lane + 32, ... <
+/// `extent` of the body at (parallel ivs..., k), starting from the identity.
+Value lanePartial(OpBuilder &b, Location loc, linalg::GenericOp op,
+                  const Combiner &combiner, ArrayRef<Value> parallelIvs,
+                  Value lane, Value lowerBound, Value extent) {
+  Value identity = arith::ConstantOp::create(b, loc, combiner.identity);
+  Value step = arith::ConstantIndexOp::create(b, loc, kWarpSize);
+  Value start = arith::AddIOp::create(b, loc, lowerBound, lane);
+  Value end = arith::AddIOp::create(b, loc, lowerBound, extent);
+  auto loop = scf::ForOp::create(
+      b, loc, start, end, step, ValueRange{identity},
+      [&](OpBuilder &nb, Location nloc, Value k, ValueRange iterArgs) {
+        SmallVector<Value> ivs(parallelIvs);
+        ivs.push_back(k);
+        Block &body = op.getRegion().front();
+        IRMapping mapping;
+        for (OpOperand *input : op.getDpsInputOperands()) {
+          Value source = input->get();
+          BlockArgument arg = body.getArgument(input->getOperandNumber());
+          if (!isa<MemRefType>(source.getType())) {
+            mapping.map(arg, source);
+            continue;
+          }
+          SmallVector<Value> indices =
+              applyMap(nb, nloc, op.getMatchingIndexingMap(input), ivs);
+          mapping.map(arg, memref::LoadOp::create(nb, nloc, source, indices));
+        }
+        mapping.map(body.getArguments().back(), iterArgs[0]);
+        for (Operation &inner : body.without_terminator()) {
+          if (auto index = dyn_cast<linalg::IndexOp>(inner)) {
+            mapping.map(index.getResult(), ivs[index.getDim()]);
+            continue;
+          }
+          nb.clone(inner, mapping);
+        }
+        auto yield = cast<linalg::YieldOp>(body.getTerminator());
+        scf::YieldOp::create(nb, nloc,
+                             mapping.lookupOrDefault(yield.getValues()[0]));
+      });
+  return loop.getResult(0);
+}
+
+/// Combines two partial results with `combiner`.
+Value combine(OpBuilder &b, Location loc, const Combiner &combiner, Value lhs,
+              Value rhs) {
+  switch (combiner.kind) {
+  case gpu::AllReduceOperation::ADD:
+    return arith::AddFOp::create(b, loc, lhs, rhs);
+  case gpu::AllReduceOperation::MAXIMUMF:
+    return arith::MaximumFOp::create(b, loc, lhs, rhs);
+  default:
+    return arith::MaxNumFOp::create(b, loc, lhs, rhs);
+  }
+}
+
+/// Distributes a splittable reduction: one warp per output element, its 32
+/// lanes summing interleaved elements of the reduction (consecutive lanes
+/// read consecutive elements), a warp reduction combining the lanes, and
+/// lane 0 writing the result. `warps` outputs along the innermost parallel
+/// dimension share a block. With `lanesInSequence` (CPU emulation) the
+/// lanes' partial results are combined by a sequential loop instead of the
+/// warp reduction, which only a GPU can run.
+LogicalResult distributeReduction(RewriterBase &rewriter, linalg::GenericOp op,
+                                  const Combiner &combiner, int64_t warps,
+                                  bool lanesInSequence) {
+  MLIRContext *context = op.getContext();
+  Location loc = op.getLoc();
+  rewriter.setInsertionPoint(op);
+  SmallVector<Range> ranges =
+      cast<linalg::LinalgOp>(op.getOperation()).createLoopRanges(rewriter, loc);
+  unsigned rank = op.getNumLoops() - 1; // Parallel loops, outermost first.
+  SmallVector<Value> lbs, ubs, steps;
+  for (unsigned i = 0; i < rank; ++i) {
+    lbs.push_back(
+        getValueOrCreateConstantIndexOp(rewriter, loc, ranges[i].offset));
+    ubs.push_back(
+        getValueOrCreateConstantIndexOp(rewriter, loc, ranges[i].size));
+    steps.push_back(arith::ConstantIndexOp::create(rewriter, loc,
+                                                   i + 1 == rank ? warps : 1));
+  }
+  Value reductionLb =
+      getValueOrCreateConstantIndexOp(rewriter, loc, ranges.back().offset);
+  Value reductionSize =
+      getValueOrCreateConstantIndexOp(rewriter, loc, ranges.back().size);
+  Value zero = arith::ConstantIndexOp::create(rewriter, loc, 0);
+  Value one = arith::ConstantIndexOp::create(rewriter, loc, 1);
+  Value warpCount = arith::ConstantIndexOp::create(rewriter, loc, warps);
+  Value laneCount = arith::ConstantIndexOp::create(rewriter, loc, kWarpSize);
+  Value output = op.getDpsInitOperand(0)->get();
+  AffineMap outputMap = op.getMatchingIndexingMap(op.getDpsInitOperand(0));
+
+  auto grid = scf::ParallelOp::create(rewriter, loc, lbs, ubs, steps);
+  OpBuilder::InsertionGuard guard(rewriter);
+  rewriter.setInsertionPointToStart(grid.getBody());
+  SmallVector<Value> innerUbs = {warpCount};
+  if (!lanesInSequence)
+    innerUbs.push_back(laneCount);
+  auto block = scf::ParallelOp::create(
+      rewriter, loc, SmallVector<Value>(innerUbs.size(), zero), innerUbs,
+      SmallVector<Value>(innerUbs.size(), one));
+  rewriter.setInsertionPointToStart(block.getBody());
+  Value warp = block.getInductionVars()[0];
+  SmallVector<Value> ivs(grid.getInductionVars());
+  ivs.back() = arith::AddIOp::create(rewriter, loc, ivs.back(), warp);
+  // The whole warp takes this branch or skips it, as the warp reduction
+  // needs.
+  Value inside = arith::CmpIOp::create(rewriter, loc, arith::CmpIPredicate::ult,
+                                       ivs.back(), ubs.back());
+  auto ifInside = scf::IfOp::create(rewriter, loc, inside);
+  rewriter.setInsertionPointToStart(&ifInside.getThenRegion().front());
+  Value total;
+  Value isWriter;
+  if (lanesInSequence) {
+    Value identity =
+        arith::ConstantOp::create(rewriter, loc, combiner.identity);
+    auto lanes = scf::ForOp::create(
+        rewriter, loc, zero, laneCount, one, ValueRange{identity},
+        [&](OpBuilder &b, Location l, Value lane, ValueRange acc) {
+          Value partial = lanePartial(b, l, op, combiner, ivs, lane,
+                                      reductionLb, reductionSize);
+          scf::YieldOp::create(b, l, combine(b, l, combiner, acc[0], partial));
+        });
+    total = lanes.getResult(0);
+    isWriter = arith::ConstantIntOp::create(rewriter, loc, 1, 1);
+  } else {
+    Value lane = block.getInductionVars()[1];
+    Value partial = lanePartial(rewriter, loc, op, combiner, ivs, lane,
+                                reductionLb, reductionSize);
+    total = gpu::SubgroupReduceOp::create(rewriter, loc, partial, combiner.kind,
+                                          /*uniform=*/true);
+    isWriter = arith::CmpIOp::create(rewriter, loc, arith::CmpIPredicate::eq,
+                                     lane, zero);
+  }
+  auto ifWriter = scf::IfOp::create(rewriter, loc, isWriter);
+  rewriter.setInsertionPointToStart(&ifWriter.getThenRegion().front());
+  SmallVector<Value> outIvs(ivs);
+  outIvs.push_back(zero); // The output does not depend on the reduction.
+  SmallVector<Value> indices = applyMap(rewriter, loc, outputMap, outIvs);
+  Value old = memref::LoadOp::create(rewriter, loc, output, indices);
+  memref::StoreOp::create(rewriter, loc,
+                          combine(rewriter, loc, combiner, old, total), output,
+                          indices);
+
+  // Grid: as for element-wise work. Block: warps on y, lanes on x.
+  SmallVector<gpu::ParallelLoopDimMappingAttr> gridMapping(
+      rank, mapTo(context, Processor::Sequential));
+  const Processor blocks[] = {Processor::BlockX, Processor::BlockY,
+                              Processor::BlockZ};
+  for (unsigned i = 0; i < std::min(rank, 3u); ++i)
+    gridMapping[rank - 1 - i] = mapTo(context, blocks[i]);
+  SmallVector<gpu::ParallelLoopDimMappingAttr> blockMapping = {mapTo(
+      context, lanesInSequence ? Processor::ThreadX : Processor::ThreadY)};
+  if (!lanesInSequence)
+    blockMapping.push_back(mapTo(context, Processor::ThreadX));
+  if (failed(gpu::setMappingAttr(grid, gridMapping)) ||
+      failed(gpu::setMappingAttr(block, blockMapping)))
+    return op.emitOpError("could not be mapped to GPU processors");
+  rewriter.eraseOp(op);
+  return success();
+}
+
 struct QLRGPUDistributePass
     : public mlir::qlr::impl::QLRGPUDistributePassBase<QLRGPUDistributePass> {
   using Base::Base;
@@ -174,6 +388,16 @@ struct QLRGPUDistributePass
       if (linalgOp->getNumParallelLoops() == 0)
         return linalgOp->emitOpError(
             "has no parallel loop to distribute over GPU threads");
+      auto generic = dyn_cast<linalg::GenericOp>(linalgOp->getOperation());
+      if (generic && warpReductions) {
+        if (std::optional<Combiner> combiner = splittableReduction(generic)) {
+          if (failed(distributeReduction(rewriter, generic, *combiner,
+                                         blockSize / kWarpSize,
+                                         lanesInSequence)))
+            return failure();
+          continue;
+        }
+      }
       rewriter.setInsertionPoint(*linalgOp);
       FailureOr<linalg::LinalgLoops> loops =
           linalg::linalgOpToParallelLoops(rewriter, *linalgOp);
