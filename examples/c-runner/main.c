@@ -9,7 +9,9 @@
 |*      -o c-runner                                                           *|
 |*   ./c-runner "Once upon a time" 32                                         *|
 |*                                                                            *|
-|* Prints the model's description, then the prompt continued greedily.       *|
+|* Prints the model's description and where it runs (the CPU, or the GPU a   *|
+|* model compiled with --target cuda runs on), then the prompt continued      *|
+|* greedily.                                                                  *|
 \*===----------------------------------------------------------------------===*/
 
 #include "qlr-c/Runtime.h"
@@ -50,6 +52,7 @@ int main(int argc, char **argv) {
          (long long)info.layers, (long long)info.dim,
          (long long)info.vocab_size, (long long)info.context_length,
          info.bits_per_weight, info.target_cpu, info.simd_level);
+  printf("device: %s\n", qlr_model_device(model));
   if (!info.has_tokenizer) {
     fprintf(stderr, "c-runner: the model has no tokenizer\n");
     return 1;

@@ -9,6 +9,18 @@
 |* runtime when compiled with threads): no LLVM, no MLIR. examples/c-runner   *|
 |* is a complete program.                                                     *|
 |*                                                                            *|
+|* `qlr-compile --target cuda --chip sm_90` makes a library whose forward     *|
+|* pass runs on an NVIDIA GPU. The interface is the same: tokens and logits   *|
+|* stay in host memory, the library copies them; it keeps the weights, the KV *|
+|* cache and its buffers in device memory. It loads the driver                *|
+|* (libcuda.so.1) at run time and links no CUDA library, so it loads on any   *|
+|* machine; qlr_model_open() fails, with the reason, where it cannot run (no  *|
+|* driver, no device, a GPU of another architecture). qlr_model_device()      *|
+|* says where a model runs. The environment variable QLR_CUDA_DEVICE picks    *|
+|* the device (default 0). QLR_WEIGHTS_FILL=<byte> (e.g. 0x3c) fills the      *|
+|* device weights with that byte instead of reading them (the logits then     *|
+|* mean nothing), to time a model whose weights are not at hand.              *|
+|*                                                                            *|
 |*   qlr_model *m = qlr_model_open(NULL);                                     *|
 |*   if (!m) { fprintf(stderr, "%s\n", qlr_last_error()); return 1; }         *|
 |*   qlr_model_info info;                                                     *|
@@ -28,6 +40,9 @@
 |* Versioning: QLR_RUNTIME_ABI_VERSION changes whenever a function or struct  *|
 |* here changes incompatibly; a loader compares qlr_runtime_abi_version()     *|
 |* with the version it was built against before calling anything else.       *|
+|* Adding a function is compatible and keeps the version; a loader that also  *|
+|* runs libraries made before a function was added looks that function up     *|
+|* with dlsym() (the function's comment says when it was added).              *|
 |*                                                                            *|
 |* Loading: dlopen() maps a library's segments without checking that the     *|
 |* file holds them, so a truncated library crashes the process (SIGBUS)      *|
@@ -87,15 +102,32 @@ QLR_RUNTIME_API const char *qlr_last_error(void);
 /** Opens the model: checks that the CPU runs the library's instruction set,
  * maps the weights (`weights_path`, or NULL for the weights inside the
  * library or the sidecar file qlr-compile --weights-file named), and
- * allocates a KV cache at position 0. NULL on failure. */
+ * allocates a KV cache at position 0. NULL on failure.
+ *
+ * A GPU model is opened on the CUDA device: this checks that the driver
+ * loads, that the device's compute capability runs the kernels and that
+ * they loaded, copies the weights to device memory (once: handles of the
+ * same weights share them) and allocates the KV cache there. */
 QLR_RUNTIME_API qlr_model *qlr_model_open(const char *weights_path);
 
-/** Frees the model's cache and unmaps a sidecar weights file. NULL is fine. */
+/** Frees the model's cache and unmaps a sidecar weights file (on a GPU:
+ * frees its device memory, and the weights with the last handle that uses
+ * them). NULL is fine. */
 QLR_RUNTIME_API void qlr_model_close(qlr_model *model);
 
-/** Fills `info`. 0, or -1 on failure. */
+/** Fills `info`. 0, or -1 on failure. For a GPU model, target_cpu,
+ * simd_level and threads describe the host code that launches its kernels. */
 QLR_RUNTIME_API int qlr_model_get_info(const qlr_model *model,
                                        qlr_model_info *info);
+
+/** Where the model runs: "cpu", or for a GPU model "cuda", the architecture
+ * it was compiled for and the device, e.g. "cuda sm_90: NVIDIA H100 80GB
+ * HBM3 (compute 9.0)" (", device N" after the compute capability when the
+ * device is not device 0). The string lives as long as the handle. NULL for
+ * a NULL model. Added to ABI version 1 with the GPU target: libraries made
+ * before lack it (look it up with dlsym() to run those too); they all run on
+ * the CPU. */
+QLR_RUNTIME_API const char *qlr_model_device(const qlr_model *model);
 
 /** The next position forward() writes (tokens run so far). */
 QLR_RUNTIME_API int64_t qlr_model_position(const qlr_model *model);
@@ -108,7 +140,13 @@ QLR_RUNTIME_API int qlr_model_set_position(qlr_model *model, int64_t position);
 /** Runs `count` tokens at the next positions (prefill when count > 1, decode
  * when 1) and writes their logits, row-major [count, vocab_size], to
  * `logits`. 0, or -1 on failure (a token outside the vocabulary, more
- * positions than the context length), in which case nothing ran. */
+ * positions than the context length), in which case nothing ran.
+ *
+ * On a GPU, `tokens` and `logits` are host memory, and the call returns when
+ * the logits are there. It can also fail while it runs (out of device
+ * memory, a kernel fault: the message names the kernel the driver blamed);
+ * the position then stays where it was. After a kernel fault the driver
+ * refuses all further work of the process on that device. */
 QLR_RUNTIME_API int qlr_model_forward(qlr_model *model, const int32_t *tokens,
                                       int64_t count, float *logits);
 

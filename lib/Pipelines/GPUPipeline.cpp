@@ -55,6 +55,10 @@ void mlir::qlr::buildGPUPipeline(OpPassManager &pm,
   buildLinalgFrontEnd(pm, /*gpu=*/true);
   buildBufferization(pm, options.dealloc);
 
+  // Bounded host functions: LLVM's time on the host code (thousands of
+  // launches in one @forward) grows with the square of a function's length
+  // (SmolLM2 at -O3: 375 s in one function).
+  pm.addPass(createQLRSplitFunctionsPass());
   QLRGPUDistributePassOptions distribute;
   distribute.blockSize = options.blockSize;
   distribute.lanesInSequence = options.emulate;

@@ -79,6 +79,7 @@ struct ModelRunner::Impl {
   double compileSeconds = 0;
   ::qlr::numerics::SimdLevel simdLevel = ::qlr::numerics::SimdLevel::Portable;
   std::string targetCPU;
+  std::string device = "cpu";
   /// A library made by qlr-compile, run through its C interface instead.
   struct Artifact {
     void *handle = nullptr;
@@ -111,6 +112,8 @@ double ModelRunner::compileSeconds() const { return impl->compileSeconds; }
   return impl->simdLevel;
 }
 llvm::StringRef ModelRunner::targetCPU() const { return impl->targetCPU; }
+
+llvm::StringRef ModelRunner::device() const { return impl->device; }
 
 bool ModelRunner::supportsThreads() {
 #ifdef QLR_OMP_LIBRARY
@@ -239,6 +242,11 @@ static llvm::Error loadArtifact(llvm::StringRef path,
   c.vocabSize = modelInfo.vocab_size;
   c.maxSeqLen = modelInfo.context_length;
   impl.targetCPU = modelInfo.target_cpu;
+  // Libraries from before qlr_model_device (same ABI version) run on the
+  // CPU.
+  if (auto device = reinterpret_cast<decltype(&qlr_model_device)>(
+          symbol("qlr_model_device")))
+    impl.device = device(artifact->model);
   if (auto level = ::qlr::numerics::parseSimdLevel(modelInfo.simd_level))
     impl.simdLevel = *level;
   const void *data = nullptr;

@@ -90,6 +90,10 @@ _f32p = ctypes.POINTER(ctypes.c_float)
 
 # name: (restype, argtypes), exactly as declared in qlr-c/Runtime.h. The model
 # handle is an opaque pointer (c_void_p).
+_OPTIONAL_SIGNATURES: Dict[str, Any] = {
+    "qlr_model_device": (ctypes.c_char_p, [ctypes.c_void_p]),
+}
+
 _SIGNATURES: Dict[str, Any] = {
     "qlr_runtime_abi_version": (ctypes.c_uint32, []),
     "qlr_last_error": (ctypes.c_char_p, []),
@@ -179,6 +183,12 @@ def _load_library(path: str) -> ctypes.CDLL:
         raise Error(f"{path}: QLR runtime ABI version {version}, but this qlr "
                     f"package supports version {ABI_VERSION}: use the qlr "
                     "package and qlr-compile of the same QLR release")
+    # Newer functions of the same ABI version: absent from older libraries.
+    for name, (restype, argtypes) in _OPTIONAL_SIGNATURES.items():
+        fn = getattr(lib, name, None)
+        if fn is not None:
+            fn.restype = restype
+            fn.argtypes = argtypes
     for name, (restype, argtypes) in _SIGNATURES.items():
         try:
             fn = getattr(lib, name)
@@ -390,6 +400,15 @@ class Model:
     def target_cpu(self) -> str:
         """The CPU the library was compiled for, e.g. "x86-64-v3"."""
         return self._info.target_cpu
+
+    @property
+    def device(self) -> str:
+        """Where the model runs: "cpu", or e.g. "cuda sm_90: NVIDIA H100 80GB
+        HBM3 (compute 9.0)" for a library compiled with --target cuda."""
+        fn = getattr(self._lib, "qlr_model_device", None)
+        if fn is None:
+            return "cpu"
+        return fn(self._handle).decode("utf-8")
 
     @property
     def simd_level(self) -> str:

@@ -113,6 +113,9 @@ def test_info(model, built, tools):
                           "--quiet"]).stdout)
     assert out["simd"] == model.simd_level
     assert out["target_cpu"] == model.target_cpu
+    # A CPU library runs on the CPU, and says so the same way in both.
+    assert model.device == "cpu"
+    assert out["device"] == "cpu"
 
 
 def test_forward_matches_jit(model, built, tools):

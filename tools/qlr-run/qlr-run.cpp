@@ -193,7 +193,8 @@ static int runPerplexity(mlir::qlr::ModelRunner &runner,
                            {"seconds", seconds(start)},
                            {"compile_seconds", runner.compileSeconds()},
                            {"simd", simdName(runner)},
-                           {"target_cpu", runner.targetCPU()}};
+                           {"target_cpu", runner.targetCPU()},
+                           {"device", runner.device()}};
     llvm::outs() << llvm::json::Value(std::move(out)) << "\n";
   } else {
     llvm::outs() << llvm::formatv("tokens evaluated: {0} ({1} windows of {2})\n"
@@ -295,7 +296,8 @@ static int runGeneration(mlir::qlr::ModelRunner &runner,
         {"decode_tokens_per_s", decodeRate},
         {"compile_seconds", runner.compileSeconds()},
         {"simd", simdName(runner)},
-        {"target_cpu", runner.targetCPU()}};
+        {"target_cpu", runner.targetCPU()},
+        {"device", runner.device()}};
     llvm::outs() << llvm::json::Value(std::move(out)) << "\n";
   } else {
     llvm::outs() << "\n";

@@ -4,7 +4,9 @@
 //
 // See FakeDriver.h. Only what QLRCudaRuntime calls, with the signatures of
 // lib/CudaRuntime/CudaApi.h; every entry point counts its calls and returns
-// an injected failure first.
+// an injected failure first. Images are read as far as the fake needs: the
+// symbol table and architecture of a cubin, the `.target` and `.entry`
+// declarations of PTX.
 //
 //===----------------------------------------------------------------------===//
 
@@ -12,9 +14,13 @@
 
 #include "CudaApi.h"
 
+#include <elf.h>
+
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <set>
@@ -25,6 +31,9 @@
 using namespace qlr::cuda::api;
 
 namespace {
+/// Not in CudaApi.h: the runtime never names it.
+constexpr CUresult CUDA_ERROR_NO_BINARY_FOR_GPU = 209;
+
 struct Kernel {
   std::string name;
   std::vector<size_t> paramBytes;
@@ -55,10 +64,15 @@ constexpr int kMaxDevices = 8;
 Context primaryContexts[kMaxDevices] = {{0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}};
 thread_local CUcontext currentContext = nullptr;
 
+constexpr int kDefaultComputeMajor = 9, kDefaultComputeMinor = 0;
+
+void writeReport();
+
 struct Fake {
   std::mutex mutex;
   std::map<std::string, int> failures, calls;
   int deviceCount = 1;
+  int computeMajor = kDefaultComputeMajor, computeMinor = kDefaultComputeMinor;
   std::vector<QlrFakeLaunch> launches;
   QlrFakeTensorMap tensorMap = {};
   bool haveTensorMap = false;
@@ -68,11 +82,55 @@ struct Fake {
   std::set<Module *> modules;
   std::map<const void *, size_t> registered;
   int clock = 0;
+  /// QLR_FAKE_CUDA_REPORT.
+  std::string reportPath;
+
+  /// Applies the QLR_FAKE_CUDA_* variables (FakeDriver.h).
+  Fake() {
+    if (const char *compute = std::getenv("QLR_FAKE_CUDA_COMPUTE")) {
+      int major = 0, minor = 0;
+      if (std::sscanf(compute, "%d.%d", &major, &minor) == 2) {
+        computeMajor = major;
+        computeMinor = minor;
+      }
+    }
+    if (const char *fail = std::getenv("QLR_FAKE_CUDA_FAIL")) {
+      std::istringstream list(fail);
+      std::string pair;
+      while (std::getline(list, pair, ',')) {
+        size_t equals = pair.find('=');
+        if (equals != std::string::npos)
+          failures[pair.substr(0, equals)] =
+              std::atoi(pair.c_str() + equals + 1);
+      }
+    }
+    if (const char *report = std::getenv("QLR_FAKE_CUDA_REPORT")) {
+      reportPath = report;
+      if (!reportPath.empty())
+        std::atexit(writeReport);
+    }
+  }
 };
 
 Fake &fake() {
   static Fake *f = new Fake();
   return *f;
+}
+
+/// Writes the QLR_FAKE_CUDA_REPORT file (at exit).
+void writeReport() {
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  std::map<std::string, int> perKernel;
+  for (const QlrFakeLaunch &launch : f.launches)
+    ++perKernel[launch.kernel];
+  std::ofstream out(f.reportPath);
+  out << "launches " << f.launches.size() << "\n";
+  for (const auto &[kernel, count] : perKernel)
+    out << "kernel " << kernel << " " << count << "\n";
+  out << "module loads "
+      << f.calls["cuModuleLoadData"] + f.calls["cuModuleLoadDataEx"] << "\n";
+  out << "live allocations " << f.allocations.size() << "\n";
 }
 
 /// Counts the call of `name` and returns its injected failure, if any.
@@ -101,10 +159,133 @@ CUdeviceptr devicePtr(const void *ptr) {
   return static_cast<CUdeviceptr>(reinterpret_cast<uintptr_t>(ptr));
 }
 
-CUresult loadModule(CUmodule *module, const void *image) {
+/// The compute capability devices report, as in "sm_90": 90.
+int deviceArchitecture() {
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  return f.computeMajor * 10 + f.computeMinor;
+}
+
+/// Reads the kernels of a cubin (its global functions) into `m`; CUDA
+/// errors for an image that is not one, or is for another architecture.
+CUresult readCubin(const char *image, Module &m) {
+  Elf64_Ehdr header;
+  std::memcpy(&header, image, sizeof(header));
+  if (header.e_ident[EI_CLASS] != ELFCLASS64 || header.e_machine != EM_CUDA ||
+      header.e_shentsize != sizeof(Elf64_Shdr))
+    return CUDA_ERROR_INVALID_IMAGE;
+  // The flags name the architecture in their second byte from ELF ABI
+  // version 8 on (what the CUDA 13 ptxas writes), in their low byte before.
+  unsigned architecture = header.e_ident[EI_ABIVERSION] >= 8
+                              ? (header.e_flags >> 8) & 0xff
+                              : header.e_flags & 0xff;
+  int device = deviceArchitecture();
+  if (int(architecture) / 10 != device / 10 ||
+      int(architecture) % 10 > device % 10)
+    return CUDA_ERROR_NO_BINARY_FOR_GPU;
+  auto section = [&](unsigned index) {
+    Elf64_Shdr shdr;
+    std::memcpy(&shdr, image + header.e_shoff + index * sizeof(Elf64_Shdr),
+                sizeof(shdr));
+    return shdr;
+  };
+  for (unsigned i = 0; i < header.e_shnum; ++i) {
+    Elf64_Shdr symtab = section(i);
+    if (symtab.sh_type != SHT_SYMTAB || symtab.sh_entsize != sizeof(Elf64_Sym))
+      continue;
+    Elf64_Shdr strtab = section(symtab.sh_link);
+    for (size_t j = 0; j < symtab.sh_size / sizeof(Elf64_Sym); ++j) {
+      Elf64_Sym symbol;
+      std::memcpy(&symbol, image + symtab.sh_offset + j * sizeof(Elf64_Sym),
+                  sizeof(symbol));
+      if (ELF64_ST_TYPE(symbol.st_info) != STT_FUNC ||
+          ELF64_ST_BIND(symbol.st_info) != STB_GLOBAL)
+        continue;
+      std::string name = image + strtab.sh_offset + symbol.st_name;
+      m.kernels[name].name = name;
+    }
+  }
+  return CUDA_SUCCESS;
+}
+
+/// The bytes of a PTX parameter declaration such as ".param .u64 .ptr
+/// .align 1 k_param_0" or ".param .align 8 .b8 k_param_1[16]", at most 8.
+size_t ptxParamBytes(const std::string &declaration) {
+  std::istringstream words(declaration);
+  std::string word, last;
+  size_t bytes = 8;
+  while (words >> word) {
+    int bits = 0;
+    if (word.size() > 2 && word[0] == '.' && std::strchr("usbf", word[1]) &&
+        std::sscanf(word.c_str() + 2, "%d", &bits) == 1)
+      bytes = size_t(bits) / 8;
+    last = word;
+  }
+  size_t bracket = last.find('[');
+  if (bracket != std::string::npos)
+    bytes *= std::strtoul(last.c_str() + bracket + 1, nullptr, 10);
+  return bytes > 8 ? 8 : bytes;
+}
+
+/// Reads the kernels of PTX (its `.entry` functions and their parameters)
+/// into `m`; CUDA_ERROR_INVALID_PTX, with `log`, when it targets a newer
+/// architecture than the device's.
+CUresult readPtx(const std::string &ptx, Module &m, std::string &log) {
+  size_t target = ptx.find(".target sm_");
+  int architecture = 0;
+  if (target != std::string::npos &&
+      std::sscanf(ptx.c_str() + target, ".target sm_%d", &architecture) == 1 &&
+      architecture > deviceArchitecture()) {
+    log = "ptxas fatal   : SM version specified by .target is higher than "
+          "default SM version assumed";
+    return CUDA_ERROR_INVALID_PTX;
+  }
+  for (size_t at = ptx.find(".entry "); at != std::string::npos;
+       at = ptx.find(".entry ", at + 1)) {
+    size_t begin = at + 7, end = begin;
+    while (end < ptx.size() &&
+           (std::isalnum(static_cast<unsigned char>(ptx[end])) ||
+            ptx[end] == '_' || ptx[end] == '$'))
+      ++end;
+    Kernel &kernel = m.kernels[ptx.substr(begin, end - begin)];
+    kernel.name = ptx.substr(begin, end - begin);
+    size_t open = ptx.find_first_not_of(" \t\n", end);
+    if (open == std::string::npos || ptx[open] != '(')
+      continue;
+    size_t close = ptx.find(')', open);
+    std::istringstream params(ptx.substr(open + 1, close - open - 1));
+    std::string param;
+    while (std::getline(params, param, ','))
+      if (param.find(".param") != std::string::npos)
+        kernel.paramBytes.push_back(ptxParamBytes(param));
+  }
+  return CUDA_SUCCESS;
+}
+
+/// Loads a fake-module text, a cubin or PTX; `log` receives a JIT error.
+CUresult loadModule(CUmodule *module, const void *image,
+                    std::string *log = nullptr) {
   if (!module || !image)
     return CUDA_ERROR_INVALID_VALUE;
-  std::istringstream text(static_cast<const char *>(image));
+  const char *bytes = static_cast<const char *>(image);
+  if (std::strncmp(bytes, ELFMAG, SELFMAG) == 0 ||
+      std::strstr(bytes, ".entry ")) {
+    auto *m = new Module();
+    std::string ignored;
+    CUresult result = std::strncmp(bytes, ELFMAG, SELFMAG) == 0
+                          ? readCubin(bytes, *m)
+                          : readPtx(bytes, *m, log ? *log : ignored);
+    if (result != CUDA_SUCCESS) {
+      delete m;
+      return result;
+    }
+    Fake &f = fake();
+    std::lock_guard<std::mutex> lock(f.mutex);
+    f.modules.insert(m);
+    *module = reinterpret_cast<CUmodule>(m);
+    return CUDA_SUCCESS;
+  }
+  std::istringstream text(bytes);
   std::string line;
   if (!std::getline(text, line) || line != "qlr-fake-module")
     return CUDA_ERROR_INVALID_IMAGE;
@@ -184,6 +365,8 @@ constexpr ErrorText errorTexts[] = {
      "invalid device ordinal"},
     {CUDA_ERROR_INVALID_IMAGE, "CUDA_ERROR_INVALID_IMAGE",
      "device kernel image is invalid"},
+    {CUDA_ERROR_NO_BINARY_FOR_GPU, "CUDA_ERROR_NO_BINARY_FOR_GPU",
+     "no kernel image is available for execution on the device"},
     {CUDA_ERROR_INVALID_CONTEXT, "CUDA_ERROR_INVALID_CONTEXT",
      "invalid device context"},
     {CUDA_ERROR_INVALID_PTX, "CUDA_ERROR_INVALID_PTX",
@@ -279,10 +462,10 @@ CUresult cuDeviceGetAttribute(int *value, int attribute, CUdevice /*device*/) {
   FAKE_ENTRY("cuDeviceGetAttribute");
   switch (attribute) {
   case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR:
-    *value = 9;
+    *value = deviceArchitecture() / 10;
     return CUDA_SUCCESS;
   case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR:
-    *value = 0;
+    *value = deviceArchitecture() % 10;
     return CUDA_SUCCESS;
   case CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT:
     *value = 132;
@@ -364,7 +547,11 @@ CUresult cuModuleLoadDataEx(CUmodule *module, const void *image,
       std::snprintf(log, logBytes, "ptxas fatal: syntax error in line 1");
     return CUDA_ERROR_INVALID_PTX;
   }
-  return loadModule(module, image);
+  std::string jitLog;
+  CUresult result = loadModule(module, image, &jitLog);
+  if (!jitLog.empty() && log && logBytes)
+    std::snprintf(log, logBytes, "%s", jitLog.c_str());
+  return result;
 }
 
 CUresult cuModuleUnload(CUmodule module) {
@@ -663,6 +850,8 @@ void qlrFakeReset() {
   f.failures.clear();
   f.calls.clear();
   f.deviceCount = 1;
+  f.computeMajor = kDefaultComputeMajor;
+  f.computeMinor = kDefaultComputeMinor;
   f.launches.clear();
   f.haveTensorMap = false;
   f.lastJitOptLevel = -1;
@@ -673,6 +862,13 @@ void qlrFakeSetDeviceCount(int count) {
   Fake &f = fake();
   std::lock_guard<std::mutex> lock(f.mutex);
   f.deviceCount = count;
+}
+
+void qlrFakeSetComputeCapability(int major, int minor) {
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  f.computeMajor = major;
+  f.computeMinor = minor;
 }
 
 int qlrFakeLaunchCount() {

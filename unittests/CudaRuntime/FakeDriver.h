@@ -13,7 +13,30 @@
 // "global <name> <bytes>" (zero-filled device memory) and
 // "kernel <name> <param bytes>..." (one size, at most 8, per parameter)
 // lines. An image that starts with "qlr-fake-bad-ptx" fails to JIT with an
-// error log.
+// error log. Real GPU binaries load too, so that compiled models run on the
+// fake (their kernels are recorded, not run): a cubin (ELF; its kernels are
+// its global functions, with unknown parameters) must be for the fake
+// device's major compute capability and no newer minor one, else
+// CUDA_ERROR_NO_BINARY_FOR_GPU; PTX (its kernels are its `.entry`
+// functions, with their parameters) must target no newer architecture than
+// the device, else the JIT fails with CUDA_ERROR_INVALID_PTX and a log.
+//
+// The device reports compute capability 9.0, and its name is
+// "QLR Fake GPU <ordinal>".
+//
+// Environment variables, read when the driver is first called, reach the
+// controls from processes that cannot call them (the lit tests run model
+// libraries through the C runner):
+//
+//   QLR_FAKE_CUDA_COMPUTE=<major>.<minor>  the compute capability (9.0)
+//   QLR_FAKE_CUDA_FAIL=<entry>=<CUresult>[,...]  qlrFakeInjectFailure for
+//                                          each pair, e.g.
+//                                          cuLaunchKernel=700
+//   QLR_FAKE_CUDA_REPORT=<file>            at exit, writes what the process
+//                                          did to <file>: "launches <n>",
+//                                          then "kernel <name> <launches>"
+//                                          per kernel by name, "module loads
+//                                          <n>" and "live allocations <n>"
 //
 // Every entry point that works on memory, modules, streams, events or
 // launches fails with CUDA_ERROR_INVALID_CONTEXT unless the calling thread
@@ -63,11 +86,13 @@ extern "C" {
 void qlrFakeInjectFailure(const char *name, int result);
 /// How many times `name` was called since the last reset.
 int qlrFakeCallCount(const char *name);
-/// Clears failures, counts, records and the device count (back to 1);
-/// allocations and modules stay.
+/// Clears failures, counts, records, the device count (back to 1) and the
+/// compute capability (back to 9.0); allocations and modules stay.
 void qlrFakeReset();
 /// The number of devices cuDeviceGetCount reports.
 void qlrFakeSetDeviceCount(int count);
+/// The compute capability every device reports (and loads binaries for).
+void qlrFakeSetComputeCapability(int major, int minor);
 
 int qlrFakeLaunchCount();
 /// The launch at `index` (0 is the oldest); false when there is none.

@@ -30,7 +30,7 @@
 namespace qlr::artifact {
 
 constexpr char kMetaMagic[8] = {'Q', 'L', 'R', 'M', 'E', 'T', 'A', '\0'};
-constexpr uint32_t kMetaVersion = 1;
+constexpr uint32_t kMetaVersion = 2;
 /// Alignment of each weight inside the weights blob (and of the blob: a
 /// page, so that the loader maps it).
 constexpr uint64_t kWeightAlignment = 64;
@@ -52,7 +52,17 @@ struct ArtifactMeta {
   std::string weightsFile;
   std::vector<WeightEntry> weights;
   std::vector<uint8_t> tokenizer; ///< Serialized TokenizerData, or empty.
+  /// Where @forward runs. kDeviceCUDA: its kernels are in a GPU binary in
+  /// the library, every buffer @forward takes (weights, tokens, logits, KV
+  /// cache) must be in device memory, and the library calls the CUDA driver
+  /// through QLRCudaRuntime.
+  uint32_t device = 0;
+  /// The GPU the kernels were compiled for ("sm_90"), kDeviceCUDA only.
+  std::string gpuChip;
 };
+
+constexpr uint32_t kDeviceCPU = 0;
+constexpr uint32_t kDeviceCUDA = 1;
 
 namespace detail {
 inline void put(std::vector<uint8_t> &out, const void *p, size_t n) {
@@ -132,6 +142,8 @@ inline std::vector<uint8_t> writeMeta(const ArtifactMeta &m) {
       putInt<int64_t>(out, d);
   }
   putBytes(out, m.tokenizer.data(), m.tokenizer.size());
+  putInt<uint32_t>(out, m.device);
+  putBytes(out, m.gpuChip.data(), m.gpuChip.size());
   return out;
 }
 
@@ -175,6 +187,10 @@ inline bool readMeta(const uint8_t *data, size_t size, ArtifactMeta &m,
     m.weights.push_back(std::move(w));
   }
   r.getBytes(m.tokenizer);
+  m.device = r.getInt<uint32_t>();
+  r.getString(m.gpuChip);
+  if (r.ok() && m.device > kDeviceCUDA)
+    r.good = false;
   if (!r.ok()) {
     error = "the model metadata is truncated or corrupt";
     return false;

@@ -59,6 +59,10 @@ public:
   /// host's level, else the level's generic CPU ("x86-64-v3", "x86-64").
   /// Empty when the model was not compiled.
   llvm::StringRef targetCPU() const;
+  /// Where the model runs: "cpu" for the JIT and CPU libraries, e.g.
+  /// "cuda sm_90: NVIDIA H100 80GB HBM3 (compute 9.0)" for a CUDA library
+  /// (qlr_model_device).
+  llvm::StringRef device() const;
   /// Whether this build can run on several threads (found libomp).
   static bool supportsThreads();
 
