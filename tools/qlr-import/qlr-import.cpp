@@ -6,6 +6,8 @@
 //   qlr-import stories.bin --tokenizer tok.bin -o model.mlirbc
 //   qlr-import hf-model-dir/ -o model.mlirbc
 //   qlr-import --synthetic -o tiny.mlirbc
+//   qlr-import --synthetic --synthetic-config=llama2-7b \
+//       --synthetic-quantize=int4,group=128,scale=f16 -o llama2-7b-w4.mlirbc
 //   qlr-import MODEL -o model.mlir --elide-weights      (readable text)
 //
 // The output is written to a temporary file and renamed into place, so a
@@ -18,6 +20,7 @@
 #include "qlr/Import/LlamaImporter.h"
 #include "qlr/Tokenizer/Tokenizer.h"
 
+#include "mlir/AsmParser/AsmParser.h"
 #include "mlir/Bytecode/BytecodeWriter.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/IR/Verifier.h"
@@ -70,6 +73,24 @@ static cl::opt<bool> synthetic(
     cl::init(false), cl::cat(importCategory));
 static cl::opt<uint64_t> seed("seed", cl::desc("Seed for --synthetic"),
                               cl::init(0), cl::cat(importCategory));
+static cl::opt<std::string> syntheticConfigName(
+    "synthetic-config",
+    cl::desc("--synthetic: the model's shape: tiny (2 layers of width 64, "
+             "the default), llama2-7b or llama3-8b (random weights in the "
+             "shapes of those models)"),
+    cl::init("tiny"), cl::cat(importCategory));
+static cl::opt<int64_t> syntheticLayers(
+    "synthetic-layers",
+    cl::desc("--synthetic: this many layers instead of the configuration's "
+             "(0: the configuration's)"),
+    cl::init(0), cl::cat(importCategory));
+static cl::opt<std::string> syntheticQuantize(
+    "synthetic-quantize",
+    cl::desc("--synthetic: write every linear weight but the classifier "
+             "directly as random codes and scales of this #qlr.format (its "
+             "body, e.g. int4,group=128,scale=f16), never as float: a "
+             "7B-shaped quantized model without 28 GB of float weights"),
+    cl::value_desc("format"), cl::init(""), cl::cat(importCategory));
 
 static int fail(const llvm::Twine &message) {
   llvm::WithColor::error(llvm::errs(), "qlr-import") << message << "\n";
@@ -83,21 +104,42 @@ int main(int argc, char **argv) {
       argc, argv,
       "qlr-import: turn a LLaMA-family checkpoint into a qlr module\n");
 
+  DialectRegistry registry;
+  MLIRContext context(registry);
+  context.loadDialect<mlir::qlr::QLRDialect>();
+
+  bool syntheticOptions = syntheticConfigName.getNumOccurrences() ||
+                          syntheticLayers.getNumOccurrences() ||
+                          syntheticQuantize.getNumOccurrences();
+  if (syntheticOptions && !synthetic)
+    return fail("--synthetic-config, --synthetic-layers and "
+                "--synthetic-quantize need --synthetic");
+  mlir::qlr::FormatAttr quantizeFormat;
+  if (!syntheticQuantize.empty()) {
+    Attribute parsed =
+        parseAttribute("#qlr.format<" + syntheticQuantize + ">", &context);
+    quantizeFormat = llvm::dyn_cast_or_null<mlir::qlr::FormatAttr>(parsed);
+    if (!quantizeFormat)
+      return fail("--synthetic-quantize=" + syntheticQuantize +
+                  ": not the body of a #qlr.format (e.g. "
+                  "int4,group=128,scale=f16)");
+  }
+
   std::unique_ptr<::qlr::checkpoint::Checkpoint> checkpoint;
   if (synthetic) {
     if (!inputPath.empty())
       return fail("--synthetic takes no input file");
-    ModelConfig config;
-    config.dim = 64;
-    config.hiddenDim = 172;
-    config.numLayers = 2;
-    config.numHeads = 8;
-    config.numKVHeads = 4;
-    config.headDim = 8;
-    config.vocabSize = 512;
-    config.maxSeqLen = 256;
-    config.tiedEmbeddings = true;
-    checkpoint = mlir::qlr::createSyntheticCheckpoint(config, seed);
+    std::optional<ModelConfig> config =
+        mlir::qlr::syntheticConfig(syntheticConfigName);
+    if (!config)
+      return fail("--synthetic-config=" + syntheticConfigName +
+                  ": use one of " + mlir::qlr::syntheticConfigNames());
+    if (syntheticLayers < 0)
+      return fail("--synthetic-layers must be 0 or more");
+    if (syntheticLayers > 0)
+      config->numLayers = syntheticLayers;
+    checkpoint = mlir::qlr::createSyntheticCheckpoint(
+        *config, seed, /*skipLinearWeights=*/bool(quantizeFormat));
   } else {
     if (inputPath.empty())
       return fail("no checkpoint given (or pass --synthetic)");
@@ -128,13 +170,14 @@ int main(int argc, char **argv) {
                   llvm::Twine(checkpoint->config().vocabSize));
   }
 
-  DialectRegistry registry;
-  MLIRContext context(registry);
   mlir::qlr::ImportOptions options;
   options.maxSeqLen = maxSeqLen;
   auto module = mlir::qlr::importLlama(
       &context, *checkpoint, tokenizer ? &*tokenizer : nullptr, options);
   if (failed(module))
+    return 1;
+  if (quantizeFormat && failed(mlir::qlr::quantizeSyntheticWeights(
+                            **module, quantizeFormat, seed)))
     return 1;
   if (failed(verify(**module)))
     return fail("internal error: the imported module does not verify");

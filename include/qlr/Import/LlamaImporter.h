@@ -39,6 +39,8 @@
 
 namespace mlir::qlr {
 
+class FormatAttr;
+
 struct ImportOptions {
   /// Rows of the KV cache (longest context qlr-run can use); 0 = the
   /// model's own maximum.
@@ -55,9 +57,38 @@ importLlama(MLIRContext *context,
 
 /// A checkpoint of random weights (fixed `seed`) for `config`, with a
 /// byte-level SentencePiece tokenizer: for demos and tests without a model.
+/// With `skipLinearWeights`, reading a linear layer's weight (the attention
+/// and feed-forward matrices, not the embedding or the classifier) leaves
+/// the caller's buffer untouched, its contents unspecified: for
+/// quantizeSyntheticWeights, which replaces those weights, so that a
+/// 7B-shaped import never writes (or, in fresh pages, commits) the float
+/// matrices.
 std::unique_ptr<::qlr::checkpoint::Checkpoint>
 createSyntheticCheckpoint(const ::qlr::checkpoint::ModelConfig &config,
-                          uint64_t seed);
+                          uint64_t seed, bool skipLinearWeights = false);
+
+/// The shapes `qlr-import --synthetic-config` names: "tiny" (2 layers of
+/// width 64, vocabulary 512, tied embeddings: the test model), "llama2-7b"
+/// (32 x 4096, feed-forward 11008, 32 heads, vocabulary 32000) and
+/// "llama3-8b" (32 x 4096, feed-forward 14336, 32 heads over 8 KV heads,
+/// vocabulary 128256, RoPE theta 500000). std::nullopt for another name.
+std::optional<::qlr::checkpoint::ModelConfig>
+syntheticConfig(llvm::StringRef name);
+
+/// The names syntheticConfig knows, for messages ("tiny, llama2-7b, ...").
+llvm::StringRef syntheticConfigNames();
+
+/// Replaces the float weight of every qlr.linear of `module` except the
+/// classifier (weights named output, lm_head or tok_embeddings, which stay
+/// float as qlr-quantize-linear leaves them) by a `qlr.pack` of random
+/// codes, scales and zero points in `format` (resources NAME.codes,
+/// NAME.scales, NAME.zero_points, as qlr-quantize-linear names them), drawn
+/// from `seed` and the weight's name. Scales are chosen so that decoded
+/// weights have variance 1/K, like the float synthetic weights. The float
+/// constants are erased and their blobs released. Fails (with a diagnostic)
+/// when `format` does not fit a weight.
+LogicalResult quantizeSyntheticWeights(ModuleOp module, FormatAttr format,
+                                       uint64_t seed);
 
 /// The names of the module attributes the importer writes.
 constexpr llvm::StringLiteral kModelAttrName = "qlr.model";
