@@ -94,9 +94,14 @@ class Case:
     name: str = ""
     symbol: str = ""
     arrays: list = field(default_factory=list)  # per copy: name, shape, dtype
+    # qlr-gpu-pipeline options other than the defaults, e.g. "block-size=256"
+    # (schedule variants: the GPU run compares them on the same shape).
+    schedule: str = ""
 
     def __post_init__(self):
         self.name = f"{self.fmt.key}-{self.k}x{self.n}"
+        if self.schedule:
+            self.name += "-" + re.sub(r"[^A-Za-z0-9]+", "", self.schedule)
         self.symbol = "linear_" + re.sub(r"[^A-Za-z0-9]", "_", self.name)
         self.arrays = weight_arrays(self.fmt, self.k, self.n)
 
@@ -112,6 +117,7 @@ class Case:
                     bits=self.fmt.bits, group=self.fmt.group,
                     codebook=self.fmt.codebook, rank=self.fmt.rank,
                     K=self.k, N=self.n, copies=self.copies,
+                    schedule=self.schedule or "default",
                     arrays=self.arrays, weight_bytes=self.weight_bytes,
                     dense_fp16_bytes=2 * self.k * self.n,
                     ciface_args=1 + self.copies * (len(self.arrays) + 1))
@@ -139,13 +145,30 @@ def copies_for(weight_bytes: int) -> int:
     return max(2, min(MAX_COPIES, math.ceil(ROTATION_BYTES / weight_bytes)))
 
 
-def make_cases(shapes, formats=None, copies=None) -> list:
+# Schedule variants of qlr-gpu-distribute, measured on two W4 shapes so the
+# first GPU run shows which block size (and whether warp reductions) pay.
+SCHEDULE_VARIANTS = ["block-size=64", "block-size=256",
+                     "warp-reductions=false"]
+SCHEDULE_SHAPES = [(4096, 4096), (4096, 14336)]
+SCHEDULE_FORMAT = "w4g128"
+
+
+def make_cases(shapes, formats=None, copies=None, variants=True) -> list:
     cases = []
     for key in formats or FORMATS:
         for k, n in shapes:
             case = Case(FORMATS[key], k, n, 1)
             case.copies = copies or copies_for(case.weight_bytes)
             cases.append(case)
+    if variants and SCHEDULE_FORMAT in (formats or FORMATS):
+        for k, n in shapes:
+            if (k, n) not in SCHEDULE_SHAPES:
+                continue
+            for schedule in SCHEDULE_VARIANTS:
+                case = Case(FORMATS[SCHEDULE_FORMAT], k, n, 1,
+                            schedule=schedule)
+                case.copies = copies or copies_for(case.weight_bytes)
+                cases.append(case)
     return cases
 
 
@@ -211,10 +234,11 @@ FRONT_CPU = ("qlr-lower-to-linalg,canonicalize,"
              "canonicalize,eliminate-empty-tensors")
 
 
-def pipeline(target: str, chip: str, binary: str) -> str:
+def pipeline(target: str, chip: str, binary: str, schedule: str = "") -> str:
     if target == "cuda":
+        extra = (" " + schedule) if schedule else ""
         return (f"builtin.module({FRONT_GPU},"
-                f"qlr-gpu-pipeline{{chip={chip} format={binary}}})")
+                f"qlr-gpu-pipeline{{chip={chip} format={binary}{extra}}})")
     return f"builtin.module({FRONT_CPU},qlr-cpu-pipeline)"
 
 
@@ -323,7 +347,7 @@ def build_case(case: Case, work: pathlib.Path, tools: dict, target: str,
     src = work / f"{case.symbol}.mlir"
     src.write_text(mlir_function(case))
     lowered = work / f"{case.symbol}.llvm.mlir"
-    run([tools["quant-opt"], src, f"--pass-pipeline={pipeline(target, chip, binary)}",
+    run([tools["quant-opt"], src, f"--pass-pipeline={pipeline(target, chip, binary, case.schedule)}",
          "-o", lowered], log)
     ll = work / f"{case.symbol}.ll"
     run([tools["mlir-translate"], "--mlir-to-llvmir", lowered, "-o", ll], log)

@@ -62,6 +62,7 @@ void mlir::qlr::buildGPUPipeline(OpPassManager &pm,
   QLRGPUDistributePassOptions distribute;
   distribute.blockSize = options.blockSize;
   distribute.lanesInSequence = options.emulate;
+  distribute.warpReductions = options.warpReductions;
   pm.addPass(createQLRGPUDistributePass(distribute));
   if (options.emulate) {
     // The same loop nests, run one after the other on the CPU.

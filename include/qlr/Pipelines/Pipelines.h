@@ -64,6 +64,12 @@ struct GPUPipelineOptions : public PassPipelineOptions<GPUPipelineOptions> {
       *this, "block-size",
       llvm::cl::desc("Threads per block (multiple of 32, at most 1024)"),
       llvm::cl::init(128)};
+  PassOptions::Option<bool> warpReductions{
+      *this, "warp-reductions",
+      llvm::cl::desc("One warp per output element of splittable reductions "
+                     "(linear layers, norms, attention sums); false: one "
+                     "thread per output"),
+      llvm::cl::init(true)};
   PassOptions::Option<bool> dealloc{
       *this, "dealloc",
       llvm::cl::desc("Free temporary buffers (ownership-based deallocation)"),
