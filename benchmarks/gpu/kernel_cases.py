@@ -148,7 +148,8 @@ def copies_for(weight_bytes: int) -> int:
 # Schedule variants of qlr-gpu-distribute, measured on two W4 shapes so the
 # first GPU run shows which block size (and whether warp reductions) pay.
 SCHEDULE_VARIANTS = ["block-size=64", "block-size=256",
-                     "warp-reductions=false"]
+                     "warp-reductions=false", "lane-elements=4",
+                     "lane-elements=8", "lane-elements=32"]
 SCHEDULE_SHAPES = [(4096, 4096), (4096, 14336)]
 SCHEDULE_FORMAT = "w4g128"
 

@@ -63,6 +63,7 @@ void mlir::qlr::buildGPUPipeline(OpPassManager &pm,
   distribute.blockSize = options.blockSize;
   distribute.lanesInSequence = options.emulate;
   distribute.warpReductions = options.warpReductions;
+  distribute.laneElements = options.laneElements;
   pm.addPass(createQLRGPUDistributePass(distribute));
   if (options.emulate) {
     // The same loop nests, run one after the other on the CPU.

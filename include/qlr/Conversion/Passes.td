@@ -309,6 +309,9 @@ def QLRGPUDistributePass : Pass<"qlr-gpu-distribute", "ModuleOp"> {
     combines the elements `k = l, l + 32, ...` (consecutive lanes read
     consecutive weights), a `gpu.subgroup_reduce` combines the 32 lanes and
     lane 0 writes the result; `block-size / 32` outputs share a block.
+    With `lane-elements = E` a lane takes runs of E consecutive elements
+    (`k = (l + 32 j) E + e`), unrolled, so that it reads consecutive packed
+    codes and one scale per run.
     `lanes-in-sequence` replaces the warp reduction by a sequential loop
     over the lanes (for running the schedule on the CPU).
   }];
@@ -319,6 +322,10 @@ def QLRGPUDistributePass : Pass<"qlr-gpu-distribute", "ModuleOp"> {
            "elements gets the next multiple of 32 above its size">,
     Option<"warpReductions", "warp-reductions", "bool", /*default=*/"true",
            "Give splittable reductions one warp per output element">,
+    Option<"laneElements", "lane-elements", "int64_t", /*default=*/"1",
+           "Consecutive reduction elements each lane of a warp reduction "
+           "takes per step (a power of two, 1-64; used where 32 times it "
+           "divides a static reduction size, else 1)">,
     Option<"lanesInSequence", "lanes-in-sequence", "bool",
            /*default=*/"false",
            "Combine a warp's lanes with a sequential loop instead of "

@@ -70,6 +70,11 @@ struct GPUPipelineOptions : public PassPipelineOptions<GPUPipelineOptions> {
                      "(linear layers, norms, attention sums); false: one "
                      "thread per output"),
       llvm::cl::init(true)};
+  PassOptions::Option<int64_t> laneElements{
+      *this, "lane-elements",
+      llvm::cl::desc("Consecutive elements per lane and step of a warp "
+                     "reduction (qlr-gpu-distribute lane-elements)"),
+      llvm::cl::init(1)};
   PassOptions::Option<bool> dealloc{
       *this, "dealloc",
       llvm::cl::desc("Free temporary buffers (ownership-based deallocation)"),

@@ -181,44 +181,69 @@ SmallVector<Value> applyMap(OpBuilder &b, Location loc, AffineMap map,
   return indices;
 }
 
-/// One lane's partial reduction: `combine` over k = lane, lane + 32, ... <
-/// `extent` of the body at (parallel ivs..., k), starting from the identity.
+/// The body of `op` at loop indices `ivs` (parallel ones, then the
+/// reduction's), its output block argument bound to `acc`: loads every
+/// input through its indexing map and clones the body. Returns the yielded
+/// value.
+Value emitElement(OpBuilder &b, Location loc, linalg::GenericOp op,
+                  ArrayRef<Value> ivs, Value acc) {
+  Block &body = op.getRegion().front();
+  IRMapping mapping;
+  for (OpOperand *input : op.getDpsInputOperands()) {
+    Value source = input->get();
+    BlockArgument arg = body.getArgument(input->getOperandNumber());
+    if (!isa<MemRefType>(source.getType())) {
+      mapping.map(arg, source);
+      continue;
+    }
+    SmallVector<Value> indices =
+        applyMap(b, loc, op.getMatchingIndexingMap(input), ivs);
+    mapping.map(arg, memref::LoadOp::create(b, loc, source, indices));
+  }
+  mapping.map(body.getArguments().back(), acc);
+  for (Operation &inner : body.without_terminator()) {
+    if (auto index = dyn_cast<linalg::IndexOp>(inner)) {
+      mapping.map(index.getResult(), ivs[index.getDim()]);
+      continue;
+    }
+    b.clone(inner, mapping);
+  }
+  auto yield = cast<linalg::YieldOp>(body.getTerminator());
+  return mapping.lookupOrDefault(yield.getValues()[0]);
+}
+
+/// One lane's partial reduction: `combine` over the body at (parallel
+/// ivs..., k) for k in runs of `elements` consecutive indices, lane `l`
+/// taking the runs that start at l * elements, (l + 32) * elements, ... <
+/// `extent`, starting from the identity. With `elements` > 1 the run is
+/// unrolled, so that one lane reads consecutive weights (the bytes of
+/// packed codes, one scale for the run) and the loads can be combined;
+/// `extent` must then be a multiple of 32 * `elements`.
 Value lanePartial(OpBuilder &b, Location loc, linalg::GenericOp op,
                   const Combiner &combiner, ArrayRef<Value> parallelIvs,
-                  Value lane, Value lowerBound, Value extent) {
+                  Value lane, Value lowerBound, Value extent,
+                  int64_t elements) {
   Value identity = arith::ConstantOp::create(b, loc, combiner.identity);
-  Value step = arith::ConstantIndexOp::create(b, loc, kWarpSize);
-  Value start = arith::AddIOp::create(b, loc, lowerBound, lane);
+  Value step = arith::ConstantIndexOp::create(b, loc, kWarpSize * elements);
+  Value first = lane;
+  if (elements > 1)
+    first = arith::MulIOp::create(
+        b, loc, lane, arith::ConstantIndexOp::create(b, loc, elements));
+  Value start = arith::AddIOp::create(b, loc, lowerBound, first);
   Value end = arith::AddIOp::create(b, loc, lowerBound, extent);
   auto loop = scf::ForOp::create(
       b, loc, start, end, step, ValueRange{identity},
       [&](OpBuilder &nb, Location nloc, Value k, ValueRange iterArgs) {
+        Value acc = iterArgs[0];
         SmallVector<Value> ivs(parallelIvs);
         ivs.push_back(k);
-        Block &body = op.getRegion().front();
-        IRMapping mapping;
-        for (OpOperand *input : op.getDpsInputOperands()) {
-          Value source = input->get();
-          BlockArgument arg = body.getArgument(input->getOperandNumber());
-          if (!isa<MemRefType>(source.getType())) {
-            mapping.map(arg, source);
-            continue;
-          }
-          SmallVector<Value> indices =
-              applyMap(nb, nloc, op.getMatchingIndexingMap(input), ivs);
-          mapping.map(arg, memref::LoadOp::create(nb, nloc, source, indices));
+        for (int64_t e = 0; e < elements; ++e) {
+          if (e > 0)
+            ivs.back() = arith::AddIOp::create(
+                nb, nloc, k, arith::ConstantIndexOp::create(nb, nloc, e));
+          acc = emitElement(nb, nloc, op, ivs, acc);
         }
-        mapping.map(body.getArguments().back(), iterArgs[0]);
-        for (Operation &inner : body.without_terminator()) {
-          if (auto index = dyn_cast<linalg::IndexOp>(inner)) {
-            mapping.map(index.getResult(), ivs[index.getDim()]);
-            continue;
-          }
-          nb.clone(inner, mapping);
-        }
-        auto yield = cast<linalg::YieldOp>(body.getTerminator());
-        scf::YieldOp::create(nb, nloc,
-                             mapping.lookupOrDefault(yield.getValues()[0]));
+        scf::YieldOp::create(nb, nloc, acc);
       });
   return loop.getResult(0);
 }
@@ -245,7 +270,7 @@ Value combine(OpBuilder &b, Location loc, const Combiner &combiner, Value lhs,
 /// warp reduction, which only a GPU can run.
 LogicalResult distributeReduction(RewriterBase &rewriter, linalg::GenericOp op,
                                   const Combiner &combiner, int64_t warps,
-                                  bool lanesInSequence) {
+                                  int64_t laneElements, bool lanesInSequence) {
   MLIRContext *context = op.getContext();
   Location loc = op.getLoc();
   rewriter.setInsertionPoint(op);
@@ -265,6 +290,11 @@ LogicalResult distributeReduction(RewriterBase &rewriter, linalg::GenericOp op,
       getValueOrCreateConstantIndexOp(rewriter, loc, ranges.back().offset);
   Value reductionSize =
       getValueOrCreateConstantIndexOp(rewriter, loc, ranges.back().size);
+  // Runs of consecutive elements per lane only where they tile the
+  // reduction exactly (no guard inside the run).
+  std::optional<int64_t> staticSize = getConstantIntValue(ranges.back().size);
+  if (!staticSize || *staticSize % (kWarpSize * laneElements) != 0)
+    laneElements = 1;
   Value zero = arith::ConstantIndexOp::create(rewriter, loc, 0);
   Value one = arith::ConstantIndexOp::create(rewriter, loc, 1);
   Value warpCount = arith::ConstantIndexOp::create(rewriter, loc, warps);
@@ -300,7 +330,7 @@ LogicalResult distributeReduction(RewriterBase &rewriter, linalg::GenericOp op,
         rewriter, loc, zero, laneCount, one, ValueRange{identity},
         [&](OpBuilder &b, Location l, Value lane, ValueRange acc) {
           Value partial = lanePartial(b, l, op, combiner, ivs, lane,
-                                      reductionLb, reductionSize);
+                                      reductionLb, reductionSize, laneElements);
           scf::YieldOp::create(b, l, combine(b, l, combiner, acc[0], partial));
         });
     total = lanes.getResult(0);
@@ -308,7 +338,7 @@ LogicalResult distributeReduction(RewriterBase &rewriter, linalg::GenericOp op,
   } else {
     Value lane = block.getInductionVars()[1];
     Value partial = lanePartial(rewriter, loc, op, combiner, ivs, lane,
-                                reductionLb, reductionSize);
+                                reductionLb, reductionSize, laneElements);
     total = gpu::SubgroupReduceOp::create(rewriter, loc, partial, combiner.kind,
                                           /*uniform=*/true);
     isWriter = arith::CmpIOp::create(rewriter, loc, arith::CmpIPredicate::eq,
@@ -347,6 +377,13 @@ struct QLRGPUDistributePass
   using Base::Base;
 
   void runOnOperation() override {
+    if (laneElements < 1 || laneElements > 64 ||
+        !llvm::isPowerOf2_64(laneElements)) {
+      getOperation().emitError("qlr-gpu-distribute: lane-elements must be a "
+                               "power of two from 1 to 64, not ")
+          << static_cast<int64_t>(laneElements);
+      return signalPassFailure();
+    }
     if (blockSize < 32 || blockSize > 1024 || blockSize % 32 != 0) {
       getOperation().emitError("qlr-gpu-distribute: block-size must be a "
                                "multiple of 32 between 32 and 1024, not ")
@@ -392,7 +429,7 @@ struct QLRGPUDistributePass
       if (generic && warpReductions) {
         if (std::optional<Combiner> combiner = splittableReduction(generic)) {
           if (failed(distributeReduction(rewriter, generic, *combiner,
-                                         blockSize / kWarpSize,
+                                         blockSize / kWarpSize, laneElements,
                                          lanesInSequence)))
             return failure();
           continue;
