@@ -312,6 +312,10 @@ def QLRGPUDistributePass : Pass<"qlr-gpu-distribute", "ModuleOp"> {
     With `lane-elements = E` a lane takes runs of E consecutive elements
     (`k = (l + 32 j) E + e`), unrolled, so that it reads consecutive packed
     codes and one scale per run.
+    A `linalg.fill` of a fresh buffer with the reduction's identity (0 for
+    a sum, -inf for a maximum) that only initialises such a reduction's
+    output is folded into it: lane 0 stores the total instead of adding it,
+    and the fill's kernel disappears (one launch less per linear layer).
     `lanes-in-sequence` replaces the warp reduction by a sequential loop
     over the lanes (for running the schedule on the CPU).
   }];

@@ -26,6 +26,7 @@
 #include "mlir/IR/PatternMatch.h"
 
 #include "mlir/IR/IRMapping.h"
+#include "mlir/IR/Matchers.h"
 
 #include "llvm/Support/MathExtras.h"
 
@@ -140,13 +141,11 @@ struct Combiner {
   TypedAttr identity;
 };
 
-/// Recognises a generic whose body yields `combine(out, v)` (or
-/// `combine(v, out)`) for an associative, commutative float `combine` with
-/// the output block argument used nowhere else, and whose only reduction
-/// loop is the innermost.
-std::optional<Combiner> splittableReduction(linalg::GenericOp op) {
-  if (op.getNumReductionLoops() != 1 || op.getNumDpsInits() != 1 ||
-      !linalg::isReductionIterator(op.getIteratorTypesArray().back()))
+/// Recognises a generic with one reduction loop whose body yields
+/// `combine(out, v)` (or `combine(v, out)`) for an associative, commutative
+/// float `combine` with the output block argument used nowhere else.
+std::optional<Combiner> reductionCombiner(linalg::GenericOp op) {
+  if (op.getNumReductionLoops() != 1 || op.getNumDpsInits() != 1)
     return std::nullopt;
   Block &body = op.getRegion().front();
   auto yield = cast<linalg::YieldOp>(body.getTerminator());
@@ -169,6 +168,57 @@ std::optional<Combiner> splittableReduction(linalg::GenericOp op) {
     return Combiner{gpu::AllReduceOperation::MAXNUMF,
                     b.getFloatAttr(type, APFloat::getInf(semantics, true))};
   return std::nullopt;
+}
+
+/// reductionCombiner for a generic whose reduction loop is the innermost
+/// (the form the warp schedule takes).
+std::optional<Combiner> splittableReduction(linalg::GenericOp op) {
+  if (op.getNumLoops() == 0 ||
+      !linalg::isReductionIterator(op.getIteratorTypesArray().back()))
+    return std::nullopt;
+  return reductionCombiner(op);
+}
+
+/// Whether `op`, or an op nested in it, takes `value` as an operand.
+bool references(Operation *op, Value value) {
+  WalkResult found = op->walk([&](Operation *inner) {
+    return llvm::is_contained(inner->getOperands(), value)
+               ? WalkResult::interrupt()
+               : WalkResult::advance();
+  });
+  return found.wasInterrupted();
+}
+
+/// A `linalg.fill` of a fresh buffer with the identity of the splittable
+/// reduction that next touches the buffer and only writes it: that
+/// reduction can write its results instead of combining them with the
+/// fill's, and the fill (a kernel launch of its own) can go. Returns the
+/// reduction, or null.
+linalg::GenericOp foldableInit(linalg::FillOp fill) {
+  if (!fill.hasPureBufferSemantics())
+    return nullptr;
+  Value buffer = fill.getOutputs()[0];
+  APFloat value(0.0);
+  if (!buffer.getDefiningOp<memref::AllocOp>() ||
+      !matchPattern(fill.getInputs()[0], m_ConstantFloat(&value)))
+    return nullptr;
+  for (Operation *next = fill->getNextNode(); next;
+       next = next->getNextNode()) {
+    if (!references(next, buffer))
+      continue;
+    auto generic = dyn_cast<linalg::GenericOp>(next);
+    if (!generic || generic.getDpsInitOperand(0)->get() != buffer ||
+        llvm::any_of(generic.getDpsInputOperands(),
+                     [&](OpOperand *in) { return in->get() == buffer; }))
+      return nullptr;
+    std::optional<Combiner> combiner = reductionCombiner(generic);
+    if (!combiner || !isa<FloatAttr>(combiner->identity) ||
+        cast<FloatAttr>(combiner->identity).getValue().convertToDouble() !=
+            value.convertToDouble())
+      return nullptr;
+    return generic;
+  }
+  return nullptr;
 }
 
 /// The value of `map` at the loop indices `ivs`.
@@ -270,7 +320,8 @@ Value combine(OpBuilder &b, Location loc, const Combiner &combiner, Value lhs,
 /// warp reduction, which only a GPU can run.
 LogicalResult distributeReduction(RewriterBase &rewriter, linalg::GenericOp op,
                                   const Combiner &combiner, int64_t warps,
-                                  int64_t laneElements, bool lanesInSequence) {
+                                  int64_t laneElements, bool lanesInSequence,
+                                  bool overwrite) {
   MLIRContext *context = op.getContext();
   Location loc = op.getLoc();
   rewriter.setInsertionPoint(op);
@@ -349,10 +400,12 @@ LogicalResult distributeReduction(RewriterBase &rewriter, linalg::GenericOp op,
   SmallVector<Value> outIvs(ivs);
   outIvs.push_back(zero); // The output does not depend on the reduction.
   SmallVector<Value> indices = applyMap(rewriter, loc, outputMap, outIvs);
-  Value old = memref::LoadOp::create(rewriter, loc, output, indices);
-  memref::StoreOp::create(rewriter, loc,
-                          combine(rewriter, loc, combiner, old, total), output,
-                          indices);
+  Value result = total;
+  if (!overwrite) {
+    Value old = memref::LoadOp::create(rewriter, loc, output, indices);
+    result = combine(rewriter, loc, combiner, old, total);
+  }
+  memref::StoreOp::create(rewriter, loc, result, output, indices);
 
   // Grid: as for element-wise work. Block: warps on y, lanes on x.
   SmallVector<gpu::ParallelLoopDimMappingAttr> gridMapping(
@@ -410,7 +463,23 @@ struct QLRGPUDistributePass
       for (Operation &op : block)
         if (isa<linalg::LinalgOp, memref::CopyOp>(op))
           work.push_back(&op);
+    // Fills that only initialise a warp reduction's output with its
+    // identity: the reduction writes its results instead.
+    DenseSet<Operation *> foldedFills, overwriting;
+    if (warpReductions) {
+      for (Operation *op : work)
+        if (auto fill = dyn_cast<linalg::FillOp>(op))
+          if (linalg::GenericOp reduction = foldableInit(fill)) {
+            foldedFills.insert(fill);
+            overwriting.insert(reduction);
+          }
+    }
     for (Operation *op : work) {
+      if (foldedFills.contains(op)) {
+        rewriter.eraseOp(op);
+        continue;
+      }
+      bool overwrite = overwriting.contains(op);
       rewriter.setInsertionPoint(op);
       if (auto copy = dyn_cast<memref::CopyOp>(op))
         op = rewriter.replaceOpWithNewOp<linalg::CopyOp>(copy, copy.getSource(),
@@ -430,11 +499,14 @@ struct QLRGPUDistributePass
         if (std::optional<Combiner> combiner = splittableReduction(generic)) {
           if (failed(distributeReduction(rewriter, generic, *combiner,
                                          blockSize / kWarpSize, laneElements,
-                                         lanesInSequence)))
+                                         lanesInSequence, overwrite)))
             return failure();
           continue;
         }
       }
+      if (overwrite)
+        return op->emitOpError("lost the fill of its output: its reduction "
+                               "is not splittable after all");
       rewriter.setInsertionPoint(*linalgOp);
       FailureOr<linalg::LinalgLoops> loops =
           linalg::linalgOpToParallelLoops(rewriter, *linalgOp);

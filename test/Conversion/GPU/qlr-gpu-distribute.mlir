@@ -138,3 +138,65 @@ func.func @row_max(%x: memref<?x100xf32>, %y: memref<?xf32>) {
   }
   return
 }
+
+// -----
+
+// A zero fill that only initialises a warp sum's output is folded away: the
+// reduction stores its totals instead of adding them to the zeros (one
+// kernel launch less per linear layer).
+
+// CHECK-LABEL: func.func @zero_init_folded
+// CHECK-NOT: linalg.fill
+// CHECK: gpu.subgroup_reduce add
+// CHECK-NOT: memref.load {{.*}} : memref<?x16xf32>
+// CHECK: memref.store %{{.*}}, %{{.*}} : memref<?x16xf32>
+// CHECK: return %{{.*}} : memref<?x16xf32>
+// THREADS-LABEL: func.func @zero_init_folded
+// THREADS: processor = thread_x
+// THREADS: arith.addf
+#x = affine_map<(m, n, k) -> (m, k)>
+#w = affine_map<(m, n, k) -> (n, k)>
+#y = affine_map<(m, n, k) -> (m, n)>
+func.func @zero_init_folded(%x: memref<?x64xf32>, %w: memref<16x64xf32>) -> memref<?x16xf32> {
+  %c0 = arith.constant 0 : index
+  %m = memref.dim %x, %c0 : memref<?x64xf32>
+  %zero = arith.constant 0.0 : f32
+  %y = memref.alloc(%m) : memref<?x16xf32>
+  linalg.fill ins(%zero : f32) outs(%y : memref<?x16xf32>)
+  linalg.generic {indexing_maps = [#x, #w, #y], iterator_types = ["parallel", "parallel", "reduction"]}
+      ins(%x, %w : memref<?x64xf32>, memref<16x64xf32>) outs(%y : memref<?x16xf32>) {
+  ^bb0(%a: f32, %b: f32, %acc: f32):
+    %p = arith.mulf %a, %b : f32
+    %s = arith.addf %acc, %p : f32
+    linalg.yield %s : f32
+  }
+  return %y : memref<?x16xf32>
+}
+
+// -----
+
+// A fill with another value than the sum's identity (a bias of one) stays,
+// and the reduction adds to it.
+
+// CHECK-LABEL: func.func @bias_init_kept
+// CHECK: gpu.subgroup_reduce add
+// CHECK: %[[OLD:.*]] = memref.load %{{.*}} : memref<?x16xf32>
+// CHECK: arith.addf %[[OLD]]
+#x = affine_map<(m, n, k) -> (m, k)>
+#w = affine_map<(m, n, k) -> (n, k)>
+#y = affine_map<(m, n, k) -> (m, n)>
+func.func @bias_init_kept(%x: memref<?x64xf32>, %w: memref<16x64xf32>) -> memref<?x16xf32> {
+  %c0 = arith.constant 0 : index
+  %m = memref.dim %x, %c0 : memref<?x64xf32>
+  %one = arith.constant 1.0 : f32
+  %y = memref.alloc(%m) : memref<?x16xf32>
+  linalg.fill ins(%one : f32) outs(%y : memref<?x16xf32>)
+  linalg.generic {indexing_maps = [#x, #w, #y], iterator_types = ["parallel", "parallel", "reduction"]}
+      ins(%x, %w : memref<?x64xf32>, memref<16x64xf32>) outs(%y : memref<?x16xf32>) {
+  ^bb0(%a: f32, %b: f32, %acc: f32):
+    %p = arith.mulf %a, %b : f32
+    %s = arith.addf %acc, %p : f32
+    linalg.yield %s : f32
+  }
+  return %y : memref<?x16xf32>
+}
