@@ -4,6 +4,7 @@
 
 #include "qlr/Runtime/CudaDriver.h"
 
+#include "Allocator.h"
 #include "Driver.h"
 
 using namespace qlr::cuda;
@@ -62,11 +63,22 @@ std::optional<DeviceInfo> qlr::cuda::deviceInfo(std::string &why) {
   return info;
 }
 
+// Synchronous: these buffers live long, and stay out of the memory pool
+// (Allocator.h).
 void *qlr::cuda::deviceAlloc(size_t bytes) {
-  return mgpuMemAlloc(bytes, /*stream=*/nullptr, /*isHostShared=*/0);
+  const DriverApi *a = enter();
+  if (!a)
+    return nullptr;
+  return allocate(*a, bytes, /*stream=*/nullptr, /*hostShared=*/false,
+                  /*streamOrdered=*/false);
 }
 
-void qlr::cuda::deviceFree(void *ptr) { mgpuMemFree(ptr, /*stream=*/nullptr); }
+void qlr::cuda::deviceFree(void *ptr) {
+  if (!ptr)
+    return;
+  if (const DriverApi *a = enter())
+    release(*a, ptr, /*stream=*/nullptr);
+}
 
 bool qlr::cuda::copyToDevice(void *dst, const void *src, size_t count) {
   const DriverApi *a = enter();

@@ -11,11 +11,14 @@
 
 #include "Driver.h"
 
+#include "Allocator.h"
+
 #include <dlfcn.h>
 
 #include <atomic>
 #include <climits>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <unordered_map>
 
@@ -24,8 +27,6 @@ using namespace qlr::cuda::api;
 using namespace qlr::cuda::detail;
 
 namespace {
-/// Device ordinals the runtime keeps a primary context for.
-constexpr int kMaxDevices = 64;
 /// The ordinal before QLR_CUDA_DEVICE or mgpuSetDefaultDevice chose one.
 constexpr int kUnset = INT_MIN;
 
@@ -93,6 +94,22 @@ bool deviceFromEnvironment(int &ordinal, std::string &error) {
   }
   ordinal = static_cast<int>(value);
   return true;
+}
+
+/// Parses QLR_CUDA_ALLOCATOR: "sync" forbids the stream-ordered allocator,
+/// "async" (the default) allows it; false for anything else.
+bool allocatorFromEnvironment(bool &synchronous, std::string &error) {
+  synchronous = false;
+  const char *env = std::getenv("QLR_CUDA_ALLOCATOR");
+  if (!env || !*env || std::strcmp(env, "async") == 0)
+    return true;
+  if (std::strcmp(env, "sync") == 0) {
+    synchronous = true;
+    return true;
+  }
+  error = std::string("QLR_CUDA_ALLOCATOR='") + env +
+          "' is not an allocator (sync, or async: the default)";
+  return false;
 }
 
 /// Opens the driver, resolves the entry points and initialises it.
@@ -164,6 +181,16 @@ LoadedDriver *load(State &s) {
     resolve(library, "cuEventElapsedTime", a.cuEventElapsedTime);
   resolve(library, "cuLaunchKernelEx", a.cuLaunchKernelEx);
   resolve(library, "cuTensorMapEncodeTiled", a.cuTensorMapEncodeTiled);
+  // The stream-ordered allocator (Allocator.h) is used only with all of its
+  // entry points.
+  resolve(library, "cuMemAllocAsync", a.cuMemAllocAsync);
+  resolve(library, "cuMemFreeAsync", a.cuMemFreeAsync);
+  resolve(library, "cuDeviceGetDefaultMemPool", a.cuDeviceGetDefaultMemPool);
+  resolve(library, "cuMemPoolSetAttribute", a.cuMemPoolSetAttribute);
+  resolve(library, "cuMemPoolTrimTo", a.cuMemPoolTrimTo);
+  bool streamOrdered = a.cuMemAllocAsync && a.cuMemFreeAsync &&
+                       a.cuDeviceGetDefaultMemPool && a.cuMemPoolSetAttribute &&
+                       a.cuMemPoolTrimTo;
 
   if (CUresult result = a.cuInit(0)) {
     d->error = "cuInit failed: " + describe(a, result);
@@ -179,6 +206,10 @@ LoadedDriver *load(State &s) {
     d->error = "no CUDA device";
     return d;
   }
+  bool synchronous = false;
+  if (!allocatorFromEnvironment(synchronous, d->error))
+    return d;
+  d->streamOrderedAllocator = streamOrdered && !synchronous;
   // mgpuSetDefaultDevice before the first use wins over the environment.
   if (s.ordinal.load(std::memory_order_acquire) == kUnset) {
     int ordinal = 0;
@@ -356,6 +387,7 @@ std::string qlr::cuda::detail::lastLaunchContext() {
 
 void qlr::cuda::detail::resetForTesting() {
   State &s = state();
+  resetAllocatorForTesting();
   delete s.driver.exchange(nullptr);
   s.ordinal.store(kUnset);
   for (std::atomic<CUcontext> &context : s.contexts)

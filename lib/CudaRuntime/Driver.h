@@ -19,6 +19,9 @@
 
 namespace qlr::cuda::detail {
 
+/// Device ordinals the runtime keeps a primary context for.
+constexpr int kMaxDevices = 64;
+
 /// The driver as loaded: the entry points, or why it cannot be used.
 struct LoadedDriver {
   api::DriverApi api = {};
@@ -27,6 +30,10 @@ struct LoadedDriver {
   int deviceCount = 0;
   /// The library file that was opened (libcuda.so.1 or QLR_CUDA_DRIVER).
   std::string path;
+  /// Whether mgpuMemAlloc may use the stream-ordered allocator (Allocator.h):
+  /// the driver has its entry points and QLR_CUDA_ALLOCATOR is not "sync".
+  /// Each device must support memory pools too.
+  bool streamOrderedAllocator = false;
 };
 
 /// The driver, loaded and initialised (cuInit) on first use.
@@ -58,6 +65,15 @@ inline bool check(api::CUresult result, const char *call) {
   recordFailure(result, call);
   return false;
 }
+/// Whether a release call (a free, unload or destroy) failed, recording the
+/// failure; a driver that has shut down already (model libraries release
+/// their resources from global destructors) is not a failure.
+inline bool releaseFailed(api::CUresult result, const char *call) {
+  if (result == api::CUDA_SUCCESS || result == api::CUDA_ERROR_DEINITIALIZED)
+    return false;
+  recordFailure(result, call);
+  return true;
+}
 /// "CUDA_ERROR_X (description)", or "CUDA error <n>" for a code the driver
 /// does not name.
 std::string describe(api::CUresult result);
@@ -81,10 +97,10 @@ void noteLaunch(api::CUfunction function);
 /// " (the last kernel launched was <name>)", or empty before any launch.
 std::string lastLaunchContext();
 
-/// Forgets everything (driver, contexts, error, registry) so that the next
-/// call loads the driver again, with the environment as it is then. The
-/// previous driver library stays mapped. For the unit tests only: not
-/// thread-safe against concurrent calls into the runtime.
+/// Forgets everything (driver, contexts, error, registry, allocator state) so
+/// that the next call loads the driver again, with the environment as it is
+/// then. The previous driver library stays mapped. For the unit tests only:
+/// not thread-safe against concurrent calls into the runtime.
 void resetForTesting();
 
 } // namespace qlr::cuda::detail

@@ -14,13 +14,16 @@
 // opted in only above the 48 KiB default; dense-stride and launch-geometry
 // violations become errors instead of assertions or wrapped values; the TMA
 // descriptor addresses the memref's first element (aligned pointer plus
-// offset; upstream ignores the offset); and a release call that finds CUDA
-// already deinitialised at exit is not an error.
+// offset; upstream ignores the offset); device memory comes from the
+// stream-ordered allocator where the device has it (Allocator.h; upstream
+// allocates with cuMemAlloc); and a release call that finds CUDA already
+// deinitialised at exit is not an error.
 //
 //===----------------------------------------------------------------------===//
 
 #include "qlr/Runtime/CudaDriver.h"
 
+#include "Allocator.h"
 #include "Driver.h"
 
 #include <climits>
@@ -31,15 +34,6 @@ using namespace qlr::cuda::detail;
 namespace {
 CUdeviceptr devicePtr(const void *ptr) {
   return static_cast<CUdeviceptr>(reinterpret_cast<uintptr_t>(ptr));
-}
-
-/// Whether a failure of a release call is the driver having shut down
-/// already (model libraries unload their modules from global destructors).
-bool releaseFailed(CUresult result, const char *call) {
-  if (result == CUDA_SUCCESS || result == CUDA_ERROR_DEINITIALIZED)
-    return false;
-  recordFailure(result, call);
-  return true;
 }
 
 /// Launch dimensions: each of x, y, z in [1, UINT_MAX].
@@ -347,30 +341,21 @@ extern "C" void mgpuEventRecord(void *event, void *stream) {
 // Memory
 //===----------------------------------------------------------------------===//
 
-extern "C" void *mgpuMemAlloc(uint64_t sizeBytes, void * /*stream*/,
+extern "C" void *mgpuMemAlloc(uint64_t sizeBytes, void *stream,
                               uint32_t isHostShared) {
   const DriverApi *a = enter();
   if (!a)
     return nullptr;
-  bool hostShared = (isHostShared & 0xff) != 0;
-  CUdeviceptr ptr = 0;
-  CUresult result =
-      hostShared ? a->cuMemAllocManaged(&ptr, sizeBytes, CU_MEM_ATTACH_GLOBAL)
-                 : a->cuMemAlloc(&ptr, sizeBytes);
-  if (result != CUDA_SUCCESS) {
-    recordFailure(
-        result, std::string(hostShared ? "cuMemAllocManaged(" : "cuMemAlloc(") +
-                    std::to_string(sizeBytes) + " bytes)");
-    return nullptr;
-  }
-  return reinterpret_cast<void *>(static_cast<uintptr_t>(ptr));
+  return allocate(*a, sizeBytes, static_cast<CUstream>(stream),
+                  /*hostShared=*/(isHostShared & 0xff) != 0,
+                  /*streamOrdered=*/true);
 }
 
-extern "C" void mgpuMemFree(void *ptr, void * /*stream*/) {
+extern "C" void mgpuMemFree(void *ptr, void *stream) {
   if (!ptr)
     return;
   if (const DriverApi *a = enter())
-    releaseFailed(a->cuMemFree(devicePtr(ptr)), "cuMemFree");
+    release(*a, ptr, static_cast<CUstream>(stream));
 }
 
 extern "C" void mgpuMemcpy(void *dst, void *src, size_t sizeBytes,

@@ -44,6 +44,8 @@ QLR_SAME_VALUE(CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE);
 QLR_SAME_VALUE(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR);
 QLR_SAME_VALUE(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
 QLR_SAME_VALUE(CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN);
+QLR_SAME_VALUE(CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED);
+QLR_SAME_VALUE(CU_MEMPOOL_ATTR_RELEASE_THRESHOLD);
 QLR_SAME_VALUE(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES);
 QLR_SAME_VALUE(CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED);
 QLR_SAME_VALUE(CU_JIT_ERROR_LOG_BUFFER);
@@ -62,6 +64,7 @@ static_assert(api::kNumTensorMapByteDataTypes ==
 static_assert(sizeof(api::CUdeviceptr) == sizeof(CUdeviceptr));
 static_assert(sizeof(api::CUdevice) == sizeof(CUdevice));
 static_assert(sizeof(api::CUresult) == sizeof(CUresult));
+static_assert(sizeof(api::CUmemoryPool) == sizeof(CUmemoryPool));
 
 #define QLR_SAME_FIELD(type, field)                                            \
   static_assert(offsetof(api::type, field) == offsetof(type, field),           \
@@ -109,6 +112,13 @@ TEST(CudaApiTest, VersionedEntryPointNames) {
   EXPECT_STREQ(QLR_EXPANDED_NAME(cuLaunchKernel), "cuLaunchKernel");
   EXPECT_STREQ(QLR_EXPANDED_NAME(cuStreamSynchronize), "cuStreamSynchronize");
   EXPECT_STREQ(QLR_EXPANDED_NAME(cuModuleLoadDataEx), "cuModuleLoadDataEx");
+  EXPECT_STREQ(QLR_EXPANDED_NAME(cuMemAllocAsync), "cuMemAllocAsync");
+  EXPECT_STREQ(QLR_EXPANDED_NAME(cuMemFreeAsync), "cuMemFreeAsync");
+  EXPECT_STREQ(QLR_EXPANDED_NAME(cuDeviceGetDefaultMemPool),
+               "cuDeviceGetDefaultMemPool");
+  EXPECT_STREQ(QLR_EXPANDED_NAME(cuMemPoolSetAttribute),
+               "cuMemPoolSetAttribute");
+  EXPECT_STREQ(QLR_EXPANDED_NAME(cuMemPoolTrimTo), "cuMemPoolTrimTo");
 }
 } // namespace
 

@@ -167,6 +167,18 @@ TEST(CudaRuntimeNoDriverTest, RealDriverIfPresent) {
   EXPECT_TRUE(cuda::copyToHost(back.data(), device, 16));
   cuda::deviceFree(device);
   EXPECT_EQ(back, host);
+  // Through a temporary of the generated code's kind (stream-ordered where
+  // the device has memory pools).
+  std::vector<float> again(4);
+  void *stream = mgpuStreamCreate();
+  void *temporary = mgpuMemAlloc(sizeof(float) * host.size(), stream, 0);
+  ASSERT_NE(temporary, nullptr) << pendingError();
+  mgpuMemcpy(temporary, host.data(), 16, stream);
+  mgpuMemcpy(again.data(), temporary, 16, stream);
+  mgpuMemFree(temporary, stream);
+  mgpuStreamSynchronize(stream);
+  mgpuStreamDestroy(stream);
+  EXPECT_EQ(again, host);
   EXPECT_FALSE(cuda::hasError()) << pendingError();
 }
 
@@ -182,6 +194,8 @@ class CudaRuntimeFakeDriverTest : public ::testing::Test {
 protected:
   void SetUp() override {
     unsetenv("QLR_CUDA_DEVICE");
+    unsetenv("QLR_CUDA_ALLOCATOR");
+    unsetenv("QLR_FAKE_CUDA_HIDE");
     useDriver(QLR_FAKE_CUDA_DRIVER);
     ASSERT_NE(FAKE(qlrFakeReset), nullptr) << dlerror();
     FAKE(qlrFakeReset)();
@@ -190,6 +204,8 @@ protected:
     EXPECT_FALSE(cuda::hasError()) << pendingError();
     FAKE(qlrFakeReset)();
     unsetenv("QLR_CUDA_DEVICE");
+    unsetenv("QLR_CUDA_ALLOCATOR");
+    unsetenv("QLR_FAKE_CUDA_HIDE");
   }
 
   static void inject(const char *entryPoint, int result) {
@@ -286,9 +302,234 @@ TEST_F(CudaRuntimeFakeDriverTest, HostSharedAllocationIsManaged) {
   void *plain = mgpuMemAlloc(32, nullptr, 0x100);
   ASSERT_NE(plain, nullptr);
   EXPECT_EQ(calls("cuMemAllocManaged"), 1);
-  EXPECT_EQ(calls("cuMemAlloc_v2"), 1);
+  EXPECT_EQ(calls("cuMemAllocAsync"), 1);
+  // Managed memory is not stream-ordered: it is freed with cuMemFree.
   mgpuMemFree(shared, nullptr);
   mgpuMemFree(plain, nullptr);
+  EXPECT_EQ(calls("cuMemFree_v2"), 1);
+  EXPECT_EQ(calls("cuMemFreeAsync"), 1);
+}
+
+//===----------------------------------------------------------------------===//
+// The stream-ordered allocator
+//===----------------------------------------------------------------------===//
+
+constexpr uint64_t kKeepEverything = UINT64_MAX;
+
+TEST_F(CudaRuntimeFakeDriverTest, TemporariesAreStreamOrdered) {
+  int live = FAKE(qlrFakeLiveAllocations)();
+  size_t pooled = FAKE(qlrFakePoolReservedBytes)(0);
+  void *stream = mgpuStreamCreate(), *other = mgpuStreamCreate();
+  void *first = mgpuMemAlloc(64, stream, 0);
+  void *second = mgpuMemAlloc(128, stream, 0);
+  ASSERT_NE(first, nullptr) << pendingError();
+  ASSERT_NE(second, nullptr) << pendingError();
+  EXPECT_EQ(calls("cuMemAllocAsync"), 2);
+  EXPECT_EQ(calls("cuMemAlloc_v2"), 0);
+  EXPECT_EQ(FAKE(qlrFakeLiveAllocations)(), live + 2);
+  // The default pool, set up once: it keeps what is freed into it.
+  EXPECT_EQ(calls("cuDeviceGetDefaultMemPool"), 1);
+  EXPECT_EQ(calls("cuMemPoolSetAttribute"), 1);
+  EXPECT_EQ(FAKE(qlrFakePoolReleaseThreshold)(0), kKeepEverything);
+  EXPECT_EQ(FAKE(qlrFakePoolReservedBytes)(0), pooled + 192);
+
+  // Freed in stream order, on any stream.
+  mgpuMemFree(first, stream);
+  mgpuMemFree(second, other);
+  EXPECT_EQ(calls("cuMemFreeAsync"), 2);
+  EXPECT_EQ(calls("cuMemFree_v2"), 0);
+  EXPECT_EQ(FAKE(qlrFakeLiveAllocations)(), live);
+  // A synchronisation does not give the freed memory back, and the next
+  // allocations reuse it.
+  mgpuStreamSynchronize(stream);
+  EXPECT_TRUE(cuda::synchronize());
+  EXPECT_EQ(FAKE(qlrFakePoolReservedBytes)(0), pooled + 192);
+  void *third = mgpuMemAlloc(128, other, 0);
+  ASSERT_NE(third, nullptr) << pendingError();
+  EXPECT_EQ(FAKE(qlrFakePoolReservedBytes)(0), pooled + 192);
+  mgpuMemFree(third, other);
+  EXPECT_EQ(calls("cuMemPoolSetAttribute"), 1);
+
+  // The C++ interface stays synchronous (long-lived buffers).
+  void *buffer = cuda::deviceAlloc(256);
+  ASSERT_NE(buffer, nullptr) << pendingError();
+  EXPECT_EQ(calls("cuMemAlloc_v2"), 1);
+  EXPECT_EQ(FAKE(qlrFakePoolReservedBytes)(0), pooled + 192);
+  cuda::deviceFree(buffer);
+  EXPECT_EQ(calls("cuMemFree_v2"), 1);
+  EXPECT_EQ(calls("cuMemFreeAsync"), 3);
+  EXPECT_EQ(FAKE(qlrFakeLiveAllocations)(), live);
+  mgpuStreamDestroy(stream);
+  mgpuStreamDestroy(other);
+}
+
+TEST_F(CudaRuntimeFakeDriverTest, EachDeviceSetsUpItsPoolOnce) {
+  FAKE(qlrFakeSetDeviceCount)(2);
+  useDriver(QLR_FAKE_CUDA_DRIVER);
+  std::vector<std::thread> workers;
+  for (int i = 0; i < 4; ++i)
+    workers.emplace_back([] {
+      for (int j = 0; j < 50; ++j)
+        mgpuMemFree(mgpuMemAlloc(16 + j, nullptr, 0), nullptr);
+    });
+  for (std::thread &worker : workers)
+    worker.join();
+  EXPECT_EQ(calls("cuMemAllocAsync"), 200);
+  EXPECT_EQ(calls("cuMemFreeAsync"), 200);
+  EXPECT_EQ(calls("cuMemPoolSetAttribute"), 1);
+  EXPECT_EQ(FAKE(qlrFakePoolReleaseThreshold)(1), 0u);
+
+  mgpuSetDefaultDevice(1);
+  mgpuMemFree(mgpuMemAlloc(16, nullptr, 0), nullptr);
+  EXPECT_EQ(calls("cuMemPoolSetAttribute"), 2);
+  EXPECT_EQ(FAKE(qlrFakePoolReleaseThreshold)(1), kKeepEverything);
+
+  // Loading the driver again sets the pools up again.
+  useDriver(QLR_FAKE_CUDA_DRIVER);
+  mgpuMemFree(mgpuMemAlloc(16, nullptr, 0), nullptr);
+  EXPECT_EQ(calls("cuMemPoolSetAttribute"), 3);
+}
+
+TEST_F(CudaRuntimeFakeDriverTest, SynchronousWhenTheEnvironmentSaysSo) {
+  setenv("QLR_CUDA_ALLOCATOR", "sync", 1);
+  useDriver(QLR_FAKE_CUDA_DRIVER);
+  void *buffer = mgpuMemAlloc(64, nullptr, 0);
+  ASSERT_NE(buffer, nullptr) << pendingError();
+  mgpuMemFree(buffer, nullptr);
+  EXPECT_EQ(calls("cuMemAlloc_v2"), 1);
+  EXPECT_EQ(calls("cuMemFree_v2"), 1);
+  EXPECT_EQ(calls("cuMemAllocAsync"), 0);
+  EXPECT_EQ(calls("cuMemFreeAsync"), 0);
+  // The pool is not touched.
+  EXPECT_EQ(calls("cuDeviceGetDefaultMemPool"), 0);
+  EXPECT_EQ(calls("cuMemPoolSetAttribute"), 0);
+
+  setenv("QLR_CUDA_ALLOCATOR", "async", 1);
+  useDriver(QLR_FAKE_CUDA_DRIVER);
+  mgpuMemFree(mgpuMemAlloc(64, nullptr, 0), nullptr);
+  EXPECT_EQ(calls("cuMemAllocAsync"), 1);
+
+  setenv("QLR_CUDA_ALLOCATOR", "fast", 1);
+  useDriver(QLR_FAKE_CUDA_DRIVER);
+  std::string why;
+  EXPECT_FALSE(cuda::available(why));
+  EXPECT_EQ(why, "QLR_CUDA_ALLOCATOR='fast' is not an allocator (sync, or "
+                 "async: the default)");
+}
+
+TEST_F(CudaRuntimeFakeDriverTest, SynchronousWithoutTheEntryPoints) {
+  EXPECT_EQ(FAKE(qlrFakeHideEntryPoint)("cuMemAlloc_v2", 1), 0);
+  int expectedSynchronous = 0;
+  // Without any one of them, as a driver older than CUDA 11.2 is.
+  for (const char *entryPoint :
+       {"cuMemAllocAsync", "cuMemFreeAsync", "cuDeviceGetDefaultMemPool",
+        "cuMemPoolSetAttribute", "cuMemPoolTrimTo"}) {
+    ASSERT_EQ(FAKE(qlrFakeHideEntryPoint)(entryPoint, 1), 1) << entryPoint;
+    useDriver(QLR_FAKE_CUDA_DRIVER);
+    void *buffer = mgpuMemAlloc(64, nullptr, 0);
+    ASSERT_NE(buffer, nullptr) << pendingError();
+    mgpuMemFree(buffer, nullptr);
+    ++expectedSynchronous;
+    EXPECT_EQ(calls("cuMemAlloc_v2"), expectedSynchronous) << entryPoint;
+    EXPECT_EQ(calls("cuMemFree_v2"), expectedSynchronous) << entryPoint;
+    EXPECT_EQ(calls("cuMemAllocAsync"), 0) << entryPoint;
+    FAKE(qlrFakeHideEntryPoint)(entryPoint, 0);
+  }
+  // Hidden through the environment.
+  setenv("QLR_FAKE_CUDA_HIDE", "cuMemPoolTrimTo,cuMemAllocAsync", 1);
+  useDriver(QLR_FAKE_CUDA_DRIVER);
+  mgpuMemFree(mgpuMemAlloc(64, nullptr, 0), nullptr);
+  EXPECT_EQ(calls("cuMemAlloc_v2"), expectedSynchronous + 1);
+  EXPECT_EQ(calls("cuMemAllocAsync"), 0);
+  // Shown again.
+  unsetenv("QLR_FAKE_CUDA_HIDE");
+  useDriver(QLR_FAKE_CUDA_DRIVER);
+  mgpuMemFree(mgpuMemAlloc(64, nullptr, 0), nullptr);
+  EXPECT_EQ(calls("cuMemAllocAsync"), 1);
+}
+
+TEST_F(CudaRuntimeFakeDriverTest, SynchronousWithoutMemoryPools) {
+  FAKE(qlrFakeSetMemoryPoolsSupported)(0);
+  void *buffer = mgpuMemAlloc(64, nullptr, 0);
+  ASSERT_NE(buffer, nullptr) << pendingError();
+  mgpuMemFree(buffer, nullptr);
+  EXPECT_EQ(calls("cuMemAlloc_v2"), 1);
+  EXPECT_EQ(calls("cuMemFree_v2"), 1);
+  EXPECT_EQ(calls("cuMemAllocAsync"), 0);
+  EXPECT_EQ(calls("cuDeviceGetDefaultMemPool"), 0);
+}
+
+TEST_F(CudaRuntimeFakeDriverTest, SynchronousWhenThePoolCannotBeSetUp) {
+  inject("cuMemPoolSetAttribute", 1); // CUDA_ERROR_INVALID_VALUE
+  void *buffer = mgpuMemAlloc(64, nullptr, 0);
+  ASSERT_NE(buffer, nullptr) << pendingError();
+  mgpuMemFree(buffer, nullptr);
+  EXPECT_EQ(calls("cuMemAlloc_v2"), 1);
+  EXPECT_EQ(calls("cuMemAllocAsync"), 0);
+  // Decided once.
+  inject("cuMemPoolSetAttribute", 0);
+  mgpuMemFree(mgpuMemAlloc(64, nullptr, 0), nullptr);
+  EXPECT_EQ(calls("cuMemAlloc_v2"), 2);
+  EXPECT_EQ(calls("cuMemPoolSetAttribute"), 1);
+}
+
+TEST_F(CudaRuntimeFakeDriverTest, StreamOrderedFailuresAreSticky) {
+  void *stream = mgpuStreamCreate();
+  inject("cuMemAllocAsync", 2); // CUDA_ERROR_OUT_OF_MEMORY
+  EXPECT_EQ(mgpuMemAlloc(503040, stream, 0), nullptr);
+  EXPECT_TRUE(cuda::hasError());
+  // Later calls do nothing; the first error stays.
+  inject("cuMemAllocAsync", 0);
+  EXPECT_EQ(mgpuMemAlloc(16, stream, 0), nullptr);
+  EXPECT_EQ(cuda::deviceAlloc(16), nullptr);
+  EXPECT_EQ(calls("cuMemAllocAsync"), 1);
+  EXPECT_EQ(calls("cuMemAlloc_v2"), 0);
+  EXPECT_EQ(pendingError(), "cuMemAllocAsync(503040 bytes) failed: "
+                            "CUDA_ERROR_OUT_OF_MEMORY (out of memory)");
+
+  void *buffer = mgpuMemAlloc(16, stream, 0);
+  ASSERT_NE(buffer, nullptr) << pendingError();
+  inject("cuMemFreeAsync", 700); // CUDA_ERROR_ILLEGAL_ADDRESS
+  mgpuMemFree(buffer, stream);
+  EXPECT_EQ(pendingError(), "cuMemFreeAsync failed: CUDA_ERROR_ILLEGAL_ADDRESS "
+                            "(an illegal memory access was encountered)");
+  // A driver that has shut down already is not an error.
+  inject("cuMemFreeAsync", 4); // CUDA_ERROR_DEINITIALIZED
+  buffer = mgpuMemAlloc(16, stream, 0);
+  mgpuMemFree(buffer, stream);
+  EXPECT_FALSE(cuda::hasError());
+  mgpuStreamDestroy(stream);
+}
+
+TEST_F(CudaRuntimeFakeDriverTest, OutOfMemoryTrimsThePool) {
+  constexpr size_t kMiB = 1 << 20;
+  // 1 MiB more than earlier tests left allocated.
+  FAKE(qlrFakeSetMemoryCapacity)(FAKE(qlrFakeDeviceBytesInUse)() + kMiB);
+  size_t pooled = FAKE(qlrFakePoolReservedBytes)(0);
+  // No pool yet: nothing to trim.
+  EXPECT_EQ(cuda::deviceAlloc(2 * kMiB), nullptr);
+  EXPECT_EQ(pendingError(), "cuMemAlloc(2097152 bytes) failed: "
+                            "CUDA_ERROR_OUT_OF_MEMORY (out of memory)");
+  EXPECT_EQ(calls("cuMemPoolTrimTo"), 0);
+
+  // The pool keeps 768 KiB that a temporary freed into it.
+  void *stream = mgpuStreamCreate();
+  mgpuMemFree(mgpuMemAlloc(768 * 1024, stream, 0), stream);
+  mgpuStreamSynchronize(stream);
+  EXPECT_EQ(FAKE(qlrFakePoolReservedBytes)(0), pooled + 768 * 1024);
+  // A synchronous allocation that needs them gets them.
+  void *buffer = cuda::deviceAlloc(512 * 1024);
+  ASSERT_NE(buffer, nullptr) << pendingError();
+  EXPECT_EQ(calls("cuMemPoolTrimTo"), 1);
+  EXPECT_EQ(calls("cuMemAlloc_v2"), 3);
+  EXPECT_EQ(FAKE(qlrFakePoolReservedBytes)(0), pooled);
+  // Memory that is not there is not.
+  EXPECT_EQ(cuda::deviceAlloc(kMiB), nullptr);
+  EXPECT_EQ(pendingError(), "cuMemAlloc(1048576 bytes) failed: "
+                            "CUDA_ERROR_OUT_OF_MEMORY (out of memory)");
+  EXPECT_EQ(calls("cuMemPoolTrimTo"), 2);
+  cuda::deviceFree(buffer);
+  mgpuStreamDestroy(stream);
 }
 
 TEST_F(CudaRuntimeFakeDriverTest, ModuleLaunchPassesEverythingThrough) {
@@ -430,6 +671,7 @@ TEST_F(CudaRuntimeFakeDriverTest, InjectedFailureIsSticky) {
   EXPECT_EQ(cuda::moduleGlobal("qlr_test_global"), nullptr);
   EXPECT_EQ(calls("cuLaunchKernel"), 1);
   EXPECT_EQ(calls("cuMemAlloc_v2"), 0);
+  EXPECT_EQ(calls("cuMemAllocAsync"), 0);
   EXPECT_EQ(calls("cuModuleLoadData"), 1);
   EXPECT_EQ(calls("cuStreamCreate"), 0);
   EXPECT_EQ(FAKE(qlrFakeLaunchCount)(), 0);
@@ -508,6 +750,7 @@ TEST_F(CudaRuntimeFakeDriverTest, ReleaseAfterDriverShutdownIsQuiet) {
   mgpuStreamDestroy(nullptr);
   mgpuEventDestroy(nullptr);
   EXPECT_EQ(calls("cuMemFree_v2"), 0);
+  EXPECT_EQ(calls("cuMemFreeAsync"), 0);
   EXPECT_EQ(calls("cuStreamDestroy_v2"), 0);
   EXPECT_EQ(calls("cuEventDestroy_v2"), 0);
 }

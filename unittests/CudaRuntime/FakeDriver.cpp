@@ -16,6 +16,8 @@
 
 #include <elf.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
@@ -64,6 +66,35 @@ constexpr int kMaxDevices = 8;
 Context primaryContexts[kMaxDevices] = {{0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}};
 thread_local CUcontext currentContext = nullptr;
 
+/// The default memory pools, tags like the contexts.
+struct PoolTag {
+  int ordinal;
+};
+PoolTag poolTags[kMaxDevices] = {{0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}};
+
+/// The device ordinal of a pool handle, or -1.
+int poolOrdinal(CUmemoryPool pool) {
+  for (int i = 0; i < kMaxDevices; ++i)
+    if (reinterpret_cast<CUmemoryPool>(&poolTags[i]) == pool)
+      return i;
+  return -1;
+}
+
+/// A device allocation; `pool` is the device ordinal of the pool a
+/// stream-ordered allocation came from, -1 for the others.
+struct Allocation {
+  size_t bytes;
+  int pool;
+};
+
+/// The bookkeeping of a default memory pool: the bytes allocated from it
+/// (`used`) and the bytes it holds from the device (`reserved`: used, and
+/// freed but cached).
+struct Pool {
+  uint64_t releaseThreshold = 0;
+  size_t used = 0, reserved = 0;
+};
+
 constexpr int kDefaultComputeMajor = 9, kDefaultComputeMinor = 0;
 
 void writeReport();
@@ -78,7 +109,16 @@ struct Fake {
   bool haveTensorMap = false;
   int lastJitOptLevel = -1;
   unsigned lastStreamFlags = 0, lastEventFlags = 0, lastManagedFlags = 0;
-  std::set<void *> allocations;
+  std::map<void *, Allocation> allocations;
+  /// Device memory: the bytes of the live allocations that are not from a
+  /// pool, the pools, and the capacity (0: unlimited).
+  size_t synchronousBytes = 0;
+  Pool pools[kMaxDevices];
+  size_t capacity = 0;
+  /// CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED.
+  bool memoryPools = true;
+  /// Successful cuMemAllocAsync calls.
+  int streamOrderedAllocations = 0;
   std::set<Module *> modules;
   std::map<const void *, size_t> registered;
   int clock = 0;
@@ -104,6 +144,8 @@ struct Fake {
               std::atoi(pair.c_str() + equals + 1);
       }
     }
+    if (const char *supported = std::getenv("QLR_FAKE_CUDA_MEMORY_POOLS"))
+      memoryPools = std::atoi(supported) != 0;
     if (const char *report = std::getenv("QLR_FAKE_CUDA_REPORT")) {
       reportPath = report;
       if (!reportPath.empty())
@@ -131,6 +173,11 @@ void writeReport() {
   out << "module loads "
       << f.calls["cuModuleLoadData"] + f.calls["cuModuleLoadDataEx"] << "\n";
   out << "live allocations " << f.allocations.size() << "\n";
+  out << "stream-ordered allocations " << f.streamOrderedAllocations << "\n";
+  for (int i = 0; i < kMaxDevices; ++i)
+    if (f.pools[i].releaseThreshold)
+      out << "pool " << i << " release threshold "
+          << f.pools[i].releaseThreshold << "\n";
 }
 
 /// Counts the call of `name` and returns its injected failure, if any.
@@ -388,17 +435,122 @@ int deviceCount() {
   return f.deviceCount;
 }
 
-CUresult allocate(CUdeviceptr *ptr, size_t bytes) {
+/// Device memory the allocations and the pools hold (the mutex held).
+size_t deviceBytesInUse(const Fake &f) {
+  size_t bytes = f.synchronousBytes;
+  for (const Pool &pool : f.pools)
+    bytes += pool.reserved;
+  return bytes;
+}
+
+/// Allocates `bytes` bytes, from the pool of device `pool` when that is not
+/// -1 (reusing what the pool caches, growing it for the rest); out of memory
+/// beyond the capacity.
+CUresult allocate(CUdeviceptr *ptr, size_t bytes, int pool = -1) {
   if (bytes == 0)
     return CUDA_ERROR_INVALID_VALUE;
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  size_t growth = bytes;
+  if (pool >= 0) {
+    const Pool &p = f.pools[pool];
+    growth = p.used + bytes > p.reserved ? p.used + bytes - p.reserved : 0;
+  }
+  if (f.capacity && deviceBytesInUse(f) + growth > f.capacity)
+    return CUDA_ERROR_OUT_OF_MEMORY;
   void *memory = std::calloc(1, bytes);
   if (!memory)
     return CUDA_ERROR_OUT_OF_MEMORY;
-  Fake &f = fake();
-  std::lock_guard<std::mutex> lock(f.mutex);
-  f.allocations.insert(memory);
+  if (pool >= 0) {
+    Pool &p = f.pools[pool];
+    p.used += bytes;
+    p.reserved = std::max(p.reserved, p.used);
+  } else {
+    f.synchronousBytes += bytes;
+  }
+  f.allocations[memory] = {bytes, pool};
   *ptr = devicePtr(memory);
   return CUDA_SUCCESS;
+}
+
+/// Frees an allocation (only a stream-ordered one when `streamOrdered`);
+/// what came from a pool stays reserved by it.
+CUresult deallocate(CUdeviceptr ptr, bool streamOrdered) {
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  auto it = f.allocations.find(hostPtr(ptr));
+  if (it == f.allocations.end() || (streamOrdered && it->second.pool < 0))
+    return CUDA_ERROR_INVALID_VALUE;
+  if (it->second.pool >= 0)
+    f.pools[it->second.pool].used -= it->second.bytes;
+  else
+    f.synchronousBytes -= it->second.bytes;
+  f.allocations.erase(it);
+  std::free(hostPtr(ptr));
+  return CUDA_SUCCESS;
+}
+
+/// At a synchronisation, each pool gives back what it holds above its
+/// release threshold.
+void releasePools() {
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  for (Pool &pool : f.pools)
+    if (pool.reserved > pool.releaseThreshold)
+      pool.reserved =
+          std::max(pool.used, static_cast<size_t>(pool.releaseThreshold));
+}
+
+/// The device ordinal of the current context (call with one current).
+int currentOrdinal() {
+  return reinterpret_cast<const Context *>(currentContext)->ordinal;
+}
+
+//===----------------------------------------------------------------------===//
+// Hideable entry points
+//===----------------------------------------------------------------------===//
+//
+// These are GNU indirect functions: dlsym calls their resolver at each
+// lookup, which returns null, as if the driver did not have them, while they
+// are hidden.
+
+constexpr const char *kHideable[] = {
+    "cuMemAllocAsync", "cuMemFreeAsync", "cuDeviceGetDefaultMemPool",
+    "cuMemPoolSetAttribute", "cuMemPoolTrimTo"};
+constexpr int kNumHideable = sizeof(kHideable) / sizeof(kHideable[0]);
+/// Hidden by qlrFakeHideEntryPoint (constant-initialised: resolvers may run
+/// early).
+std::atomic<bool> hiddenByControl[kNumHideable];
+
+int hideableIndex(const char *name) {
+  for (int i = 0; i < kNumHideable; ++i)
+    if (std::strcmp(kHideable[i], name) == 0)
+      return i;
+  return -1;
+}
+
+/// Whether the comma-separated `list` names `name`.
+bool listed(const char *list, const char *name) {
+  size_t length = std::strlen(name);
+  for (const char *at = list; *at;) {
+    const char *end = std::strchr(at, ',');
+    size_t itemLength = end ? static_cast<size_t>(end - at) : std::strlen(at);
+    if (itemLength == length && std::strncmp(at, name, length) == 0)
+      return true;
+    if (!end)
+      break;
+    at = end + 1;
+  }
+  return false;
+}
+
+bool hidden(int index) {
+  if (index < 0)
+    return false;
+  if (hiddenByControl[index].load())
+    return true;
+  const char *list = std::getenv("QLR_FAKE_CUDA_HIDE");
+  return list && listed(list, kHideable[index]);
 }
 
 const ErrorText *findError(CUresult code) {
@@ -482,6 +634,12 @@ CUresult cuDeviceGetAttribute(int *value, int attribute, CUdevice /*device*/) {
   case CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN:
     *value = 232448;
     return CUDA_SUCCESS;
+  case CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED: {
+    Fake &f = fake();
+    std::lock_guard<std::mutex> lock(f.mutex);
+    *value = f.memoryPools ? 1 : 0;
+    return CUDA_SUCCESS;
+  }
   default:
     return CUDA_ERROR_INVALID_VALUE;
   }
@@ -515,6 +673,7 @@ CUresult cuCtxGetCurrent(CUcontext *context) {
 
 CUresult cuCtxSynchronize() {
   FAKE_ENTRY_IN_CONTEXT("cuCtxSynchronize");
+  releasePools();
   return CUDA_SUCCESS;
 }
 
@@ -650,6 +809,7 @@ CUresult cuStreamDestroy_v2(CUstream stream) {
 
 CUresult cuStreamSynchronize(CUstream /*stream*/) {
   FAKE_ENTRY("cuStreamSynchronize");
+  releasePools();
   return CUDA_SUCCESS;
 }
 
@@ -675,7 +835,10 @@ CUresult cuEventDestroy_v2(CUevent event) {
 
 CUresult cuEventSynchronize(CUevent event) {
   FAKE_ENTRY("cuEventSynchronize");
-  return event ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+  if (!event)
+    return CUDA_ERROR_INVALID_HANDLE;
+  releasePools();
+  return CUDA_SUCCESS;
 }
 
 CUresult cuEventRecord(CUevent event, CUstream /*stream*/) {
@@ -717,14 +880,11 @@ CUresult cuMemAllocManaged(CUdeviceptr *ptr, size_t bytes, unsigned flags) {
   return CUDA_SUCCESS;
 }
 
+/// Any allocation, a stream-ordered one too (as the driver's: back into its
+/// pool).
 CUresult cuMemFree_v2(CUdeviceptr ptr) {
   FAKE_ENTRY_IN_CONTEXT("cuMemFree_v2");
-  Fake &f = fake();
-  std::lock_guard<std::mutex> lock(f.mutex);
-  if (!f.allocations.erase(hostPtr(ptr)))
-    return CUDA_ERROR_INVALID_VALUE;
-  std::free(hostPtr(ptr));
-  return CUDA_SUCCESS;
+  return deallocate(ptr, /*streamOrdered=*/false);
 }
 
 CUresult cuMemcpy(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
@@ -825,6 +985,91 @@ CUresult cuTensorMapEncodeTiled(CUtensorMap *map, int dataType, uint32_t rank,
 }
 
 //===----------------------------------------------------------------------===//
+// The stream-ordered allocator (hideable)
+//===----------------------------------------------------------------------===//
+
+static CUresult fakeMemAllocAsync(CUdeviceptr *ptr, size_t bytes,
+                                  CUstream /*stream*/) {
+  FAKE_ENTRY_IN_CONTEXT("cuMemAllocAsync");
+  Fake &f = fake();
+  {
+    std::lock_guard<std::mutex> lock(f.mutex);
+    if (!f.memoryPools)
+      return CUDA_ERROR_NOT_SUPPORTED;
+  }
+  if (CUresult result = allocate(ptr, bytes, currentOrdinal()))
+    return result;
+  std::lock_guard<std::mutex> lock(f.mutex);
+  ++f.streamOrderedAllocations;
+  return CUDA_SUCCESS;
+}
+
+/// Only stream-ordered allocations (stricter than the driver).
+static CUresult fakeMemFreeAsync(CUdeviceptr ptr, CUstream /*stream*/) {
+  FAKE_ENTRY_IN_CONTEXT("cuMemFreeAsync");
+  return deallocate(ptr, /*streamOrdered=*/true);
+}
+
+static CUresult fakeDeviceGetDefaultMemPool(CUmemoryPool *pool,
+                                            CUdevice device) {
+  FAKE_ENTRY("cuDeviceGetDefaultMemPool");
+  if (device < 0 || device >= deviceCount() || device >= kMaxDevices)
+    return CUDA_ERROR_INVALID_DEVICE;
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  if (!f.memoryPools)
+    return CUDA_ERROR_NOT_SUPPORTED;
+  *pool = reinterpret_cast<CUmemoryPool>(&poolTags[device]);
+  return CUDA_SUCCESS;
+}
+
+/// The release threshold (a cuuint64_t) is recorded; the reuse policies
+/// (CUmemPool_attribute 1 to 3, ints) are accepted and ignored.
+static CUresult fakeMemPoolSetAttribute(CUmemoryPool pool, int attribute,
+                                        void *value) {
+  FAKE_ENTRY("cuMemPoolSetAttribute");
+  int ordinal = poolOrdinal(pool);
+  if (ordinal < 0 || !value)
+    return CUDA_ERROR_INVALID_VALUE;
+  if (attribute >= 1 && attribute <= 3)
+    return CUDA_SUCCESS;
+  if (attribute != CU_MEMPOOL_ATTR_RELEASE_THRESHOLD)
+    return CUDA_ERROR_INVALID_VALUE;
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  f.pools[ordinal].releaseThreshold = *static_cast<const uint64_t *>(value);
+  return CUDA_SUCCESS;
+}
+
+static CUresult fakeMemPoolTrimTo(CUmemoryPool pool, size_t minBytesToKeep) {
+  FAKE_ENTRY("cuMemPoolTrimTo");
+  int ordinal = poolOrdinal(pool);
+  if (ordinal < 0)
+    return CUDA_ERROR_INVALID_VALUE;
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  Pool &p = f.pools[ordinal];
+  if (p.reserved > minBytesToKeep)
+    p.reserved = std::max(p.used, minBytesToKeep);
+  return CUDA_SUCCESS;
+}
+
+/// Exports `name` as an indirect function whose resolver returns `impl`, or
+/// null while `name` is hidden.
+#define FAKE_HIDEABLE(name, impl)                                              \
+  [[gnu::visibility("hidden")]] decltype(&impl) qlrFakeResolve_##name() {      \
+    return hidden(hideableIndex(#name)) ? nullptr : &impl;                     \
+  }                                                                            \
+  decltype(impl) name __attribute__((ifunc("qlrFakeResolve_" #name)))
+
+FAKE_HIDEABLE(cuMemAllocAsync, fakeMemAllocAsync);
+FAKE_HIDEABLE(cuMemFreeAsync, fakeMemFreeAsync);
+FAKE_HIDEABLE(cuDeviceGetDefaultMemPool, fakeDeviceGetDefaultMemPool);
+FAKE_HIDEABLE(cuMemPoolSetAttribute, fakeMemPoolSetAttribute);
+FAKE_HIDEABLE(cuMemPoolTrimTo, fakeMemPoolTrimTo);
+#undef FAKE_HIDEABLE
+
+//===----------------------------------------------------------------------===//
 // Controls
 //===----------------------------------------------------------------------===//
 
@@ -856,6 +1101,55 @@ void qlrFakeReset() {
   f.haveTensorMap = false;
   f.lastJitOptLevel = -1;
   f.lastStreamFlags = f.lastEventFlags = f.lastManagedFlags = 0;
+  f.capacity = 0;
+  f.memoryPools = true;
+  f.streamOrderedAllocations = 0;
+  for (Pool &pool : f.pools) {
+    pool.releaseThreshold = 0;
+    pool.reserved = pool.used;
+  }
+  for (std::atomic<bool> &flag : hiddenByControl)
+    flag.store(false);
+}
+
+int qlrFakeHideEntryPoint(const char *name, int hide) {
+  int index = hideableIndex(name);
+  if (index < 0)
+    return 0;
+  hiddenByControl[index].store(hide != 0);
+  return 1;
+}
+
+void qlrFakeSetMemoryPoolsSupported(int supported) {
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  f.memoryPools = supported != 0;
+}
+
+void qlrFakeSetMemoryCapacity(size_t bytes) {
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  f.capacity = bytes;
+}
+
+uint64_t qlrFakePoolReleaseThreshold(int ordinal) {
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  return ordinal >= 0 && ordinal < kMaxDevices
+             ? f.pools[ordinal].releaseThreshold
+             : 0;
+}
+
+size_t qlrFakeDeviceBytesInUse() {
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  return deviceBytesInUse(f);
+}
+
+size_t qlrFakePoolReservedBytes(int ordinal) {
+  Fake &f = fake();
+  std::lock_guard<std::mutex> lock(f.mutex);
+  return ordinal >= 0 && ordinal < kMaxDevices ? f.pools[ordinal].reserved : 0;
 }
 
 void qlrFakeSetDeviceCount(int count) {

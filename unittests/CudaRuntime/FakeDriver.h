@@ -24,6 +24,19 @@
 // The device reports compute capability 9.0, and its name is
 // "QLR Fake GPU <ordinal>".
 //
+// The stream-ordered allocator (cuMemAllocAsync, cuMemFreeAsync,
+// cuDeviceGetDefaultMemPool, cuMemPoolSetAttribute, cuMemPoolTrimTo) is
+// modelled as far as the runtime relies on it: each device has a default
+// pool that keeps the memory freed into it until a trim gives it back, or a
+// stream, event or context synchronisation gives back what exceeds the
+// pool's release threshold (the one pool attribute modelled; the reuse
+// policies are accepted and ignored); cuMemFreeAsync takes only
+// stream-ordered allocations. Device memory is unlimited unless
+// qlrFakeSetMemoryCapacity limits it, counting what the pools hold. These
+// five entry points can be hidden, as if the driver were older than CUDA
+// 11.2: they are GNU indirect functions, which dlsym finds only while they
+// are not hidden.
+//
 // Environment variables, read when the driver is first called, reach the
 // controls from processes that cannot call them (the lit tests run model
 // libraries through the C runner):
@@ -32,11 +45,23 @@
 //   QLR_FAKE_CUDA_FAIL=<entry>=<CUresult>[,...]  qlrFakeInjectFailure for
 //                                          each pair, e.g.
 //                                          cuLaunchKernel=700
+//   QLR_FAKE_CUDA_MEMORY_POOLS=0           the devices do not support memory
+//                                          pools, as with
+//                                          qlrFakeSetMemoryPoolsSupported(0)
+//   QLR_FAKE_CUDA_HIDE=<entry>[,...]       hides those of the stream-ordered
+//                                          allocator's entry points (read at
+//                                          each dlsym of them)
 //   QLR_FAKE_CUDA_REPORT=<file>            at exit, writes what the process
 //                                          did to <file>: "launches <n>",
 //                                          then "kernel <name> <launches>"
 //                                          per kernel by name, "module loads
-//                                          <n>" and "live allocations <n>"
+//                                          <n>", "live allocations <n>" (of
+//                                          every kind), "stream-ordered
+//                                          allocations <n>" (successful
+//                                          cuMemAllocAsync calls) and "pool
+//                                          <ordinal> release threshold <n>"
+//                                          for each pool whose threshold was
+//                                          set
 //
 // Every entry point that works on memory, modules, streams, events or
 // launches fails with CUDA_ERROR_INVALID_CONTEXT unless the calling thread
@@ -86,8 +111,10 @@ extern "C" {
 void qlrFakeInjectFailure(const char *name, int result);
 /// How many times `name` was called since the last reset.
 int qlrFakeCallCount(const char *name);
-/// Clears failures, counts, records, the device count (back to 1) and the
-/// compute capability (back to 9.0); allocations and modules stay.
+/// Clears failures, counts, records, the device count (back to 1), the
+/// compute capability (back to 9.0), the memory capacity (unlimited), memory
+/// pool support (on), hidden entry points, and the pools' release thresholds
+/// (0) and cached memory; allocations and modules stay.
 void qlrFakeReset();
 /// The number of devices cuDeviceGetCount reports.
 void qlrFakeSetDeviceCount(int count);
@@ -106,11 +133,27 @@ int qlrFakeLastJitOptLevel();
 unsigned qlrFakeLastStreamFlags();
 unsigned qlrFakeLastEventFlags();
 unsigned qlrFakeLastManagedFlags();
-/// Live allocations (cuMemAlloc and cuMemAllocManaged) and modules.
+/// Live allocations (cuMemAlloc, cuMemAllocManaged and cuMemAllocAsync) and
+/// modules.
 int qlrFakeLiveAllocations();
 int qlrFakeLiveModules();
 /// The size of the page-locked range that starts at `ptr`, or 0.
 size_t qlrFakeRegisteredBytes(const void *ptr);
+/// Hides (or shows again, `hide` 0) one of the stream-ordered allocator's
+/// entry points from later lookups; 0 for an entry point that cannot be
+/// hidden.
+int qlrFakeHideEntryPoint(const char *name, int hide);
+/// CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED of every device (1); without
+/// them, the pool entry points fail with CUDA_ERROR_NOT_SUPPORTED.
+void qlrFakeSetMemoryPoolsSupported(int supported);
+/// Limits the device memory of all devices together (0: unlimited).
+void qlrFakeSetMemoryCapacity(size_t bytes);
+/// The device memory that allocations and pools hold, all devices together.
+size_t qlrFakeDeviceBytesInUse();
+/// The release threshold of device `ordinal`'s default pool, and the bytes
+/// it holds (allocated from it, or freed into it and cached).
+uint64_t qlrFakePoolReleaseThreshold(int ordinal);
+size_t qlrFakePoolReservedBytes(int ordinal);
 /// The calling thread's current context.
 void *qlrFakeCurrentContext();
 /// The primary context of device `ordinal`.

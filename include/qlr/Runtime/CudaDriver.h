@@ -158,8 +158,11 @@ QLR_MGPU_API void mgpuEventDestroy(void *event);
 QLR_MGPU_API void mgpuEventSynchronize(void *event);
 QLR_MGPU_API void mgpuEventRecord(void *event, void *stream);
 /// cuMemAlloc, or cuMemAllocManaged when the low byte of `isHostShared` is
-/// non-zero (`gpu.alloc host_shared`). The stream is unused: the allocation
-/// is synchronous.
+/// non-zero (`gpu.alloc host_shared`). A device allocation is stream-ordered
+/// instead where the device supports memory pools and QLR_CUDA_ALLOCATOR is
+/// not "sync": cuMemAllocAsync on `stream` from the device's default pool,
+/// which keeps freed memory cached, and mgpuMemFree frees it with
+/// cuMemFreeAsync on its stream (lib/CudaRuntime/Allocator.h).
 QLR_MGPU_API void *mgpuMemAlloc(uint64_t sizeBytes, void *stream,
                                 uint32_t isHostShared);
 QLR_MGPU_API void mgpuMemFree(void *ptr, void *stream);
