@@ -318,6 +318,22 @@ def QLRGPUDistributePass : Pass<"qlr-gpu-distribute", "ModuleOp"> {
     and the fill's kernel disappears (one launch less per linear layer).
     `lanes-in-sequence` replaces the warp reduction by a sequential loop
     over the lanes (for running the schedule on the CPU).
+
+    Only ops at a function's top level become kernels; a linalg op or copy
+    nested in host control flow is an error.
+
+    ```mlir
+    linalg.generic {iterator_types = ["parallel", "parallel", "reduction"]}
+        ins(%x, %w : memref<?x64xf32>, memref<16x64xf32>) outs(%y : memref<?x16xf32>) {...}
+    // becomes
+    scf.parallel (%m, %n0) = ... step (%c1, %c4) {            // blocks
+      scf.parallel (%warp, %lane) = ... to (%c4, %c32) {      // threads
+        %part = scf.for %k = %lane to %c64 step %c32 iter_args(...) {...}
+        %sum = gpu.subgroup_reduce add %part uniform : (f32) -> f32
+        scf.if %lane_is_0 { memref.store ... }
+      } {mapping = [thread_y, thread_x]}
+    } {mapping = [block_y, block_x]}
+    ```
   }];
   let options = [
     Option<"blockSize", "block-size", "int64_t", /*default=*/"128",
@@ -352,6 +368,14 @@ def QLRGPULowerSubgroupReducePass
     pass applies upstream's butterfly expansion into `gpu.shuffle xor` over
     32 lanes (5 shuffles and combines), which `convert-gpu-to-nvvm` lowers
     to `shfl.sync.bfly`.
+
+    ```mlir
+    %r = gpu.subgroup_reduce add %v uniform : (f32) -> f32
+    // becomes
+    %s1, %ok1 = gpu.shuffle xor %v, %c1, %c32 : f32
+    %a1 = arith.addf %v, %s1 : f32
+    ... // offsets 2, 4, 8, 16
+    ```
   }];
   let dependentDialects = ["::mlir::gpu::GPUDialect"];
 }
@@ -366,16 +390,28 @@ def QLRGPUDeviceMemoryPass : Pass<"qlr-gpu-device-memory", "ModuleOp"> {
     * `memref.alloc` / `memref.dealloc` in host code become `gpu.alloc` /
       `gpu.dealloc`;
     * a `memref.copy` left in host code becomes a `gpu.memcpy`;
-    * constants a kernel reads (`memref.get_global`, small weights below
-      the size `qlr-compile` externalises) are sunk into the kernel, so
-      outlining places the global in the GPU module (device memory, loaded
-      with it) instead of passing a host address.
+    * constants a kernel reads (views of constant `memref.global`s, such
+      as a RoPE table sliced at the position, and small weights below the
+      size `qlr-compile` externalises) are sunk into the kernel with their
+      views, so outlining places the global in the GPU module (device
+      memory, loaded with it) instead of passing a host address; a mutable
+      global read by a kernel is an error (host and device copies would
+      diverge).
 
     Large weights are arguments of `@forward` (as in every compiled QLR
     model) and the runtime passes device buffers for them. A host operation
     that would read or write a buffer's elements (`memref.load`,
     `memref.store` outside a kernel) cannot run on device memory and is
-    reported with its location.
+    reported with its location, and so are host stack allocations and
+    host copies of strided views.
+
+    ```mlir
+    %t = memref.alloc(%n) : memref<?xf32>
+    memref.copy %a, %b : memref<4xf32> to memref<4xf32>
+    // becomes
+    %t = gpu.alloc (%n) : memref<?xf32>
+    gpu.memcpy %b, %a : memref<4xf32>, memref<4xf32>
+    ```
   }];
   let dependentDialects = [
     "::mlir::gpu::GPUDialect",

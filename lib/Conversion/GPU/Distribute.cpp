@@ -147,6 +147,14 @@ struct Combiner {
 std::optional<Combiner> reductionCombiner(linalg::GenericOp op) {
   if (op.getNumReductionLoops() != 1 || op.getNumDpsInits() != 1)
     return std::nullopt;
+  // Each output element is one warp's total: the output must not depend on
+  // the reduction loop.
+  SmallVector<unsigned> reductionDims;
+  op.getReductionDims(reductionDims);
+  AffineMap outputMap = op.getMatchingIndexingMap(op.getDpsInitOperand(0));
+  if (!outputMap.isProjectedPermutation() ||
+      outputMap.isFunctionOfDim(reductionDims.front()))
+    return std::nullopt;
   Block &body = op.getRegion().front();
   auto yield = cast<linalg::YieldOp>(body.getTerminator());
   BlockArgument out = body.getArguments().back();
@@ -522,7 +530,16 @@ struct QLRGPUDistributePass
       if (failed(tileAndMap(parallel, blockSize)))
         return failure();
     }
-    return success();
+    // Only top-level ops become kernels: one inside host control flow would
+    // stay on the host, reading device memory.
+    WalkResult nested = func.walk([](Operation *op) {
+      if (!isa<linalg::LinalgOp, memref::CopyOp>(op))
+        return WalkResult::advance();
+      op->emitOpError("is nested in host control flow; only linalg ops and "
+                      "copies at a function's top level become GPU kernels");
+      return WalkResult::interrupt();
+    });
+    return failure(nested.wasInterrupted());
   }
 };
 

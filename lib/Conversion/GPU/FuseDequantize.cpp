@@ -39,6 +39,8 @@ struct QLRFuseDequantizePass
         auto decoder = input->get().getDefiningOp<linalg::GenericOp>();
         if (!decoder || !decoder->hasAttr(mlir::qlr::kDequantizeAttrName))
           continue;
+        if (!linalg::areElementwiseOpsFusable(input))
+          continue;
         // A decoder read elsewhere too gets a private copy, so fusion never
         // has to keep the float weight as an extra result.
         if (!decoder->hasOneUse()) {
@@ -47,8 +49,6 @@ struct QLRFuseDequantizePass
           input->set(copy->getResult(0));
           decoder = cast<linalg::GenericOp>(copy);
         }
-        if (!linalg::areElementwiseOpsFusable(input))
-          continue;
         rewriter.setInsertionPoint(contraction);
         FailureOr<linalg::ElementwiseOpFusionResult> fused =
             linalg::fuseElementwiseOps(rewriter, input);

@@ -74,8 +74,18 @@ struct QLRGPUMergeKernelsPass
         if (!kernel) {
           // A global or helper function: one copy per name.
           auto symbol = dyn_cast<SymbolOpInterface>(op);
-          if (symbol && table.lookup(symbol.getNameAttr()))
+          if (Operation *existing =
+                  symbol ? table.lookup(symbol.getNameAttr()) : nullptr) {
+            // Outlining copies host symbols, whose names are unique: the
+            // same name must be the same definition.
+            if (!OperationEquivalence::isEquivalentTo(
+                    existing, &op, OperationEquivalence::IgnoreLocations)) {
+              op.emitOpError("has the name of a different definition in "
+                             "another GPU module; cannot merge them");
+              return signalPassFailure();
+            }
             continue;
+          }
           op.moveBefore(merged.getBody(), merged.getBody()->end());
           if (symbol)
             table.insert(&op);

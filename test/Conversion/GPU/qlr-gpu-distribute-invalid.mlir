@@ -22,3 +22,16 @@ func.func @full_reduction(%a: memref<64xf32>, %out: memref<f32>) {
   }
   return
 }
+
+// -----
+
+func.func @nested_in_host_loop(%a: memref<4xf32>, %n: index) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %zero = arith.constant 0.0 : f32
+  scf.for %i = %c0 to %n step %c1 {
+    // expected-error @below {{is nested in host control flow; only linalg ops and copies at a function's top level become GPU kernels}}
+    linalg.fill ins(%zero : f32) outs(%a : memref<4xf32>)
+  }
+  return
+}

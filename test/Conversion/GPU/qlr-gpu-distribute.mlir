@@ -200,3 +200,21 @@ func.func @bias_init_kept(%x: memref<?x64xf32>, %w: memref<16x64xf32>) -> memref
   }
   return %y : memref<?x16xf32>
 }
+
+// -----
+
+// An output indexed by the reduction loop is not one total per output
+// element: no warp reduction, one thread per output instead.
+
+// CHECK-LABEL: func.func @output_uses_k
+// CHECK-NOT: gpu.subgroup_reduce
+// CHECK: processor = thread_x
+func.func @output_uses_k(%x: memref<8x4xf32>, %y: memref<11xf32>) {
+  linalg.generic {indexing_maps = [affine_map<(m, k) -> (m, k)>, affine_map<(m, k) -> (m + k)>], iterator_types = ["parallel", "reduction"]}
+      ins(%x : memref<8x4xf32>) outs(%y : memref<11xf32>) {
+  ^bb0(%a: f32, %acc: f32):
+    %s = arith.addf %acc, %a : f32
+    linalg.yield %s : f32
+  }
+  return
+}

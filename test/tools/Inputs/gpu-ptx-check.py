@@ -39,16 +39,17 @@ def main() -> int:
                     [sys.executable, args.extract, str(lowered),
                      str(ptx_dir)], check=True, capture_output=True,
                     text=True).stdout.split()
-                kernels = 0
+                kernels = shuffles = 0
                 for ptx in files:
                     source = pathlib.Path(ptx).read_text()
                     kernels += len(re.findall(r"^\.visible \.entry ", source,
                                               re.M))
+                    shuffles += source.count("shfl.sync.bfly")
                     subprocess.run([args.ptxas, f"-arch={chip}", ptx, "-o",
                                     ptx + ".cubin"], check=True,
                                    capture_output=True, text=True)
                 print(f"{name} {chip}: {binaries} binary, {kernels} kernels,"
-                      " ptxas ok")
+                      f" {shuffles} warp shuffles, ptxas ok")
             except subprocess.CalledProcessError as error:
                 failed = True
                 print(f"{name} {chip}: FAILED {error.cmd[0]}: "
