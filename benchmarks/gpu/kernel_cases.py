@@ -149,7 +149,8 @@ def copies_for(weight_bytes: int) -> int:
 # first GPU run shows which block size (and whether warp reductions) pay.
 SCHEDULE_VARIANTS = ["block-size=64", "block-size=256",
                      "warp-reductions=false", "lane-elements=4",
-                     "lane-elements=8", "lane-elements=32"]
+                     "lane-elements=8", "lane-elements=32",
+                     "tokens-per-warp=1", "tokens-per-warp=16"]
 SCHEDULE_SHAPES = [(4096, 4096), (4096, 14336)]
 SCHEDULE_FORMAT = "w4g128"
 

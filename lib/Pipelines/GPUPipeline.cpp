@@ -64,6 +64,7 @@ void mlir::qlr::buildGPUPipeline(OpPassManager &pm,
   distribute.lanesInSequence = options.emulate;
   distribute.warpReductions = options.warpReductions;
   distribute.laneElements = options.laneElements;
+  distribute.tokensPerWarp = options.tokensPerWarp;
   pm.addPass(createQLRGPUDistributePass(distribute));
   if (options.emulate) {
     // The same loop nests, run one after the other on the CPU.

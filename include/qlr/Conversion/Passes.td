@@ -312,6 +312,14 @@ def QLRGPUDistributePass : Pass<"qlr-gpu-distribute", "ModuleOp"> {
     With `lane-elements = E` a lane takes runs of E consecutive elements
     (`k = (l + 32 j) E + e`), unrolled, so that it reads consecutive packed
     codes and one scale per run.
+    With `tokens-per-warp = T`, a warp computes T outputs along the
+    parallel dimension outside the warps' when some input does not depend
+    on it (a linear layer's tokens: the weight): the T bodies share the
+    weight's loads and decoding, so a batch of T tokens reads each weight
+    once instead of T times. Where that dimension's size is only known at
+    run time, the host picks the T-token kernel for T or more tokens and
+    the 1-token kernel otherwise (decoding).
+
     A `linalg.fill` of a fresh buffer with the reduction's identity (0 for
     a sum, -inf for a maximum) that only initialises such a reduction's
     output is folded into it: lane 0 stores the total instead of adding it,
@@ -346,6 +354,12 @@ def QLRGPUDistributePass : Pass<"qlr-gpu-distribute", "ModuleOp"> {
            "Consecutive reduction elements each lane of a warp reduction "
            "takes per step (a power of two, 1-64; used where 32 times it "
            "divides a static reduction size, else 1)">,
+    Option<"tokensPerWarp", "tokens-per-warp", "int64_t", /*default=*/"4",
+           "Outputs along the dimension outside the warps' (tokens of a "
+           "linear layer) that one warp computes, sharing the loads and "
+           "decoding of the inputs that do not depend on it (the weight); "
+           "chosen when the kernel runs, so one token takes the 1-output "
+           "kernel (1-32)">,
     Option<"lanesInSequence", "lanes-in-sequence", "bool",
            /*default=*/"false",
            "Combine a warp's lanes with a sequential loop instead of "

@@ -75,6 +75,12 @@ struct GPUPipelineOptions : public PassPipelineOptions<GPUPipelineOptions> {
       llvm::cl::desc("Consecutive elements per lane and step of a warp "
                      "reduction (qlr-gpu-distribute lane-elements)"),
       llvm::cl::init(1)};
+  PassOptions::Option<int64_t> tokensPerWarp{
+      *this, "tokens-per-warp",
+      llvm::cl::desc("Outputs per warp along a linear layer's tokens, "
+                     "sharing the weight's loads (qlr-gpu-distribute "
+                     "tokens-per-warp; 1 token takes the 1-token kernel)"),
+      llvm::cl::init(4)};
   PassOptions::Option<bool> dealloc{
       *this, "dealloc",
       llvm::cl::desc("Free temporary buffers (ownership-based deallocation)"),

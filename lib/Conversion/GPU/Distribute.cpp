@@ -270,17 +270,20 @@ Value emitElement(OpBuilder &b, Location loc, linalg::GenericOp op,
   return mapping.lookupOrDefault(yield.getValues()[0]);
 }
 
-/// One lane's partial reduction: `combine` over the body at (parallel
-/// ivs..., k) for k in runs of `elements` consecutive indices, lane `l`
-/// taking the runs that start at l * elements, (l + 32) * elements, ... <
-/// `extent`, starting from the identity. With `elements` > 1 the run is
-/// unrolled, so that one lane reads consecutive weights (the bytes of
-/// packed codes, one scale for the run) and the loads can be combined;
-/// `extent` must then be a multiple of 32 * `elements`.
-Value lanePartial(OpBuilder &b, Location loc, linalg::GenericOp op,
-                  const Combiner &combiner, ArrayRef<Value> parallelIvs,
-                  Value lane, Value lowerBound, Value extent,
-                  int64_t elements) {
+/// One lane's partial reductions, one per entry of `tokenIvs` (the
+/// parallel indices of the outputs the warp computes): `combine` over the
+/// body at (ivs..., k) for k in runs of `elements` consecutive indices,
+/// lane `l` taking the runs that start at l * elements,
+/// (l + 32) * elements, ... < `extent`, each from the identity. With
+/// `elements` > 1 the run is unrolled, so that one lane reads consecutive
+/// weights (the bytes of packed codes, one scale for the run); `extent`
+/// must then be a multiple of 32 * `elements`. With several outputs the
+/// bodies share the loads and decoding that do not depend on them (CSE).
+SmallVector<Value> lanePartials(OpBuilder &b, Location loc,
+                                linalg::GenericOp op, const Combiner &combiner,
+                                ArrayRef<SmallVector<Value>> tokenIvs,
+                                Value lane, Value lowerBound, Value extent,
+                                int64_t elements) {
   Value identity = arith::ConstantOp::create(b, loc, combiner.identity);
   Value step = arith::ConstantIndexOp::create(b, loc, kWarpSize * elements);
   Value first = lane;
@@ -289,21 +292,25 @@ Value lanePartial(OpBuilder &b, Location loc, linalg::GenericOp op,
         b, loc, lane, arith::ConstantIndexOp::create(b, loc, elements));
   Value start = arith::AddIOp::create(b, loc, lowerBound, first);
   Value end = arith::AddIOp::create(b, loc, lowerBound, extent);
+  SmallVector<Value> inits(tokenIvs.size(), identity);
   auto loop = scf::ForOp::create(
-      b, loc, start, end, step, ValueRange{identity},
+      b, loc, start, end, step, inits,
       [&](OpBuilder &nb, Location nloc, Value k, ValueRange iterArgs) {
-        Value acc = iterArgs[0];
-        SmallVector<Value> ivs(parallelIvs);
-        ivs.push_back(k);
+        SmallVector<Value> accs(iterArgs);
         for (int64_t e = 0; e < elements; ++e) {
+          Value ke = k;
           if (e > 0)
-            ivs.back() = arith::AddIOp::create(
+            ke = arith::AddIOp::create(
                 nb, nloc, k, arith::ConstantIndexOp::create(nb, nloc, e));
-          acc = emitElement(nb, nloc, op, ivs, acc);
+          for (auto [t, parallelIvs] : llvm::enumerate(tokenIvs)) {
+            SmallVector<Value> ivs(parallelIvs);
+            ivs.push_back(ke);
+            accs[t] = emitElement(nb, nloc, op, ivs, accs[t]);
+          }
         }
-        scf::YieldOp::create(nb, nloc, acc);
+        scf::YieldOp::create(nb, nloc, accs);
       });
-  return loop.getResult(0);
+  return SmallVector<Value>(loop.getResults());
 }
 
 /// Combines two partial results with `combiner`.
@@ -328,8 +335,8 @@ Value combine(OpBuilder &b, Location loc, const Combiner &combiner, Value lhs,
 /// warp reduction, which only a GPU can run.
 LogicalResult distributeReduction(RewriterBase &rewriter, linalg::GenericOp op,
                                   const Combiner &combiner, int64_t warps,
-                                  int64_t laneElements, bool lanesInSequence,
-                                  bool overwrite) {
+                                  int64_t laneElements, int64_t tokensPerWarp,
+                                  bool lanesInSequence, bool overwrite) {
   MLIRContext *context = op.getContext();
   Location loc = op.getLoc();
   rewriter.setInsertionPoint(op);
@@ -361,74 +368,148 @@ LogicalResult distributeReduction(RewriterBase &rewriter, linalg::GenericOp op,
   Value output = op.getDpsInitOperand(0)->get();
   AffineMap outputMap = op.getMatchingIndexingMap(op.getDpsInitOperand(0));
 
-  auto grid = scf::ParallelOp::create(rewriter, loc, lbs, ubs, steps);
-  OpBuilder::InsertionGuard guard(rewriter);
-  rewriter.setInsertionPointToStart(grid.getBody());
-  SmallVector<Value> innerUbs = {warpCount};
-  if (!lanesInSequence)
-    innerUbs.push_back(laneCount);
-  auto block = scf::ParallelOp::create(
-      rewriter, loc, SmallVector<Value>(innerUbs.size(), zero), innerUbs,
-      SmallVector<Value>(innerUbs.size(), one));
-  rewriter.setInsertionPointToStart(block.getBody());
-  Value warp = block.getInductionVars()[0];
-  SmallVector<Value> ivs(grid.getInductionVars());
-  ivs.back() = arith::AddIOp::create(rewriter, loc, ivs.back(), warp);
-  // The whole warp takes this branch or skips it, as the warp reduction
-  // needs.
-  Value inside = arith::CmpIOp::create(rewriter, loc, arith::CmpIPredicate::ult,
-                                       ivs.back(), ubs.back());
-  auto ifInside = scf::IfOp::create(rewriter, loc, inside);
-  rewriter.setInsertionPointToStart(&ifInside.getThenRegion().front());
-  Value total;
-  Value isWriter;
-  if (lanesInSequence) {
-    Value identity =
-        arith::ConstantOp::create(rewriter, loc, combiner.identity);
-    auto lanes = scf::ForOp::create(
-        rewriter, loc, zero, laneCount, one, ValueRange{identity},
-        [&](OpBuilder &b, Location l, Value lane, ValueRange acc) {
-          Value partial = lanePartial(b, l, op, combiner, ivs, lane,
-                                      reductionLb, reductionSize, laneElements);
-          scf::YieldOp::create(b, l, combine(b, l, combiner, acc[0], partial));
-        });
-    total = lanes.getResult(0);
-    isWriter = arith::ConstantIntOp::create(rewriter, loc, 1, 1);
-  } else {
-    Value lane = block.getInductionVars()[1];
-    Value partial = lanePartial(rewriter, loc, op, combiner, ivs, lane,
-                                reductionLb, reductionSize, laneElements);
-    total = gpu::SubgroupReduceOp::create(rewriter, loc, partial, combiner.kind,
-                                          /*uniform=*/true);
-    isWriter = arith::CmpIOp::create(rewriter, loc, arith::CmpIPredicate::eq,
-                                     lane, zero);
+  // The parallel dimension whose outputs a warp may compute several of:
+  // the one outside the warps' (tokens, for a linear layer), when some
+  // input does not depend on it (the weight), so that they share its loads.
+  int64_t tokenDim = -1;
+  if (tokensPerWarp > 1 && rank >= 2) {
+    unsigned dim = rank - 2;
+    if (llvm::any_of(op.getDpsInputOperands(), [&](OpOperand *in) {
+          return isa<MemRefType>(in->get().getType()) &&
+                 !op.getMatchingIndexingMap(in).isFunctionOfDim(dim);
+        }))
+      tokenDim = dim;
   }
-  auto ifWriter = scf::IfOp::create(rewriter, loc, isWriter);
-  rewriter.setInsertionPointToStart(&ifWriter.getThenRegion().front());
-  SmallVector<Value> outIvs(ivs);
-  outIvs.push_back(zero); // The output does not depend on the reduction.
-  SmallVector<Value> indices = applyMap(rewriter, loc, outputMap, outIvs);
-  Value result = total;
-  if (!overwrite) {
-    Value old = memref::LoadOp::create(rewriter, loc, output, indices);
-    result = combine(rewriter, loc, combiner, old, total);
-  }
-  memref::StoreOp::create(rewriter, loc, result, output, indices);
 
-  // Grid: as for element-wise work. Block: warps on y, lanes on x.
-  SmallVector<gpu::ParallelLoopDimMappingAttr> gridMapping(
-      rank, mapTo(context, Processor::Sequential));
-  const Processor blocks[] = {Processor::BlockX, Processor::BlockY,
-                              Processor::BlockZ};
-  for (unsigned i = 0; i < std::min(rank, 3u); ++i)
-    gridMapping[rank - 1 - i] = mapTo(context, blocks[i]);
-  SmallVector<gpu::ParallelLoopDimMappingAttr> blockMapping = {mapTo(
-      context, lanesInSequence ? Processor::ThreadX : Processor::ThreadY)};
-  if (!lanesInSequence)
-    blockMapping.push_back(mapTo(context, Processor::ThreadX));
-  if (failed(gpu::setMappingAttr(grid, gridMapping)) ||
-      failed(gpu::setMappingAttr(block, blockMapping)))
-    return op.emitOpError("could not be mapped to GPU processors");
+  // The loop nest computing `tokens` outputs along tokenDim per warp.
+  auto emitNest = [&](int64_t tokens) -> LogicalResult {
+    SmallVector<Value> gridSteps(steps);
+    if (tokens > 1)
+      gridSteps[tokenDim] =
+          arith::ConstantIndexOp::create(rewriter, loc, tokens);
+    auto grid = scf::ParallelOp::create(rewriter, loc, lbs, ubs, gridSteps);
+    OpBuilder::InsertionGuard guard(rewriter);
+    rewriter.setInsertionPointToStart(grid.getBody());
+    SmallVector<Value> innerUbs = {warpCount};
+    if (!lanesInSequence)
+      innerUbs.push_back(laneCount);
+    auto block = scf::ParallelOp::create(
+        rewriter, loc, SmallVector<Value>(innerUbs.size(), zero), innerUbs,
+        SmallVector<Value>(innerUbs.size(), one));
+    rewriter.setInsertionPointToStart(block.getBody());
+    Value warp = block.getInductionVars()[0];
+    SmallVector<Value> ivs(grid.getInductionVars());
+    ivs.back() = arith::AddIOp::create(rewriter, loc, ivs.back(), warp);
+    // The whole warp takes this branch or skips it, as the warp reduction
+    // needs.
+    Value inside = arith::CmpIOp::create(
+        rewriter, loc, arith::CmpIPredicate::ult, ivs.back(), ubs.back());
+    auto ifInside = scf::IfOp::create(rewriter, loc, inside);
+    rewriter.setInsertionPointToStart(&ifInside.getThenRegion().front());
+    // Each output's indices; past the end of tokenDim, clamped to its last
+    // index (computed again, never stored).
+    SmallVector<SmallVector<Value>> tokenIvs;
+    SmallVector<Value> valid;
+    for (int64_t t = 0; t < tokens; ++t) {
+      SmallVector<Value> token(ivs);
+      if (t > 0) {
+        Value index = arith::AddIOp::create(
+            rewriter, loc, ivs[tokenDim],
+            arith::ConstantIndexOp::create(rewriter, loc, t));
+        Value last = arith::SubIOp::create(rewriter, loc, ubs[tokenDim], one);
+        token[tokenDim] = arith::MinUIOp::create(rewriter, loc, index, last);
+        valid.push_back(arith::CmpIOp::create(
+            rewriter, loc, arith::CmpIPredicate::ult, index, ubs[tokenDim]));
+      } else {
+        valid.push_back(arith::ConstantIntOp::create(rewriter, loc, 1, 1));
+      }
+      tokenIvs.push_back(token);
+    }
+    SmallVector<Value> totals;
+    Value isWriter;
+    if (lanesInSequence) {
+      Value identity =
+          arith::ConstantOp::create(rewriter, loc, combiner.identity);
+      auto lanes = scf::ForOp::create(
+          rewriter, loc, zero, laneCount, one,
+          SmallVector<Value>(tokens, identity),
+          [&](OpBuilder &b, Location l, Value lane, ValueRange accs) {
+            SmallVector<Value> partials =
+                lanePartials(b, l, op, combiner, tokenIvs, lane, reductionLb,
+                             reductionSize, laneElements);
+            SmallVector<Value> next;
+            for (auto [acc, partial] : llvm::zip(accs, partials))
+              next.push_back(combine(b, l, combiner, acc, partial));
+            scf::YieldOp::create(b, l, next);
+          });
+      totals.assign(lanes.getResults().begin(), lanes.getResults().end());
+      isWriter = arith::ConstantIntOp::create(rewriter, loc, 1, 1);
+    } else {
+      Value lane = block.getInductionVars()[1];
+      for (Value partial :
+           lanePartials(rewriter, loc, op, combiner, tokenIvs, lane,
+                        reductionLb, reductionSize, laneElements))
+        totals.push_back(gpu::SubgroupReduceOp::create(
+            rewriter, loc, partial, combiner.kind, /*uniform=*/true));
+      isWriter = arith::CmpIOp::create(rewriter, loc, arith::CmpIPredicate::eq,
+                                       lane, zero);
+    }
+    for (auto [token, total, isValid] : llvm::zip(tokenIvs, totals, valid)) {
+      Value write = arith::AndIOp::create(rewriter, loc, isWriter, isValid);
+      auto ifWriter = scf::IfOp::create(rewriter, loc, write);
+      OpBuilder::InsertionGuard writeGuard(rewriter);
+      rewriter.setInsertionPointToStart(&ifWriter.getThenRegion().front());
+      SmallVector<Value> outIvs(token);
+      outIvs.push_back(zero); // The output does not depend on the reduction.
+      SmallVector<Value> indices = applyMap(rewriter, loc, outputMap, outIvs);
+      Value result = total;
+      if (!overwrite) {
+        Value old = memref::LoadOp::create(rewriter, loc, output, indices);
+        result = combine(rewriter, loc, combiner, old, total);
+      }
+      memref::StoreOp::create(rewriter, loc, result, output, indices);
+    }
+
+    // Grid: as for element-wise work. Block: warps on y, lanes on x.
+    SmallVector<gpu::ParallelLoopDimMappingAttr> gridMapping(
+        rank, mapTo(context, Processor::Sequential));
+    const Processor blocks[] = {Processor::BlockX, Processor::BlockY,
+                                Processor::BlockZ};
+    for (unsigned i = 0; i < std::min(rank, 3u); ++i)
+      gridMapping[rank - 1 - i] = mapTo(context, blocks[i]);
+    SmallVector<gpu::ParallelLoopDimMappingAttr> blockMapping = {mapTo(
+        context, lanesInSequence ? Processor::ThreadX : Processor::ThreadY)};
+    if (!lanesInSequence)
+      blockMapping.push_back(mapTo(context, Processor::ThreadX));
+    if (failed(gpu::setMappingAttr(grid, gridMapping)) ||
+        failed(gpu::setMappingAttr(block, blockMapping)))
+      return op.emitOpError("could not be mapped to GPU processors");
+    return success();
+  };
+
+  if (tokenDim < 0) {
+    if (failed(emitNest(1)))
+      return failure();
+  } else if (std::optional<int64_t> extent =
+                 getConstantIntValue(ranges[tokenDim].size)) {
+    // Known at compile time: one nest.
+    if (failed(emitNest(*extent >= tokensPerWarp ? tokensPerWarp : 1)))
+      return failure();
+  } else {
+    // Decoding runs one token, prefill many: choose when the kernel runs.
+    Value enough = arith::CmpIOp::create(
+        rewriter, loc, arith::CmpIPredicate::uge, ubs[tokenDim],
+        arith::ConstantIndexOp::create(rewriter, loc, tokensPerWarp));
+    auto choice = scf::IfOp::create(rewriter, loc, enough,
+                                    /*withElseRegion=*/true);
+    OpBuilder::InsertionGuard guard(rewriter);
+    rewriter.setInsertionPointToStart(&choice.getThenRegion().front());
+    if (failed(emitNest(tokensPerWarp)))
+      return failure();
+    rewriter.setInsertionPointToStart(&choice.getElseRegion().front());
+    if (failed(emitNest(1)))
+      return failure();
+  }
   rewriter.eraseOp(op);
   return success();
 }
@@ -443,6 +524,12 @@ struct QLRGPUDistributePass
       getOperation().emitError("qlr-gpu-distribute: lane-elements must be a "
                                "power of two from 1 to 64, not ")
           << static_cast<int64_t>(laneElements);
+      return signalPassFailure();
+    }
+    if (tokensPerWarp < 1 || tokensPerWarp > 32) {
+      getOperation().emitError("qlr-gpu-distribute: tokens-per-warp must be "
+                               "from 1 to 32, not ")
+          << static_cast<int64_t>(tokensPerWarp);
       return signalPassFailure();
     }
     if (blockSize < 32 || blockSize > 1024 || blockSize % 32 != 0) {
@@ -505,9 +592,9 @@ struct QLRGPUDistributePass
       auto generic = dyn_cast<linalg::GenericOp>(linalgOp->getOperation());
       if (generic && warpReductions) {
         if (std::optional<Combiner> combiner = splittableReduction(generic)) {
-          if (failed(distributeReduction(rewriter, generic, *combiner,
-                                         blockSize / kWarpSize, laneElements,
-                                         lanesInSequence, overwrite)))
+          if (failed(distributeReduction(
+                  rewriter, generic, *combiner, blockSize / kWarpSize,
+                  laneElements, tokensPerWarp, lanesInSequence, overwrite)))
             return failure();
           continue;
         }

@@ -1,6 +1,7 @@
-// RUN: quant-opt %s --split-input-file --qlr-gpu-distribute --cse | FileCheck %s
-// RUN: quant-opt %s --split-input-file --qlr-gpu-distribute=block-size=64 --cse | FileCheck %s --check-prefix=B64
-// RUN: quant-opt %s --split-input-file --qlr-gpu-distribute=lanes-in-sequence=true --cse | FileCheck %s --check-prefix=LANES
+// RUN: quant-opt %s --split-input-file --qlr-gpu-distribute=tokens-per-warp=1 --cse | FileCheck %s
+// RUN: quant-opt %s --split-input-file --qlr-gpu-distribute --cse | FileCheck %s --check-prefix=TOKENS
+// RUN: quant-opt %s --split-input-file --qlr-gpu-distribute="block-size=64 tokens-per-warp=1" --cse | FileCheck %s --check-prefix=B64
+// RUN: quant-opt %s --split-input-file --qlr-gpu-distribute="lanes-in-sequence=true tokens-per-warp=1" --cse | FileCheck %s --check-prefix=LANES
 // RUN: quant-opt %s --split-input-file --qlr-gpu-distribute=warp-reductions=false --cse | FileCheck %s --check-prefix=THREADS
 
 // A sum with its reduction loop in the middle is still a splittable
@@ -100,6 +101,20 @@ func.func @four_dims(%out: memref<2x3x4x?xf32>) {
 // CHECK: memref.store %[[NEW]]
 // CHECK: mapping = [#gpu.loop_dim_map<processor = thread_y, {{.*}}>, #gpu.loop_dim_map<processor = thread_x, {{.*}}>]
 // CHECK: mapping = [#gpu.loop_dim_map<processor = block_y, {{.*}}>, #gpu.loop_dim_map<processor = block_x, {{.*}}>]
+// By default a warp computes 4 tokens' outputs when there are 4 or more
+// tokens (the host chooses), sharing the weight's loads; 1 otherwise.
+// TOKENS-LABEL: func.func @matvec
+// TOKENS: %[[DIM:.*]] = memref.dim
+// TOKENS: %[[ENOUGH:.*]] = arith.cmpi uge, %[[DIM]], %c4
+// TOKENS: scf.if %[[ENOUGH]] {
+// TOKENS: scf.parallel (%{{.*}}, %{{.*}}) = {{.*}} step (%c4, %c4)
+// TOKENS: arith.minui
+// TOKENS-COUNT-4: gpu.subgroup_reduce add
+// TOKENS: } else {
+// TOKENS: scf.parallel (%{{.*}}, %{{.*}}) = {{.*}} step (%c1, %c4)
+// TOKENS: gpu.subgroup_reduce add
+// TOKENS-NOT: gpu.subgroup_reduce
+// TOKENS: return
 // B64-LABEL: func.func @matvec
 // B64: arith.constant 2 : index
 // LANES-LABEL: func.func @matvec
