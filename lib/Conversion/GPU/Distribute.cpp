@@ -321,8 +321,10 @@ Value combine(OpBuilder &b, Location loc, const Combiner &combiner, Value lhs,
     return arith::AddFOp::create(b, loc, lhs, rhs);
   case gpu::AllReduceOperation::MAXIMUMF:
     return arith::MaximumFOp::create(b, loc, lhs, rhs);
-  default:
+  case gpu::AllReduceOperation::MAXNUMF:
     return arith::MaxNumFOp::create(b, loc, lhs, rhs);
+  default:
+    llvm_unreachable("reductionCombiner returns add, maximumf or maxnumf");
   }
 }
 

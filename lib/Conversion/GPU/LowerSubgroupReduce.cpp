@@ -1,6 +1,12 @@
 //===- LowerSubgroupReduce.cpp - Warp reductions to shuffles ----*- C++ -*-===//
 // SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
 //===----------------------------------------------------------------------===//
+//
+// Expands the float warp reductions qlr-gpu-distribute creates into xor
+// shuffles with upstream's patterns, because NVVM lowers only integer
+// gpu.subgroup_reduce (to redux.sync).
+//
+//===----------------------------------------------------------------------===//
 
 #include "qlr/Conversion/Passes.h"
 
