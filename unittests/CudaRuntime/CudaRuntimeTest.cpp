@@ -12,6 +12,7 @@
 
 #include "Driver.h"
 #include "FakeDriver.h"
+#include "FakeDriverControl.h"
 
 #include "gtest/gtest.h"
 
@@ -51,17 +52,7 @@ void useDriver(const char *driverPath) {
   cuda::detail::resetForTesting();
 }
 
-/// A control of the fake driver, looked up in the library the runtime loads
-/// (dlopen returns the same handle).
-template <typename Fn> Fn control(const char *name) {
-  static void *library = dlopen(QLR_FAKE_CUDA_DRIVER, RTLD_NOW | RTLD_LOCAL);
-  if (!library)
-    return nullptr;
-  return reinterpret_cast<Fn>(dlsym(library, name));
-}
-#define FAKE(name) control<decltype(&name)>(#name)
-
-std::string pendingError() { return cuda::takeError().value_or("<none>"); }
+using qlr::testing::pendingError;
 
 //===----------------------------------------------------------------------===//
 // No driver

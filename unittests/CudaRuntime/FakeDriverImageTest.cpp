@@ -14,6 +14,7 @@
 
 #include "Driver.h"
 #include "FakeDriver.h"
+#include "FakeDriverControl.h"
 
 #include "gtest/gtest.h"
 
@@ -28,17 +29,7 @@
 using namespace qlr;
 
 namespace {
-/// A control of the fake driver, looked up in the library the runtime loads
-/// (dlopen returns the same handle).
-template <typename Fn> Fn control(const char *name) {
-  static void *library = dlopen(QLR_FAKE_CUDA_DRIVER, RTLD_NOW | RTLD_LOCAL);
-  if (!library)
-    return nullptr;
-  return reinterpret_cast<Fn>(dlsym(library, name));
-}
-#define FAKE(name) control<decltype(&name)>(#name)
-
-std::string pendingError() { return cuda::takeError().value_or("<none>"); }
+using qlr::testing::pendingError;
 
 /// PTX as LLVM's NVPTX back end writes it, for `target`.
 std::string ptx(const std::string &target) {

@@ -96,6 +96,20 @@ gpu::ParallelLoopDimMappingAttr mapTo(MLIRContext *context,
                                               identity);
 }
 
+/// The grid mapping of a tile loop with `rank` dimensions: the innermost on
+/// block x (the only one without a 65535 limit), then y and z outwards;
+/// further dimensions loop inside each block.
+SmallVector<gpu::ParallelLoopDimMappingAttr> gridMapping(MLIRContext *context,
+                                                         unsigned rank) {
+  SmallVector<gpu::ParallelLoopDimMappingAttr> grid(
+      rank, mapTo(context, Processor::Sequential));
+  const Processor blocks[] = {Processor::BlockX, Processor::BlockY,
+                              Processor::BlockZ};
+  for (unsigned i = 0; i < std::min(rank, 3u); ++i)
+    grid[rank - 1 - i] = mapTo(context, blocks[i]);
+  return grid;
+}
+
 /// Tiles `loop` into blocks of threads and annotates both loops.
 LogicalResult tileAndMap(scf::ParallelOp loop, int64_t blockSize) {
   MLIRContext *context = loop.getContext();
@@ -114,18 +128,10 @@ LogicalResult tileAndMap(scf::ParallelOp loop, int64_t blockSize) {
   auto [outer, inner] =
       scf::tileParallelLoop(loop, tileSizes, /*noMinMaxBounds=*/true);
 
-  // Grid: innermost dimension on x (the only one without a 65535 limit),
-  // then y and z outwards; further dimensions loop inside each block.
-  SmallVector<gpu::ParallelLoopDimMappingAttr> grid(
-      rank, mapTo(context, Processor::Sequential));
-  const Processor blocks[] = {Processor::BlockX, Processor::BlockY,
-                              Processor::BlockZ};
-  for (unsigned i = 0; i < std::min(rank, 3u); ++i)
-    grid[rank - 1 - i] = mapTo(context, blocks[i]);
   SmallVector<gpu::ParallelLoopDimMappingAttr> block(
       rank, mapTo(context, Processor::Sequential));
   block.back() = mapTo(context, Processor::ThreadX);
-  if (failed(gpu::setMappingAttr(outer, grid)) ||
+  if (failed(gpu::setMappingAttr(outer, gridMapping(context, rank))) ||
       failed(gpu::setMappingAttr(inner, block)))
     return outer.emitOpError("could not be mapped to GPU processors");
   return success();
@@ -473,17 +479,11 @@ LogicalResult distributeReduction(RewriterBase &rewriter, linalg::GenericOp op,
     }
 
     // Grid: as for element-wise work. Block: warps on y, lanes on x.
-    SmallVector<gpu::ParallelLoopDimMappingAttr> gridMapping(
-        rank, mapTo(context, Processor::Sequential));
-    const Processor blocks[] = {Processor::BlockX, Processor::BlockY,
-                                Processor::BlockZ};
-    for (unsigned i = 0; i < std::min(rank, 3u); ++i)
-      gridMapping[rank - 1 - i] = mapTo(context, blocks[i]);
     SmallVector<gpu::ParallelLoopDimMappingAttr> blockMapping = {mapTo(
         context, lanesInSequence ? Processor::ThreadX : Processor::ThreadY)};
     if (!lanesInSequence)
       blockMapping.push_back(mapTo(context, Processor::ThreadX));
-    if (failed(gpu::setMappingAttr(grid, gridMapping)) ||
+    if (failed(gpu::setMappingAttr(grid, gridMapping(context, rank))) ||
         failed(gpu::setMappingAttr(block, blockMapping)))
       return op.emitOpError("could not be mapped to GPU processors");
     return success();
