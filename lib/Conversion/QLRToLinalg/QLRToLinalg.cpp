@@ -588,6 +588,139 @@ struct LowerBatchNorm : public OpRewritePattern<BatchNormOp> {
   }
 };
 
+/// qlr.conv2d: zero padding with tensor.pad, then upstream's named
+/// convolution for one group, or a generic convolution for grouped and
+/// depthwise ones; a quantized filter is decoded first (qlr-fuse-dequantize
+/// fuses the decoder into the convolution).
+struct LowerConv2D : public OpRewritePattern<Conv2DOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  LogicalResult matchAndRewrite(Conv2DOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Value x = op.getInput(), weight = op.getWeight();
+    if (auto qtensor = dyn_cast<QTensorType>(weight.getType())) {
+      if (!weight.getDefiningOp<PackOp>())
+        return rewriter.notifyMatchFailure(op, "storage is not visible");
+      weight = DequantizeOp::create(rewriter, loc,
+                                    qtensor.getExpressedTensorType(), weight);
+    }
+    auto xType = cast<RankedTensorType>(x.getType());
+    auto wType = cast<RankedTensorType>(weight.getType());
+    RankedTensorType resultType = op.getType();
+    for (int64_t dim = 1; dim < 4; ++dim)
+      if (xType.isDynamicDim(dim) || resultType.isDynamicDim(dim))
+        return rewriter.notifyMatchFailure(op, "dynamic channel or spatial "
+                                               "dimension");
+    if (!wType.hasStaticShape())
+      return rewriter.notifyMatchFailure(op, "dynamic filter shape");
+    Type elementType = xType.getElementType();
+
+    ArrayRef<int64_t> padding = op.getPadding();
+    if (llvm::any_of(padding, [](int64_t p) { return p != 0; })) {
+      SmallVector<OpFoldResult> low = {
+          rewriter.getIndexAttr(0), rewriter.getIndexAttr(0),
+          rewriter.getIndexAttr(padding[0]), rewriter.getIndexAttr(padding[1])};
+      SmallVector<OpFoldResult> high = {
+          rewriter.getIndexAttr(0), rewriter.getIndexAttr(0),
+          rewriter.getIndexAttr(padding[2]), rewriter.getIndexAttr(padding[3])};
+      SmallVector<int64_t> paddedShape(xType.getShape());
+      paddedShape[2] += padding[0] + padding[2];
+      paddedShape[3] += padding[1] + padding[3];
+      Value zero = arith::ConstantOp::create(rewriter, loc,
+                                             rewriter.getZeroAttr(elementType));
+      x = tensor::PadOp::create(rewriter, loc,
+                                RankedTensorType::get(paddedShape, elementType),
+                                x, low, high, zero);
+    }
+    auto pairAttr = [&](ArrayRef<int64_t> values) {
+      return rewriter.getI64TensorAttr(values);
+    };
+    DenseIntElementsAttr strides = pairAttr(op.getStrides());
+    DenseIntElementsAttr dilations = pairAttr(op.getDilations());
+    // The batch size of the result, for dynamic batches.
+    SmallVector<OpFoldResult> outSizes;
+    for (int64_t dim = 0; dim < 4; ++dim)
+      outSizes.push_back(
+          resultType.isDynamicDim(dim)
+              ? OpFoldResult(
+                    tensor::DimOp::create(rewriter, loc, x, dim).getResult())
+              : OpFoldResult(
+                    rewriter.getIndexAttr(resultType.getDimSize(dim))));
+    int64_t groups = op.getGroups();
+    int64_t filters = wType.getDimSize(0);
+    Value result;
+    if (groups == 1) {
+      Value init = zeroFilled(
+          rewriter, loc,
+          tensor::EmptyOp::create(rewriter, loc, outSizes, elementType));
+      result = linalg::Conv2DNchwFchwOp::create(
+                   rewriter, loc, TypeRange{init.getType()},
+                   ValueRange{x, weight}, ValueRange{init}, strides, dilations)
+                   .getResult(0);
+    } else {
+      // Grouped and depthwise: a generic over (n, f, oh, ow, c, kh, kw) that
+      // reads the filter in its own [F, C/G, KH, KW] layout (a projected
+      // permutation, so a decoder can be fused into it) and the input
+      // channel (f / (F/G)) * (C/G) + c of the output channel's group.
+      MLIRContext *ctx = rewriter.getContext();
+      int64_t filtersPerGroup = filters / groups;
+      int64_t channelsPerGroup = wType.getDimSize(1);
+      AffineExpr n = getAffineDimExpr(0, ctx), f = getAffineDimExpr(1, ctx),
+                 oh = getAffineDimExpr(2, ctx), ow = getAffineDimExpr(3, ctx),
+                 c = getAffineDimExpr(4, ctx), kh = getAffineDimExpr(5, ctx),
+                 kw = getAffineDimExpr(6, ctx);
+      ArrayRef<int64_t> stride = op.getStrides(), dilation = op.getDilations();
+      SmallVector<AffineMap> maps = {
+          AffineMap::get(7, 0,
+                         {n, f.floorDiv(filtersPerGroup) * channelsPerGroup + c,
+                          oh * stride[0] + kh * dilation[0],
+                          ow * stride[1] + kw * dilation[1]},
+                         ctx),
+          AffineMap::get(7, 0, {f, c, kh, kw}, ctx),
+          AffineMap::get(7, 0, {n, f, oh, ow}, ctx)};
+      Value init = zeroFilled(
+          rewriter, loc,
+          tensor::EmptyOp::create(rewriter, loc, outSizes, elementType));
+      result =
+          linalg::GenericOp::create(
+              rewriter, loc, init.getType(), ValueRange{x, weight},
+              ValueRange{init}, maps, parallelThen(4, 3),
+              [&](OpBuilder &b, Location l, ValueRange args) {
+                Value product = arith::MulFOp::create(b, l, args[0], args[1]);
+                linalg::YieldOp::create(
+                    b, l,
+                    arith::AddFOp::create(b, l, args[2], product).getResult());
+              })
+              .getResult(0);
+    }
+    if (Value bias = op.getBias()) {
+      // result[n, f, h, w] + bias[f].
+      MLIRContext *ctx = rewriter.getContext();
+      AffineMap identity = AffineMap::getMultiDimIdentityMap(4, ctx);
+      AffineMap channelMap = AffineMap::get(4, 0, getAffineDimExpr(1, ctx));
+      Value init =
+          tensor::EmptyOp::create(rewriter, loc, outSizes, elementType);
+      result =
+          linalg::GenericOp::create(
+              rewriter, loc, init.getType(), ValueRange{result, bias},
+              ValueRange{init},
+              SmallVector<AffineMap>{identity, channelMap, identity},
+              parallelThen(4, 0),
+              [&](OpBuilder &b, Location l, ValueRange args) {
+                linalg::YieldOp::create(
+                    b, l,
+                    arith::AddFOp::create(b, l, args[0], args[1]).getResult());
+              })
+              .getResult(0);
+    }
+    if (result.getType() != resultType)
+      result = tensor::CastOp::create(rewriter, loc, resultType, result);
+    rewriter.replaceOp(op, result);
+    return success();
+  }
+};
+
 struct QLRLowerToLinalgPass
     : public mlir::qlr::impl::QLRLowerToLinalgPassBase<QLRLowerToLinalgPass> {
   void runOnOperation() override {
@@ -601,11 +734,12 @@ struct QLRLowerToLinalgPass
       if (!isa<QLRDialect>(op->getDialect()))
         return WalkResult::advance();
       if (isa<PackOp, LowRankOp>(op))
-        op->emitOpError("is still used after lowering; its consumers must be "
-                        "qlr.linear or qlr.dequantize in the same function");
+        op->emitOpError(
+            "is still used after lowering; its consumers must be "
+            "qlr.linear, qlr.conv2d or qlr.dequantize in the same function");
       else if (isa<QuantizeOp>(op))
         op->emitOpError("has no lowering yet (run-time quantization)");
-      else if (isa<LinearOp, DequantizeOp>(op))
+      else if (isa<LinearOp, Conv2DOp, DequantizeOp>(op))
         op->emitOpError("cannot be lowered: the storage of its weight is not "
                         "built by qlr.pack / qlr.lowrank in this function");
       else
@@ -620,6 +754,6 @@ struct QLRLowerToLinalgPass
 } // namespace
 
 void mlir::qlr::populateQLRToLinalgPatterns(RewritePatternSet &patterns) {
-  patterns.add<LowerBatchNorm, LowerDequantize, LowerLayerNorm, LowerLinear,
-               LowerRMSNorm>(patterns.getContext());
+  patterns.add<LowerBatchNorm, LowerConv2D, LowerDequantize, LowerLayerNorm,
+               LowerLinear, LowerRMSNorm>(patterns.getContext());
 }

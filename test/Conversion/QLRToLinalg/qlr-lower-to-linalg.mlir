@@ -57,3 +57,41 @@ func.func @rms_norm(%x: tensor<?x64xf32>, %w: tensor<64xf32>) -> tensor<?x64xf32
   %y = qlr.rms_norm %x, %w eps = 1.0e-5 : tensor<?x64xf32>, tensor<64xf32>
   return %y : tensor<?x64xf32>
 }
+
+// -----
+
+// One group: zero padding, then upstream's named convolution into a zero
+// accumulator, then the bias along the channel dimension.
+// CHECK-LABEL: func.func @conv2d_one_group
+// CHECK:       %[[PAD:.*]] = tensor.pad %arg0 low[0, 0, 1, 0] high[0, 0, 1, 1]
+// CHECK:       tensor.yield %{{.*}} : f32
+// CHECK:       %[[DIM:.*]] = tensor.dim %[[PAD]], %c0
+// CHECK:       %[[E:.*]] = tensor.empty(%[[DIM]]) : tensor<?x16x4x4xf32>
+// CHECK:       %[[Z:.*]] = linalg.fill ins(%{{.*}} : f32) outs(%[[E]]
+// CHECK:       %[[C:.*]] = linalg.conv_2d_nchw_fchw {dilations = dense<1> : tensor<2xi64>, strides = dense<2> : tensor<2xi64>} ins(%[[PAD]], %arg1 : tensor<?x3x10x9xf32>, tensor<16x3x3x3xf32>) outs(%[[Z]] : tensor<?x16x4x4xf32>)
+// CHECK:       linalg.generic {{.*}} ins(%[[C]], %arg2 : tensor<?x16x4x4xf32>, tensor<16xf32>)
+// CHECK:       arith.addf
+func.func @conv2d_one_group(%x: tensor<?x3x8x8xf32>, %w: tensor<16x3x3x3xf32>, %b: tensor<16xf32>) -> tensor<?x16x4x4xf32> {
+  %y = qlr.conv2d %x, %w, %b {strides = array<i64: 2, 2>, padding = array<i64: 1, 0, 1, 1>}
+      : tensor<?x3x8x8xf32>, tensor<16x3x3x3xf32>, tensor<16xf32> -> tensor<?x16x4x4xf32>
+  return %y : tensor<?x16x4x4xf32>
+}
+
+// -----
+
+// Depthwise with a quantized filter: the filter is decoded (a tagged
+// element-wise generic), then a generic convolution reads it in its own
+// [F, C/G, KH, KW] layout and the input channel of the output channel's
+// group: (f floordiv 1) * 1 + c.
+// CHECK-DAG:   #[[IN:.*]] = affine_map<(d0, d1, d2, d3, d4, d5, d6) -> (d0, d1 + d4, d2 + d5, d3 + d6)>
+// CHECK-DAG:   #[[FILTER:.*]] = affine_map<(d0, d1, d2, d3, d4, d5, d6) -> (d1, d4, d5, d6)>
+// CHECK-DAG:   #[[OUT:.*]] = affine_map<(d0, d1, d2, d3, d4, d5, d6) -> (d0, d1, d2, d3)>
+// CHECK-LABEL: func.func @conv2d_depthwise_quantized
+// CHECK:       %[[W:.*]] = linalg.generic {{.*}} attrs = {qlr.dequantize = #int4_c0}
+// CHECK:       linalg.generic {indexing_maps = [#[[IN]], #[[FILTER]], #[[OUT]]], iterator_types = ["parallel", "parallel", "parallel", "parallel", "reduction", "reduction", "reduction"]} ins(%arg0, %[[W]] : tensor<2x8x6x6xf32>, tensor<8x1x3x3xf32>)
+func.func @conv2d_depthwise_quantized(%x: tensor<2x8x6x6xf32>, %codes: tensor<8x1x3x2xi8>, %s: tensor<8xf32>) -> tensor<2x8x4x4xf32> {
+  %w = qlr.pack %codes, %s : tensor<8x1x3x2xi8>, tensor<8xf32> -> !qlr.qtensor<8x1x3x3xf32, #qlr.format<int4, channel = 0>>
+  %y = qlr.conv2d %x, %w {groups = 8 : i64}
+      : tensor<2x8x6x6xf32>, !qlr.qtensor<8x1x3x3xf32, #qlr.format<int4, channel = 0>> -> tensor<2x8x4x4xf32>
+  return %y : tensor<2x8x4x4xf32>
+}

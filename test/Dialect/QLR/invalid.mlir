@@ -365,3 +365,75 @@ func.func @norm_result_type(%x: tensor<2x64xf32>, %w: tensor<64xf32>) {
   %y = "qlr.rms_norm"(%x, %w) {epsilon = 1.0e-5 : f64} : (tensor<2x64xf32>, tensor<64xf32>) -> tensor<2x32xf32>
   return
 }
+
+// -----
+
+func.func @conv2d_input_rank(%x: tensor<3x8x8xf32>, %w: tensor<16x3x3x3xf32>) {
+  // expected-error@+1 {{'qlr.conv2d' op input must be a 4-D [N, C, H, W] tensor, got shape [3, 8, 8]}}
+  %y = qlr.conv2d %x, %w : tensor<3x8x8xf32>, tensor<16x3x3x3xf32> -> tensor<1x16x6x6xf32>
+  return
+}
+
+// -----
+
+func.func @conv2d_channels(%x: tensor<1x4x8x8xf32>, %w: tensor<16x3x3x3xf32>) {
+  // expected-error@+1 {{'qlr.conv2d' op weight [16, 3, 3, 3] takes 3 channels per group, but the input has 4 channels in 1 group(s)}}
+  %y = qlr.conv2d %x, %w : tensor<1x4x8x8xf32>, tensor<16x3x3x3xf32> -> tensor<1x16x6x6xf32>
+  return
+}
+
+// -----
+
+func.func @conv2d_groups(%x: tensor<1x6x8x8xf32>, %w: tensor<16x3x3x3xf32>) {
+  // expected-error@+1 {{'qlr.conv2d' op output channels (16) are not divisible by groups (3)}}
+  %y = qlr.conv2d %x, %w {groups = 3 : i64} : tensor<1x6x8x8xf32>, tensor<16x3x3x3xf32> -> tensor<1x16x6x6xf32>
+  return
+}
+
+// -----
+
+func.func @conv2d_padding(%x: tensor<1x3x8x8xf32>, %w: tensor<16x3x3x3xf32>) {
+  // expected-error@+1 {{'qlr.conv2d' op padding must have 4 values, got 2}}
+  %y = qlr.conv2d %x, %w {padding = array<i64: 1, 1>} : tensor<1x3x8x8xf32>, tensor<16x3x3x3xf32> -> tensor<1x16x8x8xf32>
+  return
+}
+
+// -----
+
+func.func @conv2d_stride(%x: tensor<1x3x8x8xf32>, %w: tensor<16x3x3x3xf32>) {
+  // expected-error@+1 {{'qlr.conv2d' op strides must be 1 or more, got 0}}
+  %y = qlr.conv2d %x, %w {strides = array<i64: 0, 1>} : tensor<1x3x8x8xf32>, tensor<16x3x3x3xf32> -> tensor<1x16x6x6xf32>
+  return
+}
+
+// -----
+
+func.func @conv2d_kernel_too_large(%x: tensor<1x3x2x8xf32>, %w: tensor<16x3x3x3xf32>) {
+  // expected-error@+1 {{'qlr.conv2d' op the height after padding (2) is smaller than the dilated kernel (3)}}
+  %y = qlr.conv2d %x, %w : tensor<1x3x2x8xf32>, tensor<16x3x3x3xf32> -> tensor<1x16x1x6xf32>
+  return
+}
+
+// -----
+
+func.func @conv2d_result(%x: tensor<1x3x8x8xf32>, %w: tensor<16x3x3x3xf32>) {
+  // expected-error@+1 {{'qlr.conv2d' op result type 'tensor<1x16x8x8xf32>' does not match the expected 'tensor<1x16x6x6xf32>'}}
+  %y = qlr.conv2d %x, %w : tensor<1x3x8x8xf32>, tensor<16x3x3x3xf32> -> tensor<1x16x8x8xf32>
+  return
+}
+
+// -----
+
+func.func @conv2d_bias(%x: tensor<1x3x8x8xf32>, %w: tensor<16x3x3x3xf32>, %b: tensor<8xf32>) {
+  // expected-error@+1 {{'qlr.conv2d' op bias must be a 1-D tensor of 16 'f32' (one per output channel), got 'tensor<8xf32>'}}
+  %y = qlr.conv2d %x, %w, %b : tensor<1x3x8x8xf32>, tensor<16x3x3x3xf32>, tensor<8xf32> -> tensor<1x16x6x6xf32>
+  return
+}
+
+// -----
+
+func.func @conv2d_lowrank(%x: tensor<1x3x8x8xf32>, %w: !qlr.lowrank<16x3xf32, rank = 2>) {
+  // expected-error@+1 {{operand #1 must be float tensor or quantized tensor, but got '!qlr.lowrank<16x3xf32, rank = 2>'}}
+  %y = qlr.conv2d %x, %w : tensor<1x3x8x8xf32>, !qlr.lowrank<16x3xf32, rank = 2> -> tensor<1x16x6x6xf32>
+  return
+}

@@ -147,3 +147,19 @@ func.func @resource_weights(%x: tensor<1x4xf32>) -> tensor<1x2xf32> {
     }
   }
 #-}
+
+// CHECK-LABEL: func.func @conv2d_float
+// CHECK: qlr.conv2d %arg0, %arg1 : tensor<?x3x8x8xf32>, tensor<16x3x3x3xf32> -> tensor<?x16x6x6xf32>
+func.func @conv2d_float(%x: tensor<?x3x8x8xf32>, %w: tensor<16x3x3x3xf32>) -> tensor<?x16x6x6xf32> {
+  %y = qlr.conv2d %x, %w : tensor<?x3x8x8xf32>, tensor<16x3x3x3xf32> -> tensor<?x16x6x6xf32>
+  return %y : tensor<?x16x6x6xf32>
+}
+
+// CHECK-LABEL: func.func @conv2d_depthwise_quantized
+// CHECK: qlr.conv2d %arg0, %{{.*}}, %arg3 {groups = 8 : i64, padding = array<i64: 1, 1, 1, 1>, strides = array<i64: 2, 2>} : tensor<?x8x8x8xf32>, !qlr.qtensor<8x1x3x3xf32, #{{.*}}>, tensor<8xf32> -> tensor<?x8x4x4xf32>
+func.func @conv2d_depthwise_quantized(%x: tensor<?x8x8x8xf32>, %codes: tensor<8x1x3x2xi8>, %s: tensor<8xf32>, %b: tensor<8xf32>) -> tensor<?x8x4x4xf32> {
+  %w = qlr.pack %codes, %s : tensor<8x1x3x2xi8>, tensor<8xf32> -> !qlr.qtensor<8x1x3x3xf32, #qlr.format<int4, channel = 0>>
+  %y = qlr.conv2d %x, %w, %b {strides = array<i64: 2, 2>, padding = array<i64: 1, 1, 1, 1>, groups = 8 : i64}
+      : tensor<?x8x8x8xf32>, !qlr.qtensor<8x1x3x3xf32, #qlr.format<int4, channel = 0>>, tensor<8xf32> -> tensor<?x8x4x4xf32>
+  return %y : tensor<?x8x4x4xf32>
+}

@@ -45,7 +45,7 @@ func.func @negative_variance(%x: tensor<8x3xf32>) -> tensor<8x2xf32> {
 // CHECK:         qlr.batch_norm
 func.func @block_argument(%x: tensor<8x2xf32>) -> tensor<8x2xf32> {
   %p = arith.constant dense<[4.0, 9.0]> : tensor<2xf32>
-  // expected-warning@+1 {{qlr.batch_norm not folded: its input is a block argument, not the result of a qlr.linear or linalg.conv_2d_nchw_fchw}}
+  // expected-warning@+1 {{qlr.batch_norm not folded: its input is a block argument, not the result of a qlr.linear, qlr.conv2d or linalg.conv_2d_nchw_fchw}}
   %y = qlr.batch_norm %x, %p, %p, %p, %p axis = 1 eps = 0.0
       : tensor<8x2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>
   return %y : tensor<8x2xf32>
@@ -61,7 +61,7 @@ func.func @other_producer(%x: tensor<8x2xf32>) -> tensor<8x2xf32> {
   %p = arith.constant dense<[4.0, 9.0]> : tensor<2xf32>
   // expected-note@+1 {{the producer}}
   %s = arith.addf %x, %x : tensor<8x2xf32>
-  // expected-warning@+1 {{qlr.batch_norm not folded: its input is produced by 'arith.addf', not by a qlr.linear or linalg.conv_2d_nchw_fchw}}
+  // expected-warning@+1 {{qlr.batch_norm not folded: its input is produced by 'arith.addf', not by a qlr.linear, qlr.conv2d or linalg.conv_2d_nchw_fchw}}
   %y = qlr.batch_norm %s, %p, %p, %p, %p axis = 1 eps = 0.0
       : tensor<8x2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>
   return %y : tensor<8x2xf32>
@@ -86,7 +86,7 @@ func.func @producer_has_other_use(%x: tensor<8x3xf32>) -> (tensor<8x2xf32>, tens
 
 // -----
 
-// STRICT: error: qlr.batch_norm not folded: its channel axis 1 is not the last dimension (2) of the qlr.linear result
+// STRICT: error: qlr.batch_norm not folded: its channel axis 1 is not 2, the output features of the 'qlr.linear' producing its input
 
 // CHECK-LABEL: func.func @linear_axis_not_last
 // CHECK:         qlr.batch_norm
@@ -95,7 +95,7 @@ func.func @linear_axis_not_last(%x: tensor<4x2x3xf32>) -> tensor<4x2x2xf32> {
   %p = arith.constant dense<[4.0, 9.0]> : tensor<2xf32>
   // expected-note@+1 {{the producer}}
   %l = qlr.linear %x, %w : tensor<4x2x3xf32>, tensor<2x3xf32> -> tensor<4x2x2xf32>
-  // expected-warning@+1 {{qlr.batch_norm not folded: its channel axis 1 is not the last dimension (2) of the qlr.linear result, which holds the output features}}
+  // expected-warning@+1 {{qlr.batch_norm not folded: its channel axis 1 is not 2, the output features of the 'qlr.linear' producing its input}}
   %y = qlr.batch_norm %l, %p, %p, %p, %p axis = 1 eps = 0.0
       : tensor<4x2x2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>
   return %y : tensor<4x2x2xf32>
@@ -103,7 +103,7 @@ func.func @linear_axis_not_last(%x: tensor<4x2x3xf32>) -> tensor<4x2x2xf32> {
 
 // -----
 
-// STRICT: error: qlr.batch_norm not folded: the qlr.linear producing its input has a quantized weight
+// STRICT: error: qlr.batch_norm not folded: the quantized weight of the 'qlr.linear' producing its input is not built by a qlr.pack in this function
 
 // CHECK-LABEL: func.func @quantized_weight
 // CHECK:         qlr.batch_norm
@@ -111,7 +111,7 @@ func.func @quantized_weight(%x: tensor<8x3xf32>, %q: !qlr.qtensor<2x3xf32, #qlr.
   %p = arith.constant dense<[4.0, 9.0]> : tensor<2xf32>
   // expected-note@+1 {{the producer}}
   %l = qlr.linear %x, %q : tensor<8x3xf32>, !qlr.qtensor<2x3xf32, #qlr.format<int8, channel = 0>> -> tensor<8x2xf32>
-  // expected-warning@+1 {{qlr.batch_norm not folded: the qlr.linear producing its input has a quantized weight, which cannot absorb the batch norm exactly (fold before compressing)}}
+  // expected-warning@+1 {{qlr.batch_norm not folded: the quantized weight of the 'qlr.linear' producing its input is not built by a qlr.pack in this function}}
   %y = qlr.batch_norm %l, %p, %p, %p, %p axis = 1 eps = 0.0
       : tensor<8x2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>
   return %y : tensor<8x2xf32>
@@ -153,7 +153,7 @@ func.func @shared_weight(%x: tensor<8x3xf32>) -> (tensor<8x2xf32>, tensor<8x2xf3
 
 // -----
 
-// STRICT: error: qlr.batch_norm not folded: the bias of the qlr.linear producing its input is not a constant
+// STRICT: error: qlr.batch_norm not folded: the bias of the 'qlr.linear' producing its input is not a constant
 
 // CHECK-LABEL: func.func @bias_not_constant
 // CHECK:         qlr.batch_norm
@@ -162,7 +162,7 @@ func.func @bias_not_constant(%x: tensor<8x3xf32>, %c: tensor<2xf32>) -> tensor<8
   %p = arith.constant dense<[4.0, 9.0]> : tensor<2xf32>
   // expected-note@+1 {{the producer}}
   %l = qlr.linear %x, %w, %c : tensor<8x3xf32>, tensor<2x3xf32>, tensor<2xf32> -> tensor<8x2xf32>
-  // expected-warning@+1 {{qlr.batch_norm not folded: the bias of the qlr.linear producing its input is not a constant}}
+  // expected-warning@+1 {{qlr.batch_norm not folded: the bias of the 'qlr.linear' producing its input is not a constant}}
   %y = qlr.batch_norm %l, %p, %p, %p, %p axis = 1 eps = 0.0
       : tensor<8x2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>
   return %y : tensor<8x2xf32>
@@ -253,4 +253,42 @@ func.func @mixed(%x: tensor<8x3xf32>, %v: tensor<8x2xf32>) -> (tensor<8x2xf32>, 
   %z = qlr.batch_norm %v, %p, %p, %p, %p axis = 1 eps = 0.0
       : tensor<8x2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>
   return %y, %z : tensor<8x2xf32>, tensor<8x2xf32>
+}
+
+// -----
+
+// STRICT: error: qlr.batch_norm not folded: the quantized weight of the 'qlr.linear' producing its input has f16 scales, which would be rounded; fold into f32 scales (scale = f32)
+
+// CHECK-LABEL: func.func @quantized_f16_scales
+// CHECK:         qlr.batch_norm
+func.func @quantized_f16_scales(%x: tensor<8x3xf32>) -> tensor<8x2xf32> {
+  %c = arith.constant dense<[[1, 2, 3], [4, 5, 6]]> : tensor<2x3xi8>
+  %s = arith.constant dense<[0.5, 0.25]> : tensor<2xf16>
+  %q = qlr.pack %c, %s : tensor<2x3xi8>, tensor<2xf16> -> !qlr.qtensor<2x3xf32, #qlr.format<int8, channel = 0, scale = f16>>
+  %p = arith.constant dense<[4.0, 9.0]> : tensor<2xf32>
+  // expected-note@+1 {{the producer}}
+  %l = qlr.linear %x, %q : tensor<8x3xf32>, !qlr.qtensor<2x3xf32, #qlr.format<int8, channel = 0, scale = f16>> -> tensor<8x2xf32>
+  // expected-warning@+1 {{qlr.batch_norm not folded: the quantized weight of the 'qlr.linear' producing its input has f16 scales, which would be rounded; fold into f32 scales (scale = f32)}}
+  %y = qlr.batch_norm %l, %p, %p, %p, %p axis = 1 eps = 0.0
+      : tensor<8x2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>
+  return %y : tensor<8x2xf32>
+}
+
+// -----
+
+// STRICT: error: qlr.batch_norm not folded: the quantized filter of the 'qlr.conv2d' producing its input does not have its own scales per output channel (#qlr.format<int4>)
+
+// CHECK-LABEL: func.func @quantized_per_tensor
+// CHECK:         qlr.batch_norm
+func.func @quantized_per_tensor(%x: tensor<1x1x3x3xf32>) -> tensor<1x2x2x2xf32> {
+  %c = arith.constant dense<0> : tensor<2x1x2x1xi8>
+  %s = arith.constant dense<0.5> : tensor<f32>
+  %q = qlr.pack %c, %s : tensor<2x1x2x1xi8>, tensor<f32> -> !qlr.qtensor<2x1x2x2xf32, #qlr.format<int4>>
+  %p = arith.constant dense<[4.0, 9.0]> : tensor<2xf32>
+  // expected-note@+1 {{the producer}}
+  %l = qlr.conv2d %x, %q : tensor<1x1x3x3xf32>, !qlr.qtensor<2x1x2x2xf32, #qlr.format<int4>> -> tensor<1x2x2x2xf32>
+  // expected-warning@+1 {{qlr.batch_norm not folded: the quantized filter of the 'qlr.conv2d' producing its input does not have its own scales per output channel (#qlr.format<int4>)}}
+  %y = qlr.batch_norm %l, %p, %p, %p, %p axis = 1 eps = 0.0
+      : tensor<1x2x2x2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>
+  return %y : tensor<1x2x2x2xf32>
 }

@@ -130,3 +130,53 @@ func.func @conv_scale_only(%x: tensor<1x1x3x3xf32>) -> tensor<1x2x2x2xf32> {
       : tensor<1x2x2x2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>
   return %y : tensor<1x2x2x2xf32>
 }
+
+// -----
+
+// A quantized filter absorbs the factor s = scale / sqrt(var + eps) = [2, 3]
+// through its per-channel scales ([0.5, 2.0] -> [1.0, 6.0]); the codes stay
+// as they are and the shift (beta - mean * s = [-1.5, -2.5]) becomes the
+// qlr.conv2d's bias.
+// CHECK-LABEL: func.func @conv2d_quantized
+// CHECK-DAG:   %[[C:.*]] = arith.constant dense<{{\[}}{{\[}}{{\[}}{{\[}}18], [52]]], {{\[}}{{\[}}[-86], [119]]]]> : tensor<2x1x2x1xi8>
+// CHECK-DAG:   %[[S:.*]] = arith.constant dense<[1.000000e+00, 6.000000e+00]> : tensor<2xf32>
+// CHECK:       %[[Q:.*]] = qlr.pack %[[C]], %[[S]]
+// CHECK:       %[[B:.*]] = arith.constant dense<[-1.500000e+00, -2.500000e+00]> : tensor<2xf32>
+// CHECK:       %[[Y:.*]] = qlr.conv2d %arg0, %[[Q]], %[[B]] {groups = 2 : i64}
+// CHECK-NOT:   qlr.batch_norm
+// CHECK:       return %[[Y]]
+func.func @conv2d_quantized(%x: tensor<1x2x3x3xf32>) -> tensor<1x2x2x2xf32> {
+  %c = arith.constant dense<[[[[18], [52]]], [[[-86], [119]]]]> : tensor<2x1x2x1xi8>
+  %s = arith.constant dense<[0.5, 2.0]> : tensor<2xf32>
+  %q = qlr.pack %c, %s : tensor<2x1x2x1xi8>, tensor<2xf32> -> !qlr.qtensor<2x1x2x2xf32, #qlr.format<int4, channel = 0>>
+  %y = qlr.conv2d %x, %q {groups = 2 : i64} : tensor<1x2x3x3xf32>, !qlr.qtensor<2x1x2x2xf32, #qlr.format<int4, channel = 0>> -> tensor<1x2x2x2xf32>
+  %scale = arith.constant dense<[4.0, 9.0]> : tensor<2xf32>
+  %beta = arith.constant dense<[0.5, 0.5]> : tensor<2xf32>
+  %mean = arith.constant dense<[1.0, 1.0]> : tensor<2xf32>
+  %var = arith.constant dense<[4.0, 9.0]> : tensor<2xf32>
+  %z = qlr.batch_norm %y, %scale, %beta, %mean, %var axis = 1 eps = 0.0
+      : tensor<1x2x2x2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>
+  return %z : tensor<1x2x2x2xf32>
+}
+
+// -----
+
+// A grouped linear weight: each row's group scales take the row's factor.
+// CHECK-LABEL: func.func @linear_quantized_groups
+// CHECK-DAG:   %[[S:.*]] = arith.constant dense<{{\[}}[1.000000e+00, 5.000000e-01], [6.000000e+00, 3.000000e+00]]> : tensor<2x2xf32>
+// CHECK-DAG:   %[[B:.*]] = arith.constant dense<[-1.500000e+00, -2.500000e+00]> : tensor<2xf32>
+// CHECK:       qlr.linear %arg0, %{{.*}}, %[[B]]
+// CHECK-NOT:   qlr.batch_norm
+func.func @linear_quantized_groups(%x: tensor<8x4xf32>) -> tensor<8x2xf32> {
+  %c = arith.constant dense<[[1, 2], [3, 4]]> : tensor<2x2xi8>
+  %s = arith.constant dense<[[0.5, 0.25], [2.0, 1.0]]> : tensor<2x2xf32>
+  %q = qlr.pack %c, %s : tensor<2x2xi8>, tensor<2x2xf32> -> !qlr.qtensor<2x4xf32, #qlr.format<int4, group = 2>>
+  %y = qlr.linear %x, %q : tensor<8x4xf32>, !qlr.qtensor<2x4xf32, #qlr.format<int4, group = 2>> -> tensor<8x2xf32>
+  %scale = arith.constant dense<[4.0, 9.0]> : tensor<2xf32>
+  %beta = arith.constant dense<[0.5, 0.5]> : tensor<2xf32>
+  %mean = arith.constant dense<[1.0, 1.0]> : tensor<2xf32>
+  %var = arith.constant dense<[4.0, 9.0]> : tensor<2xf32>
+  %z = qlr.batch_norm %y, %scale, %beta, %mean, %var axis = 1 eps = 0.0
+      : tensor<8x2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>, tensor<2xf32>
+  return %z : tensor<8x2xf32>
+}

@@ -264,6 +264,92 @@ LogicalResult LinearOp::verify() {
   return success();
 }
 
+LogicalResult Conv2DOp::verify() {
+  RankedTensorType inputType = getInput().getType();
+  if (inputType.getRank() != 4)
+    return emitOpError("input must be a 4-D [N, C, H, W] tensor, got shape ")
+           << formatShape(inputType.getShape());
+  RankedTensorType weightType = getExpressedTensorType(getWeight().getType());
+  if (weightType.getRank() != 4)
+    return emitOpError("weight must be a 4-D [F, C / groups, KH, KW] tensor, "
+                       "got shape ")
+           << formatShape(weightType.getShape());
+  Type elementType = inputType.getElementType();
+  if (weightType.getElementType() != elementType)
+    return emitOpError("weight element type ")
+           << weightType.getElementType()
+           << " does not match the input element type " << elementType;
+  auto checkPair = [&](StringRef name, ArrayRef<int64_t> values, size_t count,
+                       int64_t minimum) -> LogicalResult {
+    if (values.size() != count)
+      return emitOpError() << name << " must have " << count << " values, got "
+                           << values.size();
+    for (int64_t v : values)
+      if (v < minimum)
+        return emitOpError()
+               << name << " must be " << minimum << " or more, got " << v;
+    return success();
+  };
+  if (failed(checkPair("strides", getStrides(), 2, 1)) ||
+      failed(checkPair("padding", getPadding(), 4, 0)) ||
+      failed(checkPair("dilations", getDilations(), 2, 1)))
+    return failure();
+  int64_t groups = getGroups();
+  if (groups < 1)
+    return emitOpError("groups must be 1 or more, got ") << groups;
+  int64_t channels = inputType.getDimSize(1);
+  int64_t filters = weightType.getDimSize(0);
+  int64_t perGroup = weightType.getDimSize(1);
+  if (!ShapedType::isDynamic(channels) && channels % groups != 0)
+    return emitOpError("input channels (")
+           << channels << ") are not divisible by groups (" << groups << ")";
+  if (!ShapedType::isDynamic(filters) && filters % groups != 0)
+    return emitOpError("output channels (")
+           << filters << ") are not divisible by groups (" << groups << ")";
+  if (!ShapedType::isDynamic(channels) && !ShapedType::isDynamic(perGroup) &&
+      perGroup * groups != channels)
+    return emitOpError("weight ")
+           << formatShape(weightType.getShape()) << " takes " << perGroup
+           << " channels per group, but the input has " << channels
+           << " channels in " << groups << " group(s)";
+  if (Value bias = getBias()) {
+    auto biasType = cast<RankedTensorType>(bias.getType());
+    if (biasType.getRank() != 1 || biasType.getElementType() != elementType ||
+        (!ShapedType::isDynamic(filters) && biasType.getDimSize(0) != filters))
+      return emitOpError("bias must be a 1-D tensor of ")
+             << filters << " " << elementType << " (one per output "
+             << "channel), got " << biasType;
+  }
+  SmallVector<int64_t> resultShape = {inputType.getDimSize(0), filters};
+  for (int i = 0; i < 2; ++i) {
+    int64_t size = inputType.getDimSize(2 + i);
+    int64_t kernel = weightType.getDimSize(2 + i);
+    if (ShapedType::isDynamic(size) || ShapedType::isDynamic(kernel)) {
+      resultShape.push_back(ShapedType::kDynamic);
+      continue;
+    }
+    int64_t padded = size + getPadding()[i] + getPadding()[i + 2];
+    int64_t extent = getDilations()[i] * (kernel - 1) + 1;
+    if (padded < extent)
+      return emitOpError("the ")
+             << (i == 0 ? "height" : "width") << " after padding (" << padded
+             << ") is smaller than the dilated kernel (" << extent << ")";
+    resultShape.push_back((padded - extent) / getStrides()[i] + 1);
+  }
+  auto expected = RankedTensorType::get(resultShape, elementType);
+  auto resultType = getType();
+  bool compatible =
+      resultType.getRank() == 4 && resultType.getElementType() == elementType;
+  for (int64_t i = 0; compatible && i < 4; ++i)
+    compatible = ShapedType::isDynamic(resultShape[i])
+                     ? true
+                     : resultType.getDimSize(i) == resultShape[i];
+  if (!compatible)
+    return emitOpError("result type ")
+           << resultType << " does not match the expected " << expected;
+  return success();
+}
+
 //===----------------------------------------------------------------------===//
 // Normalisation layers
 //===----------------------------------------------------------------------===//

@@ -36,18 +36,31 @@ struct BatchNormFold {
   BatchNormOp batchNorm;
   /// Per channel: the factor s and the shift -mean·s + beta.
   std::vector<double> factor, shift;
-  /// Exactly one of `linear` and `conv` is set.
+  /// Exactly one of `linear`, `qconv` and `conv` is set.
   LinearOp linear;
+  Conv2DOp qconv;
   linalg::Conv2DNchwFchwOp conv;
-  /// The linear's weight or the convolution's filter.
+  /// The float weight or filter; null when it is quantized.
   arith::ConstantOp weight;
-  /// The linear's bias, if it has one.
+  /// A quantized weight: its qlr.pack and the constant of its scales, whose
+  /// rows (one per output channel) absorb the factor.
+  PackOp pack;
+  arith::ConstantOp scales;
+  /// The linear's or qlr.conv2d's bias, if it has one.
   arith::ConstantOp bias;
 };
 
 enum class Verdict { Fold, Refuse, Error };
 
 } // namespace
+
+/// `value` as the IR prints it.
+template <typename T> static std::string printed(T value) {
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  os << value;
+  return text;
+}
 
 /// Decides whether `op` can be folded; fills `fold` or `refusal`.
 static Verdict analyze(BatchNormOp op, BatchNormFold &fold,
@@ -95,11 +108,12 @@ static Verdict analyze(BatchNormOp op, BatchNormFold &fold,
   Operation *producer = input.getDefiningOp();
   if (!producer)
     return refuse("its input is a block argument, not the result of a "
-                  "qlr.linear or linalg.conv_2d_nchw_fchw");
-  if (!isa<LinearOp, linalg::Conv2DNchwFchwOp>(producer))
+                  "qlr.linear, qlr.conv2d or linalg.conv_2d_nchw_fchw");
+  if (!isa<LinearOp, Conv2DOp, linalg::Conv2DNchwFchwOp>(producer))
     return refuse(Twine("its input is produced by '") +
                       producer->getName().getStringRef() +
-                      "', not by a qlr.linear or linalg.conv_2d_nchw_fchw",
+                      "', not by a qlr.linear, qlr.conv2d or "
+                      "linalg.conv_2d_nchw_fchw",
                   producer, "the producer");
   for (Operation *user : input.getUsers())
     if (user != op)
@@ -113,28 +127,87 @@ static Verdict analyze(BatchNormOp op, BatchNormFold &fold,
 
   Value weight;
   StringRef weightRole;
-  if ((fold.linear = dyn_cast<LinearOp>(producer))) {
-    if (axis != rank - 1)
-      return refuse(Twine("its channel axis ") + Twine(axis) +
-                        " is not the last dimension (" + Twine(rank - 1) +
-                        ") of the qlr.linear result, which holds the output "
-                        "features",
+  if (isa<LinearOp, Conv2DOp>(producer)) {
+    fold.linear = dyn_cast<LinearOp>(producer);
+    fold.qconv = dyn_cast<Conv2DOp>(producer);
+    int64_t channelAxis = fold.linear ? rank - 1 : 1;
+    if (axis != channelAxis)
+      return refuse(Twine("its channel axis ") + Twine(axis) + " is not " +
+                        Twine(channelAxis) + ", the output " +
+                        (fold.linear ? "features" : "channels") + " of the '" +
+                        producer->getName().getStringRef() +
+                        "' producing its input",
                     producer, "the producer");
-    weight = fold.linear.getWeight();
-    weightRole = "weight";
-    if (isa<QTensorType, LowRankType>(weight.getType()))
-      return refuse(
-          Twine("the qlr.linear producing its input has a ") +
-              (isa<QTensorType>(weight.getType()) ? "quantized" : "low-rank") +
-              " weight, which cannot absorb the batch norm "
-              "exactly (fold before compressing)",
-          producer, "the producer");
-    if (Value bias = fold.linear.getBias()) {
+    weight = producer->getOperand(1);
+    weightRole = fold.linear ? "weight" : "filter";
+    if (isa<LowRankType>(weight.getType()))
+      return refuse(Twine("the '") + producer->getName().getStringRef() +
+                        "' producing its input has a low-rank weight, which "
+                        "cannot absorb the batch norm exactly (fold before "
+                        "compressing)",
+                    producer, "the producer");
+    Value bias = fold.linear ? fold.linear.getBias() : fold.qconv.getBias();
+    if (bias) {
       fold.bias = getElementsConstant(bias);
       if (!fold.bias)
-        return refuse("the bias of the qlr.linear producing its input is not "
-                      "a constant",
+        return refuse(Twine("the bias of the '") +
+                          producer->getName().getStringRef() +
+                          "' producing its input is not a constant",
                       producer, "the producer");
+    }
+    if (auto qtype = dyn_cast<QTensorType>(weight.getType())) {
+      // w = s_row · decode(code): scaling every scale of an output channel
+      // scales that channel, codes unchanged.
+      FormatAttr format = qtype.getFormat();
+      int64_t scaleAxis = format.getAxis() < 0
+                              ? format.getAxis() + qtype.getRank()
+                              : format.getAxis();
+      bool perOutputChannel =
+          (format.getGranularity() == Granularity::Channel && scaleAxis == 0) ||
+          (format.getGranularity() == Granularity::Group && scaleAxis != 0);
+      if (!perOutputChannel)
+        return refuse(Twine("the quantized ") + weightRole + " of the '" +
+                          producer->getName().getStringRef() +
+                          "' producing its input does not have its own "
+                          "scales per output channel (" +
+                          printed(format) + ")",
+                      producer, "the producer");
+      if (!format.getScaleType().isF32())
+        return refuse(Twine("the quantized ") + weightRole + " of the '" +
+                          producer->getName().getStringRef() +
+                          "' producing its input has " +
+                          printed(format.getScaleType()) +
+                          " scales, which would be rounded; fold into f32 "
+                          "scales (scale = f32)",
+                      producer, "the producer");
+      fold.pack = weight.getDefiningOp<PackOp>();
+      if (!fold.pack)
+        return refuse(Twine("the quantized ") + weightRole + " of the '" +
+                          producer->getName().getStringRef() +
+                          "' producing its input is not built by a qlr.pack "
+                          "in this function",
+                      producer, "the producer");
+      fold.scales = getElementsConstant(fold.pack.getScales());
+      if (!fold.scales)
+        return refuse("the scales of the quantized weight are not a constant",
+                      fold.pack, "the qlr.pack");
+      for (OpOperand &use : fold.pack->getUses())
+        if (use.getOwner() != producer || use.getOperandNumber() != 1)
+          return refuse(Twine("the quantized ") + weightRole +
+                            " is also used "
+                            "by '" +
+                            use.getOwner()->getName().getStringRef() +
+                            "' (a shared weight would change for that user "
+                            "too)",
+                        use.getOwner(), "the other user of the weight");
+      if (!fold.scales->hasOneUse())
+        return refuse("the scales of the quantized weight are shared with "
+                      "another op",
+                      fold.pack, "the qlr.pack");
+      for (arith::ConstantOp constant : {fold.scales, fold.bias})
+        if (constant && failed(readConstantFloats(constant)))
+          return Verdict::Error;
+      return Verdict::Fold;
     }
   } else {
     fold.conv = cast<linalg::Conv2DNchwFchwOp>(producer);
@@ -164,7 +237,7 @@ static Verdict analyze(BatchNormOp op, BatchNormFold &fold,
                       producer->getName().getStringRef() +
                       "' producing its input is not a float constant",
                   producer, "the producer");
-  // Both producers take the weight as operand 1.
+  // Every producer takes the weight as operand 1.
   for (OpOperand &use : fold.weight->getUses())
     if (use.getOwner() != producer || use.getOperandNumber() != 1)
       return refuse(Twine("the ") + weightRole + " of the '" +
@@ -215,19 +288,39 @@ static void rewrite(BatchNormFold &fold) {
   for (int64_t i = 0; i < channels; ++i)
     biasValues[i] =
         roundToFloatType(c[i] * fold.factor[i] + fold.shift[i], element);
-  arith::ConstantOp like = fold.bias ? fold.bias : fold.weight;
+  arith::ConstantOp weightConstant = fold.weight ? fold.weight : fold.scales;
+  arith::ConstantOp like = fold.bias ? fold.bias : weightConstant;
+  // A quantized weight is named by its scales, NAME.scales.
+  StringRef weightKey = resourceKey(weightConstant);
+  if (fold.pack)
+    weightKey.consume_back(".scales");
   std::string biasName = fold.bias ? foldedName(resourceKey(fold.bias))
-                                   : createdBiasName(resourceKey(fold.weight));
+                                   : createdBiasName(weightKey);
 
-  Value weight = scaleRows(fold.weight, fold.factor);
+  // A float weight is scaled row by row; a quantized one through its
+  // scales, codes unchanged.
+  Value weight;
+  if (fold.pack) {
+    fold.pack.getScalesMutable().assign(scaleRows(fold.scales, fold.factor));
+    weight = fold.pack.getResult();
+  } else {
+    weight = scaleRows(fold.weight, fold.factor);
+  }
   Value result;
-  if (fold.linear) {
-    OpBuilder b(fold.linear);
-    Value bias = createFloatConstantLike(b, fold.linear.getLoc(), like,
-                                         biasType, biasName, biasValues);
-    fold.linear.getWeightMutable().assign(weight);
-    fold.linear.getBiasMutable().assign(bias);
-    result = fold.linear.getResult();
+  if (fold.linear || fold.qconv) {
+    Operation *producer =
+        fold.linear ? fold.linear.getOperation() : fold.qconv.getOperation();
+    OpBuilder b(producer);
+    Value bias = createFloatConstantLike(b, producer->getLoc(), like, biasType,
+                                         biasName, biasValues);
+    producer->setOperand(1, weight);
+    if (fold.linear) {
+      fold.linear.getBiasMutable().assign(bias);
+      result = fold.linear.getResult();
+    } else {
+      fold.qconv.getBiasMutable().assign(bias);
+      result = fold.qconv.getResult();
+    }
   } else {
     linalg::Conv2DNchwFchwOp conv = fold.conv;
     conv.getInputsMutable()[1].set(weight);
@@ -251,7 +344,7 @@ static void rewrite(BatchNormFold &fold) {
   op.getResult().replaceAllUsesWith(result);
 
   // Erase the batch norm and what only it (or the old weights) used.
-  SmallVector<Operation *> maybeDead = {fold.weight, fold.bias};
+  SmallVector<Operation *> maybeDead = {fold.weight, fold.bias, fold.scales};
   for (Value operand : op->getOperands().drop_front())
     maybeDead.push_back(operand.getDefiningOp());
   op.erase();

@@ -179,6 +179,46 @@ def QLR_LinearOp : QLR_Op<"linear", [Pure]> {
   let hasCanonicalizer = 1;
 }
 
+def QLR_Conv2DOp : QLR_Op<"conv2d", [Pure]> {
+  let summary = "2-D convolution (NCHW): y = conv(x, W) (+ b)";
+  let description = [{
+    `x` has shape `[N, C, H, W]`, the weight `W` has shape
+    `[F, C / groups, KH, KW]` (PyTorch's `nn.Conv2d` layout) and may be a
+    float tensor or a `!qlr.qtensor` (decoded as by `qlr.dequantize`, so
+    lowerings may fuse the decoding into the convolution); the optional bias
+    has shape `[F]`. The result is `[N, F, OH, OW]` with
+    `OH = (H + top + bottom - dilation * (KH - 1) - 1) / stride + 1` (and
+    likewise for `OW`). `padding` is `[top, left, bottom, right]` (zeros);
+    `groups` splits the channels into that many independent convolutions
+    (`groups = C = F` is a depthwise convolution). The attributes default to
+    strides 1, no padding, dilations 1 and one group.
+
+    ```mlir
+    %y = qlr.conv2d %x, %w, %b {strides = array<i64: 2, 2>,
+        padding = array<i64: 1, 1, 1, 1>, groups = 8 : i64}
+        : tensor<?x8x8x8xf32>,
+          !qlr.qtensor<8x1x3x3xf32, #qlr.format<int4, channel = 0>>,
+          tensor<8xf32> -> tensor<?x8x4x4xf32>
+    ```
+  }];
+  let arguments = (ins
+    QLR_FloatTensor:$input,
+    AnyTypeOf<[QLR_FloatTensor, QLR_QTensor],
+              "float tensor or quantized tensor">:$weight,
+    Optional<RankedTensorOf<[F32, F16, BF16]>>:$bias,
+    DefaultValuedAttr<DenseI64ArrayAttr, "{1, 1}">:$strides,
+    DefaultValuedAttr<DenseI64ArrayAttr, "{0, 0, 0, 0}">:$padding,
+    DefaultValuedAttr<DenseI64ArrayAttr, "{1, 1}">:$dilations,
+    DefaultValuedAttr<I64Attr, "1">:$groups
+  );
+  let results = (outs QLR_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $weight (`,` $bias^)? attr-dict `:` type($input) `,`
+    qualified(type($weight)) (`,` type($bias)^)? `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
 class QLR_NormOp<string mnemonic, list<Trait> traits = []>
     : QLR_Op<mnemonic, !listconcat(traits,
           [Pure, AllTypesMatch<["input", "result"]>])> {

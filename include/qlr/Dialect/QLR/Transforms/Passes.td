@@ -483,6 +483,65 @@ def QLRFoldBatchNormPass : Pass<"qlr-fold-batchnorm", "ModuleOp"> {
 }
 
 //===----------------------------------------------------------------------===//
+// Weights from outside
+//===----------------------------------------------------------------------===//
+
+def QLRLoadWeightsPass : Pass<"qlr-load-weights", "ModuleOp"> {
+  let summary = "Replace named weights by float or quantized tensors from a "
+                "safetensors file (trained weights, e.g. from qlr.qat)";
+  let description = [{
+    Replaces the values of `arith.constant dense_resource<NAME>` weights
+    (the names `qlr-import` gives, e.g. `layers.0.attention.wq`) by tensors
+    read from the safetensors file `file`, exactly, without re-quantizing.
+    This is how weights trained outside QLR (quantization-aware training in
+    `qlr.qat`, fine-tuning) come back into a module. For each NAME the file
+    holds either
+
+    * a float tensor `NAME` (F32, F16 or BF16) of the weight's shape: the
+      constant gets these values (converted to its element type, which must
+      hold them exactly), or
+    * a quantized weight: `NAME.codes` (U8, the weight's shape, one unpacked
+      code per element), `NAME.scales` (F32, F16 or BF16, the shape the
+      format gives the scales), `NAME.zero_points` (U8, asymmetric formats
+      only) and, in the file's `__metadata__`, `"NAME": "<format>"` with a
+      `#qlr.format` (or just its body, e.g. `int3, group = 32`). The weight
+      becomes a `qlr.pack` of these codes and scales; every user of the
+      weight must be a `qlr.linear` or `qlr.conv2d` taking it as its weight.
+
+    Everything is checked before anything changes: a missing or truncated
+    file, a tensor whose name matches no weight (unless
+    `allow-unused=true`), a shape or dtype mismatch, codes outside the
+    format's range, scales the format's scale type cannot hold exactly, or
+    a format that does not fit the weight are reported as errors naming the
+    tensor, and the module is left as it was.
+
+    ```mlir
+    %w = arith.constant dense_resource<layers.0.attention.wq> : tensor<64x64xf32>
+    %y = qlr.linear %x, %w : tensor<?x64xf32>, tensor<64x64xf32> -> tensor<?x64xf32>
+    // with layers.0.attention.wq.{codes,scales} and the format int2, group = 32:
+    %codes = arith.constant dense_resource<layers.0.attention.wq.codes> : tensor<64x16xi8>
+    %scales = arith.constant dense_resource<layers.0.attention.wq.scales> : tensor<64x2xf32>
+    %w = qlr.pack %codes, %scales : tensor<64x16xi8>, tensor<64x2xf32>
+        -> !qlr.qtensor<64x64xf32, #qlr.format<int2, group = 32>>
+    ```
+  }];
+  let options = [
+    Option<"file", "file", "std::string", /*default=*/"",
+           "The safetensors file to read (required)">,
+    Option<"allowUnused", "allow-unused", "bool", /*default=*/"false",
+           "Ignore tensors of the file that match no weight of the module "
+           "(by default an error)">
+  ];
+  let statistics = [
+    Statistic<"numFloat", "float-weights", "Weights given new float values">,
+    Statistic<"numQuantized", "quantized-weights",
+              "Weights replaced by quantized tensors">
+  ];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::qlr::QLRDialect"];
+}
+
+//===----------------------------------------------------------------------===//
 // Low-rank factorization
 //===----------------------------------------------------------------------===//
 
