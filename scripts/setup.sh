@@ -16,7 +16,7 @@ export PATH=$QLR_LLVM/bin:$PATH
 qlr_log() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
 
 qlr_install_packages() {
-  local packages=(cmake ninja-build ccache g++ libgtest-dev python3-venv clang-format
+  local packages=(cmake ninja-build ccache g++ libgtest-dev python3-venv python3-dev clang-format
                   libmlir-22-dev mlir-22-tools llvm-22-dev llvm-22-tools
                   libomp-22-dev libeigen3-dev libopenblas-dev liblapacke-dev)
   local missing=()
@@ -58,6 +58,7 @@ qlr_configure() {
     -DCMAKE_BUILD_TYPE="${QLR_BUILD_TYPE:-Release}" \
     -DMLIR_DIR=$QLR_LLVM/lib/cmake/mlir \
     -DLLVM_EXTERNAL_LIT=$QLR_LLVM/bin/lit \
+    -DPython_EXECUTABLE="$QLR_VENV/bin/python" \
     -DQLR_ENABLE_ASSERTIONS="${QLR_ASSERTIONS:-ON}" \
     "${launcher[@]}" "$@" >/dev/null
 }
@@ -74,7 +75,7 @@ qlr_build() {
 QLR_PORTABLE_BUILD_DIR=${QLR_PORTABLE_BUILD_DIR:-$QLR_ROOT/build-portable}
 qlr_build_portable() {
   qlr_configure "$QLR_PORTABLE_BUILD_DIR" -DQLR_NATIVE_NUMERICS=OFF \
-    -DQLR_BUILD_PLUGIN=OFF || return 1
+    -DQLR_BUILD_PLUGIN=OFF -DQLR_ENABLE_PYTHON_BINDINGS=OFF || return 1
   qlr_log "building quant-opt, qlr-import and qlr-run in $QLR_PORTABLE_BUILD_DIR"
   cmake --build "$QLR_PORTABLE_BUILD_DIR" --target quant-opt qlr-import qlr-run \
     -- ${QLR_JOBS:+-j "$QLR_JOBS"}

@@ -63,6 +63,10 @@ else
   status=1
 fi
 
+compgen -G "$QLR_BUILD_DIR/python/qlr/_compiler*.so" >/dev/null || {
+  echo "qlr: the Python bindings (target qlr-python) were not built" >&2
+  status=1
+}
 qlr_log "pytest"
 QLR_BUILD_DIR=$QLR_BUILD_DIR "$QLR_VENV/bin/python" -m pytest -q \
   --junitxml "$results/pytest.xml" "$QLR_ROOT/test/python" || status=1

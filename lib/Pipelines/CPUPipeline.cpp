@@ -39,6 +39,9 @@ void mlir::qlr::buildBufferization(OpPassManager &pm, bool dealloc) {
   if (dealloc) {
     bufferization::BufferDeallocationPipelineOptions deallocOptions;
     bufferization::buildBufferDeallocationPipeline(pm, deallocOptions);
+    // Lowers the clones deallocation inserts (for example where a function
+    // returns a constant).
+    pm.addPass(createConvertBufferizationToMemRefPass());
   }
   pm.addPass(createCanonicalizerPass());
 }

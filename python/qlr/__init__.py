@@ -8,6 +8,10 @@
 
 The package loads the library through its C interface
 (include/qlr-c/Runtime.h) with ctypes; it needs numpy, not LLVM or MLIR.
+
+The compiler itself (parse, pass pipelines, import, JIT, quantizers) is
+`import qlr.compiler`, from the qlr._compiler extension that the build makes
+(`ninja -C build qlr-python`); `import qlr` does not need it.
 """
 
 from .runtime import ABI_VERSION, Error, Model, ModelInfo
