@@ -22,9 +22,11 @@ void mlir::qlr::buildLinalgFrontEnd(OpPassManager &pm, bool gpu) {
   pm.addPass(createCanonicalizerPass());
   pm.addNestedPass<func::FuncOp>(createConvertElementwiseToLinalgPass());
   pm.addPass(createQLRFuseElementwisePass());
-  // The CPU's contraction kernels fuse the decoders themselves.
-  if (gpu)
-    pm.addPass(createQLRFuseDequantizePass());
+  // The CPU's contraction kernels fuse their decoders themselves; the
+  // convolutions get theirs here.
+  QLRFuseDequantizePassOptions fuse;
+  fuse.contractions = gpu;
+  pm.addPass(createQLRFuseDequantizePass(fuse));
   pm.addPass(createCanonicalizerPass());
 }
 

@@ -244,7 +244,7 @@ def QLRSplitFunctionsPass : Pass<"qlr-split-functions", "ModuleOp"> {
 
 def QLRFuseDequantizePass : Pass<"qlr-fuse-dequantize", "ModuleOp"> {
   let summary = "Fuse the decoder of a quantized weight into the linear "
-                "layer that reads it";
+                "layer or convolution that reads it";
   let description = [{
     Runs on linalg on tensors, after `qlr-lower-to-linalg`. A quantized
     weight is decoded by an element-wise `linalg.generic` (tagged
@@ -256,9 +256,18 @@ def QLRFuseDequantizePass : Pass<"qlr-fuse-dequantize", "ModuleOp"> {
     materialised. Decoders with other users stay as they are for those
     users.
 
-    This is the GPU pipeline's form of fused dequantization; the CPU
-    pipeline fuses the decoder later, into its register-tiled kernels
-    (`qlr-lower-contractions`).
+    Convolutions reading a decoded filter (`qlr.conv2d` lowers to upstream's
+    named convolution, or a generic one for grouped and depthwise
+    convolutions) are fused the same way, after named ops are generalized.
+    A convolution's filter is the only operand indexed by the kernel-window
+    loops alone, so the fused convolution gets an extra, never-read
+    `tensor.empty` input of `i8` shaped like the kernel window (for example
+    `tensor<8x3x3xi8>`) that keeps those loop ranges.
+
+    This is the GPU pipeline's form of fused dequantization for linear
+    layers; the CPU pipeline fuses those later, into its register-tiled
+    kernels (`qlr-lower-contractions`), and runs this pass with
+    `contractions=false`, for the convolutions.
 
     ```mlir
     %w = linalg.generic {...} ins(%scales) outs(%e) attrs = {qlr.dequantize = #fmt} {
@@ -271,7 +280,13 @@ def QLRFuseDequantizePass : Pass<"qlr-fuse-dequantize", "ModuleOp"> {
     }
     ```
   }];
-  let dependentDialects = ["::mlir::linalg::LinalgDialect"];
+  let options = [
+    Option<"contractions", "contractions", "bool", /*default=*/"true",
+           "Fuse into the linear-layer contractions too (the CPU pipeline "
+           "leaves them to qlr-lower-contractions)">
+  ];
+  let dependentDialects = ["::mlir::linalg::LinalgDialect",
+                           "::mlir::tensor::TensorDialect"];
 }
 
 def QLRGPUDistributePass : Pass<"qlr-gpu-distribute", "ModuleOp"> {

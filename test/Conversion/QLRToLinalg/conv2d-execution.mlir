@@ -4,7 +4,24 @@
 // stride 2, padding 1). Inputs and weights are small integers and quarter
 // steps, so every result is exact in f32; the CHECK lines were computed
 // independently in NumPy (direct loops over the padded input).
+// The quantized filters are decoded inside the convolutions (the CPU
+// pipeline runs qlr-fuse-dequantize for them); the GPU schedule, emulated on
+// the CPU, gives the same results.
 // RUN: quant-opt %s --qlr-cpu-pipeline | mlir-runner -e main -entry-point-result=void -shared-libs=%mlir_runner_utils,%mlir_c_runner_utils | FileCheck %s
+// RUN: quant-opt %s --pass-pipeline="builtin.module(qlr-gpu-pipeline{emulate=true})" | mlir-runner -e main -entry-point-result=void -shared-libs=%mlir_runner_utils,%mlir_c_runner_utils | FileCheck %s
+// RUN: quant-opt %s --qlr-lower-to-linalg --qlr-fuse-dequantize=contractions=false | FileCheck %s --check-prefix=FUSED
+
+// No decoder is left on its own: each convolution reads the codes and scales
+// and gets the never-read i8 operand that sizes its kernel-window loops.
+// FUSED-DAG:   #[[SCALE:.*]] = affine_map<(d0, d1, d2, d3, d4, d5, d6) -> (d1)>
+// FUSED-DAG:   #[[WINDOW:.*]] = affine_map<(d0, d1, d2, d3, d4, d5, d6) -> (d4, d5, d6)>
+// FUSED-LABEL: func.func @main
+// FUSED:       linalg.conv_2d_nchw_fchw
+// FUSED:       %[[E2:.*]] = tensor.empty() : tensor<2x2x2xi8>
+// FUSED-NEXT:  linalg.generic {indexing_maps = [#{{.*}}, #[[SCALE]], #[[WINDOW]], #{{.*}}], {{.*}} ins(%{{.*}}, %{{.*}}, %[[E2]] : tensor<?x4x5x5xf32>, tensor<4xf32>, tensor<2x2x2xi8>) {{.*}} attrs =  {qlr.dequantize = #int4_c0}
+// FUSED:       %[[E3:.*]] = tensor.empty() : tensor<1x3x3xi8>
+// FUSED-NEXT:  linalg.generic {indexing_maps = [#{{.*}}, #[[SCALE]], #[[WINDOW]], #{{.*}}], {{.*}} ins(%{{.*}}, %{{.*}}, %[[E3]] : tensor<?x4x7x7xf32>, tensor<4xf32>, tensor<1x3x3xi8>) {{.*}} attrs =  {qlr.dequantize = #int3_c0}
+// FUSED-NOT:   ["parallel", "parallel", "parallel", "parallel"]} ins(%{{.*}} : tensor<4xf32>)
 
 func.func private @printMemrefF32(memref<*xf32>) attributes {llvm.emit_c_interface}
 
