@@ -78,6 +78,7 @@ struct Module {
   mlir::OwningOpRef<mlir::ModuleOp> module;
 };
 
+void bindArtifact(nb::module_ &m);
 void bindIR(nb::module_ &m);
 void bindJIT(nb::module_ &m);
 void bindNumerics(nb::module_ &m);

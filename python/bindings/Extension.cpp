@@ -4,7 +4,7 @@
 //
 // Entry point of the nanobind extension behind `qlr.compiler`: the
 // CompilerError exception type and its translation from C++, then the IR,
-// JIT and numerics bindings.
+// JIT, model library (compile_artifact) and numerics bindings.
 //
 //===----------------------------------------------------------------------===//
 
@@ -65,7 +65,6 @@ NB_MODULE(_compiler, m) {
     }
   });
 
-  m.attr("QLR_COMPILE_TOOL") = QLR_COMPILE_TOOL;
   m.def(
       "simd_description", []() { return ::qlr::numerics::describeSimd(); },
       "The numerics build kind and the instruction-set level in use (as "
@@ -73,5 +72,6 @@ NB_MODULE(_compiler, m) {
 
   bindIR(m);
   bindJIT(m);
+  bindArtifact(m);
   bindNumerics(m);
 }

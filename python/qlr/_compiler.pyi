@@ -7,8 +7,6 @@ import numpy as np
 
 _Path = Union[str, "os.PathLike[str]"]
 
-QLR_COMPILE_TOOL: str
-
 class CompilerError(Exception):
     diagnostics: list[tuple[str, str, str]]
     summary: str
@@ -47,6 +45,15 @@ def import_synthetic(config: str = "tiny", seed: int = 0, layers: int = 0,
                      quantize: Optional[str] = None,
                      max_seq_len: Optional[int] = None) -> Module: ...
 def simd_description() -> str: ...
+def _compile_artifact(module: Module, output_path: _Path, cpu: str = "native",
+                      opt_level: int = 3, parallel: str = "default",
+                      weights_file: Optional[str] = None, target: str = "cpu",
+                      chip: Optional[str] = None,
+                      gpu_binary: Optional[str] = None,
+                      cuda_toolkit: Optional[_Path] = None,
+                      keep_temps: bool = False,
+                      runtime_library_dir: Optional[_Path] = None
+                      ) -> Optional[str]: ...
 
 def parse_format(text: str) -> str: ...
 def _quantize(w: np.ndarray, format: str, method: str = "rtn",

@@ -25,9 +25,7 @@ import importlib.machinery
 import importlib.util
 import os
 import pathlib
-import subprocess
 import sys
-import tempfile
 from types import ModuleType
 from typing import Any, Optional, Sequence, Union
 
@@ -263,47 +261,26 @@ def compile_artifact(module: Module, output_path: PathLike, *,
                      keep_temps: bool = False) -> None:
     """Compiles a model made by import_checkpoint (and transformed by
     passes) ahead of time into a shared library with the C interface of
-    include/qlr-c/Runtime.h, which qlr.Model runs. This runs qlr-compile
-    (the build's, or $QLR_COMPILE) on the module; the options are
-    qlr-compile's: cpu (native, x86-64, x86-64-v3, x86-64-v4), opt_level
-    (0-3), parallel (openmp, none, default), weights_file (a sidecar file
-    name), target (cpu or cuda), chip, gpu_binary, cuda_toolkit. Raises
-    CompilerError with qlr-compile's message when it fails; the output is
-    written atomically."""
-    tool = os.environ.get("QLR_COMPILE") or _c.QLR_COMPILE_TOOL
-    if not os.path.isfile(tool):
-        raise _error(f"qlr-compile is not built at {tool} (ninja -C build "
-                     "qlr-compile, or set QLR_COMPILE)")
-    args = [tool, "", "-o", os.fspath(output_path), f"--cpu={cpu}",
-            f"-O{int(opt_level)}", f"--parallel={parallel}", f"--target={target}"]
-    if weights_file is not None:
-        args.append(f"--weights-file={weights_file}")
-    if chip is not None:
-        args.append(f"--chip={chip}")
-    if gpu_binary is not None:
-        args.append(f"--gpu-binary={gpu_binary}")
-    if cuda_toolkit is not None:
-        args.append(f"--cuda-toolkit={os.fspath(cuda_toolkit)}")
-    if keep_temps:
-        args.append("--keep-temps")
-    with tempfile.TemporaryDirectory(prefix="qlr-compile-") as tmp:
-        model = os.path.join(tmp, "model.mlirbc")
-        module.save(model, bytecode=True)
-        args[1] = model
-        result = subprocess.run(args, capture_output=True, text=True,
-                                check=False)
-    if result.returncode != 0:
-        message = (result.stderr or result.stdout).strip()
-        raise _error("qlr-compile failed", message)
-
-
-def _error(summary: str, detail: Optional[str] = None) -> Exception:
-    """A CompilerError raised from Python, with the same attributes."""
-    text = summary if detail is None else f"{summary}\nerror: {detail}"
-    error = CompilerError(text)
-    error.summary = summary
-    error.diagnostics = [] if detail is None else [("error", "", detail)]
-    return error
+    include/qlr-c/Runtime.h, which qlr.Model runs. This runs qlr-compile's
+    library code (mlir::qlr::compileArtifact) in this process, on a copy of
+    the module (``module`` is not changed); only the final link runs the C++
+    compiler the build found (or $QLR_LINKER). The options are qlr-compile's:
+    cpu (native, x86-64, x86-64-v3, x86-64-v4), opt_level (0-3), parallel
+    (openmp, none, default), weights_file (a sidecar file name), target (cpu
+    or cuda), chip, gpu_binary, cuda_toolkit; keep_temps keeps the
+    intermediate files and prints their directory on stderr. The runtime
+    archives are looked for in $QLR_RUNTIME_LIBRARY_DIR first, then where
+    the build put them. Raises CompilerError with qlr-compile's message
+    (followed by any MLIR diagnostics) when it fails; the output is written
+    atomically, and nothing is left at ``output_path`` on an error."""
+    kept = _c._compile_artifact(
+        module, output_path, cpu=cpu, opt_level=int(opt_level),
+        parallel=parallel, weights_file=weights_file, target=target,
+        chip=chip, gpu_binary=gpu_binary, cuda_toolkit=cuda_toolkit,
+        keep_temps=keep_temps,
+        runtime_library_dir=os.environ.get("QLR_RUNTIME_LIBRARY_DIR") or None)
+    if kept is not None:
+        print(f"compile_artifact: kept {kept}", file=sys.stderr)
 
 
 __all__ = [

@@ -438,3 +438,29 @@ def test_compile_artifact(tmp_path: pathlib.Path) -> None:
     with pytest.raises(qc.CompilerError, match="--cpu=bogus"):
         qc.compile_artifact(m, tmp_path / "bad.so", cpu="bogus")
     assert not (tmp_path / "bad.so").exists()
+
+
+def test_compile_artifact_errors_in_process(tmp_path: pathlib.Path) -> None:
+    """compile_artifact runs in this process on a copy of the module: the
+    module is unchanged; an invalid option or an unwritable output raises
+    CompilerError with qlr-compile's message and leaves no output."""
+    m = qc.import_synthetic(seed=3)
+    before = m.to_text(large_elements_limit=16)
+    with pytest.raises(qc.CompilerError) as info:
+        qc.compile_artifact(m, tmp_path / "bad.so", parallel="sometimes")
+    assert str(info.value).startswith(
+        "--parallel=sometimes: use openmp or none")
+    with pytest.raises(qc.CompilerError, match="-O7: the optimisation level must be 0-3"):
+        qc.compile_artifact(m, tmp_path / "bad.so", opt_level=7)
+    with pytest.raises(qc.CompilerError, match="--weights-file=sub/w.bin: give a file name"):
+        qc.compile_artifact(m, tmp_path / "bad.so", weights_file="sub/w.bin")
+    assert not (tmp_path / "bad.so").exists()
+    missing = tmp_path / "no-such-dir" / "model.so"
+    with pytest.raises(qc.CompilerError, match="no-such-dir"):
+        qc.compile_artifact(m, missing, parallel="none", opt_level=0,
+                            weights_file="model.weights")
+    assert not missing.parent.exists()
+    assert list(tmp_path.iterdir()) == []
+    # The module was neither lowered nor given weight arguments.
+    assert m.to_text(large_elements_limit=16) == before
+    m.verify()
