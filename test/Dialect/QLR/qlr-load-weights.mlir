@@ -81,6 +81,10 @@
 // RUN: not quant-opt %s --qlr-load-weights=file=%t.no-scales.safetensors 2>&1 | FileCheck %s --check-prefix=NOSCALES
 // NOSCALES: error: qlr-load-weights: {{.*}}: quantized weight 'w' needs both 'w.codes' and 'w.scales'
 
+// RUN: %python %S/Inputs/make-safetensors.py twice %t.twice.safetensors
+// RUN: not quant-opt %s --qlr-load-weights=file=%t.twice.safetensors 2>&1 | FileCheck %s --check-prefix=TWICE
+// TWICE: error: qlr-load-weights: {{.*}}: weight 'w' is given twice: as the float tensor 'w' and as a quantized weight ('w.codes')
+
 // RUN: %python %S/Inputs/make-safetensors.py not-linear %t.not-linear.safetensors
 // RUN: not quant-opt %s --qlr-load-weights=file=%t.not-linear.safetensors 2>&1 | FileCheck %s --check-prefix=NOTLINEAR
 // NOTLINEAR: error: qlr-load-weights: {{.*}}: weight 'e' cannot become quantized: it is used by 'linalg.add', which takes float tensors (only the weight of qlr.linear or qlr.conv2d can be quantized)

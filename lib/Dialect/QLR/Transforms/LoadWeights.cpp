@@ -19,6 +19,7 @@
 #include "mlir/IR/AsmState.h"
 #include "mlir/IR/DialectResourceBlobManager.h"
 #include "llvm/ADT/StringMap.h"
+#include "llvm/ADT/StringSet.h"
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/MemoryBuffer.h"
 
@@ -239,6 +240,9 @@ struct QLRLoadWeightsPass
 
     // Group the file's tensors by weight name.
     llvm::StringMap<bool> used;
+    // Weights already given a replacement (a float tensor NAME and a
+    // quantized NAME.codes in one file would be two).
+    llvm::StringSet<> replaced;
     SmallVector<Replacement> replacements;
     auto fail = [&](Location loc, const Twine &message) {
       emitError(loc) << "qlr-load-weights: " << file << ": " << message;
@@ -273,6 +277,11 @@ struct QLRLoadWeightsPass
                         "dense_resource<" +
                         base + ">; allow-unused=true ignores it)");
       }
+      if (!replaced.insert(base).second)
+        return fail(it->second.front().getLoc(),
+                    "weight '" + base +
+                        "' is given twice: as the float tensor '" + base +
+                        "' and as a quantized weight ('" + base + ".codes')");
       Replacement r;
       r.name = base.str();
       r.constants = it->second;

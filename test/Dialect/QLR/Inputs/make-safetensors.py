@@ -61,6 +61,8 @@ def case(name):
         tensors["w.scales"] = tensor("F32", [4, 2], f32([0.1] * 8))
     elif name == "no-scales":
         del tensors["w.scales"]
+    elif name == "twice":
+        tensors["w"] = tensor("F32", [4, 8], f32([0.0] * 32))
     elif name == "not-linear":
         tensors = {"e.codes": tensor("U8", [8], u8([0] * 8)),
                    "e.scales": tensor("F32", [], f32([1.0]))}
