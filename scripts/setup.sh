@@ -35,14 +35,20 @@ qlr_install_packages() {
 qlr_setup_venv() {
   local requirements=$QLR_ROOT/python/requirements.txt
   local stamp=$QLR_VENV/.requirements
-  if [ -x "$QLR_VENV/bin/python" ] && cmp -s "$requirements" "$stamp"; then
-    return 0
+  if ! [ -x "$QLR_VENV/bin/python" ] || ! cmp -s "$requirements" "$stamp"; then
+    qlr_log "creating the Python environment $QLR_VENV"
+    python3 -m venv "$QLR_VENV"
+    "$QLR_VENV/bin/python" -m pip install -q --upgrade pip
+    "$QLR_VENV/bin/python" -m pip install -q -r "$requirements"
+    cp "$requirements" "$stamp"
   fi
-  qlr_log "creating the Python environment $QLR_VENV"
-  python3 -m venv "$QLR_VENV"
-  "$QLR_VENV/bin/python" -m pip install -q --upgrade pip
-  "$QLR_VENV/bin/python" -m pip install -q -r "$requirements"
-  cp "$requirements" "$stamp"
+  # torch pulls in Triton (GPU kernels for torch.compile, unused by qlr.qat
+  # on the CPU). Its libtriton carries its own LLVM, which crashes when it is
+  # loaded into a process that already has LLVM 22 (qlr.compiler); torch
+  # runs without it.
+  if compgen -G "$QLR_VENV/lib/python3*/site-packages/triton" >/dev/null; then
+    "$QLR_VENV/bin/python" -m pip uninstall -q -y triton
+  fi
 }
 
 # qlr_configure DIR [CMAKE_ARGS...]: configures a build directory once (the
