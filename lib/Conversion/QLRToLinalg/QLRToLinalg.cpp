@@ -290,6 +290,21 @@ static FailureOr<Value> buildDequantize(OpBuilder &b, Location loc,
   return generic.getResult(0);
 }
 
+/// `weight` as a float tensor: a quantized weight built by `qlr.pack` in
+/// this function is decoded by a `qlr.dequantize` (lowered, and fused where
+/// it can be, later); a float weight is returned as it is. Fails when the
+/// storage of a quantized weight is not visible.
+static FailureOr<Value> decodedWeight(OpBuilder &b, Location loc,
+                                      Value weight) {
+  auto qtensor = dyn_cast<QTensorType>(weight.getType());
+  if (!qtensor)
+    return weight;
+  if (!weight.getDefiningOp<PackOp>())
+    return failure();
+  return DequantizeOp::create(b, loc, qtensor.getExpressedTensorType(), weight)
+      .getResult();
+}
+
 //===----------------------------------------------------------------------===//
 // Patterns
 //===----------------------------------------------------------------------===//
@@ -371,13 +386,10 @@ struct LowerLinear : public OpRewritePattern<LinearOp> {
     } else if (isa<LowRankType>(weight.getType())) {
       return rewriter.notifyMatchFailure(op, "low-rank storage not visible");
     } else {
-      if (auto qtensor = dyn_cast<QTensorType>(weight.getType())) {
-        if (!weight.getDefiningOp<PackOp>())
-          return rewriter.notifyMatchFailure(op, "storage is not visible");
-        weight = DequantizeOp::create(rewriter, loc,
-                                      qtensor.getExpressedTensorType(), weight);
-      }
-      result = buildContraction(rewriter, loc, x, weight);
+      FailureOr<Value> decoded = decodedWeight(rewriter, loc, weight);
+      if (failed(decoded))
+        return rewriter.notifyMatchFailure(op, "storage is not visible");
+      result = buildContraction(rewriter, loc, x, *decoded);
     }
     if (Value bias = op.getBias())
       result = buildAdd(rewriter, loc, result, bias, /*sameShape=*/false);
@@ -598,13 +610,11 @@ struct LowerConv2D : public OpRewritePattern<Conv2DOp> {
   LogicalResult matchAndRewrite(Conv2DOp op,
                                 PatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
-    Value x = op.getInput(), weight = op.getWeight();
-    if (auto qtensor = dyn_cast<QTensorType>(weight.getType())) {
-      if (!weight.getDefiningOp<PackOp>())
-        return rewriter.notifyMatchFailure(op, "storage is not visible");
-      weight = DequantizeOp::create(rewriter, loc,
-                                    qtensor.getExpressedTensorType(), weight);
-    }
+    Value x = op.getInput();
+    FailureOr<Value> decoded = decodedWeight(rewriter, loc, op.getWeight());
+    if (failed(decoded))
+      return rewriter.notifyMatchFailure(op, "storage is not visible");
+    Value weight = *decoded;
     auto xType = cast<RankedTensorType>(x.getType());
     auto wType = cast<RankedTensorType>(weight.getType());
     RankedTensorType resultType = op.getType();

@@ -14,8 +14,7 @@ using namespace mlir::qlr;
 #define GET_OP_CLASSES
 #include "qlr/Dialect/QLR/IR/QLROps.cpp.inc"
 
-/// Prints a shape as `[576, 9]` (`?` for dynamic dimensions).
-static std::string formatShape(ArrayRef<int64_t> shape) {
+std::string mlir::qlr::formatShape(ArrayRef<int64_t> shape) {
   std::string result = "[";
   llvm::raw_string_ostream os(result);
   llvm::interleaveComma(shape, os, [&](int64_t dim) {

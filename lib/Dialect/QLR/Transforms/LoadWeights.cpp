@@ -190,13 +190,6 @@ static bool isFloatDType(StringRef dtype) {
   return dtype == "F32" || dtype == "F16" || dtype == "BF16" || dtype == "F64";
 }
 
-static std::string formatShape(ArrayRef<int64_t> shape) {
-  std::string s = "[";
-  for (auto [i, d] : llvm::enumerate(shape))
-    s += (i ? ", " : "") + std::to_string(d);
-  return s + "]";
-}
-
 namespace {
 
 /// A replacement, checked and ready to be built.

@@ -12,7 +12,15 @@
 #include "mlir/Interfaces/InferTypeOpInterface.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 
+#include <string>
+
 #define GET_OP_CLASSES
 #include "qlr/Dialect/QLR/IR/QLROps.h.inc"
+
+namespace mlir::qlr {
+/// Prints a shape as `[576, 9]` (`?` for dynamic dimensions), as the qlr
+/// verifiers and passes write shapes in their messages.
+std::string formatShape(ArrayRef<int64_t> shape);
+} // namespace mlir::qlr
 
 #endif // QLR_DIALECT_QLR_IR_QLROPS_H
