@@ -29,61 +29,8 @@
 using namespace mlir;
 using namespace mlir::qlr;
 
-/// The bytes a dense_resource constant's type says its blob holds.
-static int64_t byteSize(DenseResourceElementsAttr attr) {
-  auto type = cast<RankedTensorType>(attr.getType());
-  return type.getNumElements() * type.getElementTypeBitWidth() / 8;
-}
-
-FailureOr<std::vector<ExternalWeight>>
-mlir::qlr::externalizeWeights(func::FuncOp func, size_t minBytes) {
-  std::vector<ExternalWeight> weights;
-  SmallVector<arith::ConstantOp> constants;
-  func.walk([&](arith::ConstantOp op) {
-    auto attr = dyn_cast<DenseResourceElementsAttr>(op.getValue());
-    if (attr && byteSize(attr) >= int64_t(minBytes))
-      constants.push_back(op);
-  });
-  Block &entry = func.getBody().front();
-  for (arith::ConstantOp op : constants) {
-    auto attr = cast<DenseResourceElementsAttr>(op.getValue());
-    AsmResourceBlob *blob = attr.getRawHandle().getBlob();
-    if (!blob)
-      return op.emitOpError("weight '")
-             << attr.getRawHandle().getKey() << "' has no data";
-    auto type = cast<RankedTensorType>(attr.getType());
-    if (int64_t(blob->getData().size()) != byteSize(attr))
-      return op.emitOpError("weight '")
-             << attr.getRawHandle().getKey() << "' holds "
-             << blob->getData().size() << " bytes, not the " << byteSize(attr)
-             << " its type needs";
-    ExternalWeight weight;
-    weight.name = attr.getRawHandle().getKey().str();
-    weight.data = blob->getData();
-    weight.shape.assign(type.getShape().begin(), type.getShape().end());
-    weight.elementBits = type.getElementTypeBitWidth();
-    weights.push_back(std::move(weight));
-    BlockArgument arg = entry.addArgument(type, op.getLoc());
-    op.replaceAllUsesWith(arg);
-    op.erase();
-  }
-  func.setType(FunctionType::get(func.getContext(), entry.getArgumentTypes(),
-                                 func.getResultTypes()));
-  return weights;
-}
-
 void mlir::qlr::registerModelDialects(DialectRegistry &registry) {
-  registerAllDialects(registry);
-  registerAllExtensions(registry);
-  registerQLRDialects(registry);
-  registerBuiltinDialectTranslation(registry);
-  registerLLVMDialectTranslation(registry);
-  registerOpenMPDialectTranslation(registry);
-  // GPU models: gpu.binary / gpu.launch_func on the host, NVVM in kernels
-  // (serialized by gpu-module-to-binary).
-  registerGPUDialectTranslation(registry);
-  gpu::registerOffloadingLLVMTranslationInterfaceExternalModels(registry);
-  registerNVVMDialectTranslation(registry);
+  registerJitDialects(registry);
 }
 
 LogicalResult mlir::qlr::lowerModelToGPU(ModuleOp module,
@@ -106,47 +53,4 @@ LogicalResult mlir::qlr::lowerModelToLLVM(ModuleOp module, bool openmp,
     buildCPUPipeline(pm, pipelineOptions);
   }
   return pm.run(module);
-}
-
-llvm::CodeGenOptLevel mlir::qlr::codeGenOptLevel(unsigned optLevel) {
-  // -O1..-O3 generate code at LLVM's default level (what MLIR's JIT used
-  // before the levels were tied together); -O0 at none.
-  return optLevel == 0 ? llvm::CodeGenOptLevel::None
-                       : llvm::CodeGenOptLevel::Default;
-}
-
-llvm::Expected<std::unique_ptr<llvm::TargetMachine>>
-mlir::qlr::createCPUTargetMachine(::qlr::numerics::SimdLevel level,
-                                  bool hostCPU, unsigned optLevel, bool pic) {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    llvm::InitializeNativeTarget();
-    llvm::InitializeNativeTargetAsmPrinter();
-  });
-  auto builder = llvm::orc::JITTargetMachineBuilder::detectHost();
-  if (!builder)
-    return builder.takeError();
-  // Below the host's level, or when asked for a generic CPU, compile for the
-  // psABI level's generic CPU instead of the host's.
-  if (builder->getTargetTriple().isX86() &&
-      (!hostCPU || level < ::qlr::numerics::hostSimdLevel())) {
-    builder->setCPU(::qlr::numerics::simdLevelCPU(level).str());
-    builder->getFeatures() = llvm::SubtargetFeatures();
-  }
-  builder->setCodeGenOptLevel(codeGenOptLevel(optLevel));
-  if (pic)
-    builder->setRelocationModel(llvm::Reloc::PIC_);
-  auto machine = builder->createTargetMachine();
-  if (!machine)
-    return machine.takeError();
-  return std::move(*machine);
-}
-
-llvm::Error mlir::qlr::optimizeModel(llvm::Module &module,
-                                     llvm::TargetMachine &machine,
-                                     unsigned optLevel) {
-  module.setTargetTriple(machine.getTargetTriple());
-  module.setDataLayout(machine.createDataLayout());
-  return makeOptimizingTransformer(optLevel, /*sizeLevel=*/0,
-                                   &machine)(&module);
 }

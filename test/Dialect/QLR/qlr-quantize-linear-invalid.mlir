@@ -15,6 +15,8 @@
 // RUN: not quant-opt %s --qlr-quantize-linear="refit-scales=1" 2>&1 | FileCheck %s --check-prefix=RTNREFIT
 // RUN: not quant-opt %s --qlr-quantize-linear="float-target=true" 2>&1 | FileCheck %s --check-prefix=RTNREFIT
 // RUN: not quant-opt %s --qlr-quantize-linear="method=gptq" 2>&1 | FileCheck %s --check-prefix=GPTQ
+// RUN: not quant-opt %s --qlr-quantize-linear="method=gptq data=%S/Inputs/calibration.txt" 2>&1 | FileCheck %s --check-prefix=TOKENS
+// RUN: not quant-opt %s --qlr-quantize-linear="method=gptq data=%S/Inputs/calibration.txt entry=g" 2>&1 | FileCheck %s --check-prefix=ENTRY
 // RUN: not quant-opt %s --qlr-quantize-linear="include=[" 2>&1 | FileCheck %s --check-prefix=GLOB
 // RUN: not quant-opt %s --qlr-quantize-linear="zero-point=fractional" 2>&1 | FileCheck %s --check-prefix=ZPSYM
 // RUN: not quant-opt %s --qlr-quantize-linear="symmetric=false zero-point=float" 2>&1 | FileCheck %s --check-prefix=ZPKIND
@@ -31,7 +33,9 @@
 // METHOD: error: qlr-quantize-linear: unknown method 'awq' (expected rtn or gptq)
 // BLOCK: error: qlr-quantize-linear: damp and refit-scales must be >= 0 and block-size >= 1
 // RTNREFIT: error: qlr-quantize-linear: refit-scales and float-target need method=gptq
-// GPTQ: error: qlr-quantize-linear: method=gptq calibrates by running the model, which needs a module made by qlr-import
+// GPTQ: error: qlr-quantize-linear: needs calibration data: data=FILE (a text file, or a .npz or .npy file of arguments for @f) or data=generate
+// TOKENS: error: qlr-quantize-linear: data={{.*}}calibration.txt feeds token ids to the first argument of @f, which must then be tensor<?xi32>; give the arguments as a .npz file instead
+// ENTRY: error: qlr-quantize-linear: entry=g: the module has no function @g with a body
 // GLOB: error: qlr-quantize-linear: invalid name pattern '['
 // ZPSYM: error: qlr-quantize-linear: zero-point=fractional needs symmetric=false (symmetric grids have no stored zero point)
 // ZPKIND: error: qlr-quantize-linear: unknown zero-point 'float' (expected integer or fractional)

@@ -14,7 +14,12 @@
 
 #include "qlr/Calibration/LlamaModel.h"
 
+#include "qlr/Dialect/QLR/IR/QLR.h"
+#include "qlr/Runtime/Jit.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/IRMapping.h"
 
 #include <string>
 #include <vector>
@@ -43,6 +48,45 @@ getCalibrationTokens(ModuleOp module, StringRef pass,
 /// The canonical names (`layers.I.attention.wq`, ...) of block `i`'s linear
 /// layers that consume `group`'s input, each with the member of `block` that
 /// holds its weight, in forward order.
+/// What a pass that calibrates by running the module (runStagedCalibration)
+/// runs: a copy of the entry function, specialized to the calibration data,
+/// and the samples (one JitTensor per argument of the copy).
+/// Tags a linear of a calibration copy with its index in the original.
+constexpr llvm::StringLiteral kCalibrationIdAttr = "qlr.calibration_id";
+
+struct CalibrationRun {
+  /// Holds `function`; shares the original module's context and blobs.
+  OwningOpRef<ModuleOp> module;
+  func::FuncOp function;
+  /// The copies of the original's linears in `function` -> the originals
+  /// (those canonicalization removed are not calibrated).
+  DenseMap<Operation *, LinearOp> originals;
+  /// Scratch: the original's ops -> their copies, while preparing.
+  IRMapping mapping;
+  std::vector<std::vector<JitTensor>> samples;
+  /// The data the samples point into.
+  std::vector<std::vector<char>> storage;
+  /// For messages: "32 x 256 tokens of FILE", "16 samples of FILE".
+  std::string description;
+};
+
+/// Prepares a run of `entry` (empty: @forward, or the module's only public
+/// function) on `spec`'s data:
+///  * a text file or `generate`: token sequences of `spec.seqLen`; the
+///    entry's first argument takes the tokens (a 1-D integer tensor), scalar
+///    arguments are 0 and other tensor arguments zeros (dynamic dimensions
+///    `spec.seqLen`): for qlr-import's @forward, a prefill from position 0
+///    with empty caches;
+///  * a .npy file (one-argument functions) or a .npz archive (one array per
+///    argument, in argument order, or named arg0, arg1, ...): every array's
+///    first dimension indexes the samples (the first `spec.samples`), the
+///    rest is the argument's shape.
+/// The copy returns nothing, so that only what the calibrated linears need
+/// remains after canonicalization.
+FailureOr<std::unique_ptr<CalibrationRun>>
+prepareCalibrationRun(ModuleOp module, StringRef pass,
+                      const CalibrationSpec &spec, StringRef entry);
+
 SmallVector<std::pair<std::string, std::vector<float> *>>
 blockGroupWeights(::qlr::calibration::BlockWeights &block, int64_t i,
                   ::qlr::calibration::LinearGroup group);

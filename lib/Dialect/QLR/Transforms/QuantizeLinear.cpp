@@ -13,11 +13,14 @@
 #include "WeightUtils.h"
 
 #include "qlr/Calibration/ModuleLoader.h"
+#include "qlr/Calibration/Stages.h"
 #include "qlr/Dialect/QLR/Transforms/Passes.h"
 #include "qlr/Numerics/GPTQ.h"
 #include "qlr/Numerics/LowRank.h"
 #include "qlr/Support/Progress.h"
 
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/Threading.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringSet.h"
@@ -122,28 +125,74 @@ private:
   /// weight that lives in a block, and the quantized factors of every
   /// low-rank weight in `lowRanks` that does.
   LogicalResult runGPTQ(ModuleOp module, FormatAttr quantFormat,
-                        const llvm::StringSet<> &selected,
+                        const DenseMap<Operation *, std::string> &selected,
                         llvm::StringMap<numerics::QuantizedData> &results,
                         const llvm::StringMap<LowRankLinear *> &lowRanks);
 };
 } // namespace
 
 LogicalResult QLRQuantizeLinearPass::runGPTQ(
-    ModuleOp module, FormatAttr quantFormat, const llvm::StringSet<> &selected,
+    ModuleOp module, FormatAttr quantFormat,
+    const DenseMap<Operation *, std::string> &selected,
     llvm::StringMap<numerics::QuantizedData> &results,
     const llvm::StringMap<LowRankLinear *> &lowRanks) {
-  FailureOr<calib::LlamaModel> model = loadLlamaModel(module);
-  if (failed(model))
-    return emitError(module.getLoc())
-           << getArgument()
-           << ": method=gptq calibrates by running the model, which needs a "
-              "module made by qlr-import (qlr.model attribute and canonical "
-              "weight names)";
   CalibrationSpec spec{data, samples, seqLen, seed};
-  FailureOr<std::vector<int32_t>> tokens =
-      getCalibrationTokens(module, getArgument(), spec, *model);
-  if (failed(tokens))
+  FailureOr<std::unique_ptr<CalibrationRun>> run =
+      prepareCalibrationRun(module, getArgument(), spec, entry);
+  if (failed(run))
     return failure();
+
+  // The targets: linears of the calibrated function whose weight is a
+  // selected float constant (or a low-rank weight) used by no other linear.
+  // Each runs with its original weight as f32 [N, K] until GPTQ replaces it.
+  DenseMap<Value, unsigned> uses;
+  module.walk([&](LinearOp linear) { ++uses[linear.getWeight()]; });
+  std::vector<CalibrationTarget> targets;
+  DenseMap<Operation *, std::string> names;
+  DenseMap<Operation *, std::vector<float>> weights;
+  for (auto &[copy, original] : (*run)->originals) {
+    Value weight = original.getWeight();
+    if (uses[weight] != 1)
+      continue;
+    std::string name;
+    std::vector<float> values;
+    if (auto lowRank = weight.getDefiningOp<LowRankOp>()) {
+      for (auto &entry : lowRanks)
+        if (entry.second->lowRank == lowRank)
+          name = entry.first().str();
+      if (name.empty())
+        continue;
+      LowRankLinear *l = lowRanks.lookup(name);
+      numerics::LowRankFactors f;
+      f.rank = l->b.type.getDimSize(0);
+      f.a = l->a.values;
+      f.b = l->b.values;
+      values = numerics::multiplyFactors(f, l->a.type.getDimSize(0),
+                                         l->b.type.getDimSize(1));
+    } else if (auto constant = weight.getDefiningOp<arith::ConstantOp>()) {
+      auto found = selected.find(constant);
+      if (found == selected.end())
+        continue;
+      name = found->second;
+      FailureOr<std::vector<float>> decoded = decodeWeight(weight);
+      if (failed(decoded))
+        return failure();
+      values = std::move(*decoded);
+    } else {
+      continue;
+    }
+    targets.push_back({cast<LinearOp>(copy)});
+    names[copy] = name;
+    weights[copy] = std::move(values);
+  }
+  // Program order, for deterministic stages and messages.
+  llvm::sort(targets,
+             [](const CalibrationTarget &x, const CalibrationTarget &y) {
+               return x.linear->isBeforeInBlock(y.linear);
+             });
+  if (targets.empty())
+    return success();
+
   numerics::GPTQOptions options;
   options.damp = damp;
   options.actOrder = actOrder;
@@ -152,99 +201,73 @@ LogicalResult QLRQuantizeLinearPass::runGPTQ(
   options.refitRounds = refitScales;
   numerics::QuantFormat fmt = quantFormat.toNumerics(2);
 
-  calib::Activations x = model->embed(*tokens, samples, seqLen);
-  // float-target: the float model's hidden states, run alongside.
-  calib::Activations xFloat;
-  if (floatTarget)
-    xFloat = x;
-  std::string problem;
-  // One step per block: its calibration forward and its weights' GPTQ.
-  ::qlr::Progress progress(getArgument(), "gptq, block",
-                           model->config().layers);
-  for (int64_t i = 0, e = model->config().layers; i < e && problem.empty();
-       ++i) {
-    calib::BlockWeights &block = model->block(i);
-    // The inputs of each linear group in the float model (block i still
-    // holds float weights here).
-    std::map<calib::LinearGroup, calib::Activations> floatInputs;
-    if (floatTarget)
-      xFloat = model->forwardBlock(
-          i, xFloat,
-          [&](calib::LinearGroup group, const calib::Activations &input) {
-            floatInputs[group] = input;
-          });
-    x = model->forwardBlock(
-        i, x, [&](calib::LinearGroup group, const calib::Activations &input) {
-          auto weights = blockGroupWeights(block, i, group);
-          if (!problem.empty() || llvm::none_of(weights, [&](const auto &w) {
-                return selected.contains(w.first) || lowRanks.contains(w.first);
-              }))
-            return;
-          std::vector<double> h = calib::inputHessian(input);
-          std::vector<double> cross;
-          if (floatTarget)
-            cross = calib::crossCovariance(floatInputs.at(group), input);
-          int64_t k = input.width;
-          for (auto &[name, w] : weights) {
-            if (LowRankLinear *lowRank = lowRanks.lookup(name)) {
-              // y = A (B x): B sees the layer's inputs, A sees B's outputs,
-              // whose Hessian is Bq H Bqᵀ once B is quantized.
-              numerics::LowRankFactors f;
-              int64_t n = lowRank->a.type.getDimSize(0);
-              f.rank = lowRank->b.type.getDimSize(0);
-              auto qb = numerics::quantizeGPTQ(lowRank->b.values, f.rank, k, h,
-                                               fmt, options);
-              if (!qb) {
-                problem =
-                    name + " (factor B): " + llvm::toString(qb.takeError());
-                return;
-              }
-              f.b = numerics::dequantize(*qb, {f.rank, k}, fmt);
-              std::vector<double> hA =
-                  numerics::projectHessian(h, f.b, f.rank, k);
-              auto qa = numerics::quantizeGPTQ(lowRank->a.values, n, f.rank, hA,
-                                               fmt, options);
-              if (!qa) {
-                problem =
-                    name + " (factor A): " + llvm::toString(qa.takeError());
-                return;
-              }
-              f.a = numerics::dequantize(*qa, {n, f.rank}, fmt);
-              *w = numerics::multiplyFactors(f, n, k);
-              lowRank->qa = std::move(*qa);
-              lowRank->qb = std::move(*qb);
-              continue;
-            }
-            if (!selected.contains(name))
-              continue;
-            int64_t n = int64_t(w->size()) / k;
-            std::vector<float> target;
-            if (floatTarget) {
-              auto t = numerics::floatTargetWeights(*w, n, k, h, cross, damp);
-              if (!t) {
-                problem = name + ": " + llvm::toString(t.takeError());
-                return;
-              }
-              target = std::move(*t);
-            }
-            auto q = numerics::quantizeGPTQ(floatTarget ? target : *w, n, k, h,
-                                            fmt, options);
-            if (!q) {
-              problem = name + ": " + llvm::toString(q.takeError());
-              return;
-            }
-            // The rest of the block (and the next blocks) must see the
-            // quantized weight, exactly as the compiled model decodes it.
-            *w = numerics::dequantize(*q, {n, k}, fmt);
-            results[name] = std::move(*q);
-          }
-        });
-    progress.step(llvm::formatv("layers.{0}", i).str());
-  }
-  if (!problem.empty())
-    return emitError(module.getLoc())
-           << getArgument() << ": GPTQ failed for " << problem;
-  return success();
+  StagedCalibrationOptions stageOptions;
+  stageOptions.floatStream = floatTarget;
+  stageOptions.pass = getArgument().str();
+  auto callback =
+      [&](unsigned level, unsigned levels, MutableArrayRef<CalibrationTap> taps,
+          DenseMap<Operation *, std::vector<float>> &current) -> LogicalResult {
+    for (CalibrationTap &tap : taps) {
+      int64_t k = tap.width;
+      double scale = tap.rows ? 2.0 / double(tap.rows) : 0.0;
+      std::vector<double> h(tap.gram.size()), cross(tap.cross.size());
+      for (size_t i = 0; i < h.size(); ++i)
+        h[i] = tap.gram[i] * scale;
+      for (size_t i = 0; i < cross.size(); ++i)
+        cross[i] = tap.cross[i] * scale;
+      for (LinearOp linear : tap.linears) {
+        const std::string &name = names[linear];
+        std::vector<float> &w = current[linear];
+        if (w.empty())
+          w = weights[linear];
+        auto failGPTQ = [&](llvm::Error error) {
+          return linear.emitOpError("GPTQ failed for weight '")
+                 << name << "': " << llvm::toString(std::move(error));
+        };
+        if (LowRankLinear *lowRank = lowRanks.lookup(name)) {
+          // y = A (B x): B sees the layer's inputs, A sees B's outputs,
+          // whose Hessian is Bq H Bqᵀ once B is quantized.
+          numerics::LowRankFactors f;
+          int64_t n = lowRank->a.type.getDimSize(0);
+          f.rank = lowRank->b.type.getDimSize(0);
+          auto qb = numerics::quantizeGPTQ(lowRank->b.values, f.rank, k, h, fmt,
+                                           options);
+          if (!qb)
+            return failGPTQ(qb.takeError());
+          f.b = numerics::dequantize(*qb, {f.rank, k}, fmt);
+          std::vector<double> hA = numerics::projectHessian(h, f.b, f.rank, k);
+          auto qa = numerics::quantizeGPTQ(lowRank->a.values, n, f.rank, hA,
+                                           fmt, options);
+          if (!qa)
+            return failGPTQ(qa.takeError());
+          f.a = numerics::dequantize(*qa, {n, f.rank}, fmt);
+          w = numerics::multiplyFactors(f, n, k);
+          lowRank->qa = std::move(*qa);
+          lowRank->qb = std::move(*qb);
+          continue;
+        }
+        int64_t n = int64_t(w.size()) / k;
+        std::vector<float> target;
+        if (floatTarget) {
+          auto t = numerics::floatTargetWeights(w, n, k, h, cross, damp);
+          if (!t)
+            return failGPTQ(t.takeError());
+          target = std::move(*t);
+        }
+        auto q = numerics::quantizeGPTQ(floatTarget ? target : w, n, k, h, fmt,
+                                        options);
+        if (!q)
+          return failGPTQ(q.takeError());
+        // Later stages see the weight exactly as the compiled model decodes
+        // it.
+        w = numerics::dequantize(*q, {n, k}, fmt);
+        results[name] = std::move(*q);
+      }
+    }
+    return success();
+  };
+  return runStagedCalibration((*run)->function, targets, (*run)->samples,
+                              stageOptions, callback);
 }
 
 void QLRQuantizeLinearPass::runOnOperation() {
@@ -289,9 +312,9 @@ void QLRQuantizeLinearPass::runOnOperation() {
 
   llvm::StringMap<numerics::QuantizedData> gptq;
   if (method == "gptq") {
-    llvm::StringSet<> selected;
+    DenseMap<Operation *, std::string> selected;
     for (LinearWeight &weight : *weights)
-      selected.insert(weight.name);
+      selected[weight.constant] = weight.name;
     llvm::StringMap<LowRankLinear *> lowRankByName;
     for (LowRankLinear &lowRank : *lowRanks)
       lowRankByName[lowRank.name] = &lowRank;
@@ -312,8 +335,9 @@ void QLRQuantizeLinearPass::runOnOperation() {
     } else if (method == "gptq") {
       weight->linear.emitWarning()
           << "weight '" << weight->name
-          << "' is not in a transformer block, so GPTQ has no inputs for it; "
-             "quantized with round-to-nearest";
+          << "' gets no calibration inputs (its linear is not reached by "
+             "the calibrated function, or shares the weight); quantized "
+             "with round-to-nearest";
     }
   }
   SmallVector<size_t> rtn;
@@ -353,8 +377,9 @@ LogicalResult QLRQuantizeLinearPass::quantizeLowRankFactors(
     if (lowRank.qa.codes.empty() && method == "gptq")
       lowRank.lowRank.emitWarning()
           << "low-rank weight '" << lowRank.name
-          << "' is not in a transformer block, so GPTQ has no inputs for it; "
-             "its factors are quantized with round-to-nearest";
+          << "' gets no calibration inputs (its linear is not reached by "
+             "the calibrated function); its factors are quantized with "
+             "round-to-nearest";
   }
   parallelFor(&getContext(), 0, 2 * lowRanks.size(), [&](size_t index) {
     LowRankLinear &lowRank = lowRanks[index / 2];

@@ -115,9 +115,12 @@ defvar QLR_LinearFilterOptions = [
 // Options of the self-calibrating passes: where calibration tokens come from.
 defvar QLR_CalibrationOptions = [
   Option<"data", "data", "std::string", /*default=*/"\"\"",
-         "Calibration text: a UTF-8 text FILE tokenized with the module's "
-         "embedded tokenizer, or `generate` to sample text from the float "
-         "model itself (random first token, 4 greedy tokens, then sampling)">,
+         "Calibration data: a UTF-8 text FILE tokenized with the module's "
+         "embedded tokenizer, `generate` to sample text from the float "
+         "model itself (random first token, 4 greedy tokens, then "
+         "sampling), or (qlr-quantize-linear) a .npz/.npy file of the "
+         "calibrated function's arguments, one [samples, ...] array per "
+         "argument">,
   Option<"samples", "samples", "int64_t", /*default=*/"32",
          "Number of calibration sequences">,
   Option<"seqLen", "seq-len", "int64_t", /*default=*/"256",
@@ -144,14 +147,20 @@ def QLRQuantizeLinearPass : Pass<"qlr-quantize-linear", "ModuleOp"> {
     * `method=gptq` (Frantar et al. 2022) quantizes column by column and
       compensates each column's rounding error on the columns not yet
       quantized, using the Hessian `H = 2XXᵀ` of the layer's inputs `X`.
-      The inputs are collected by running the model on calibration data
-      block by block: block `i` sees the outputs of the already quantized
-      blocks `< i`, and inside a block the attention projections are
-      quantized before the output projection's inputs are collected, and so
-      on (sequential GPTQ). This needs a module made by `qlr-import` (the
-      `qlr.model` attribute and the canonical weight names) and
-      `data=FILE|generate`. Memory: one block's activations and
-      Hessians.
+      The inputs come from running the module itself: the calibrated
+      function (`entry`, default `@forward`) is split into stages by data
+      dependence between its linears (in a LLaMA block: q/k/v, then the
+      attention output, then gate/up, then down), each stage is compiled
+      with `qlr-cpu-pipeline` together with the `XᵀX` of its linears'
+      inputs, and the stages run in order on the calibration data, each
+      after the linears of the stages before it were quantized (sequential
+      GPTQ). Any graph works, after any pass. `data=` gives token text (a
+      text file through the embedded tokenizer, or `generate`) for a
+      function taking `tensor<?xi32>` tokens first, or the function's
+      arguments as a `.npz` file (arrays `arg0`, `arg1`, ... shaped
+      `[samples, ...]`) or a `.npy` file. Memory: the values that cross
+      one stage boundary, per sample, and one stage's Hessians.
+      docs/Calibration.md describes the stages.
 
     `format=nf4|nf2` use the NormalFloat codebooks and `format=lut` the
     codebook given by `table`; codebook formats scale each group by its
@@ -216,12 +225,17 @@ def QLRQuantizeLinearPass : Pass<"qlr-quantize-linear", "ModuleOp"> {
            "float model's inputs (asymmetric calibration; runs the float "
            "model alongside). Off: fit the float layer on the same inputs "
            "(plain sequential GPTQ). Default on: SmolLM2 W4/W3/W2 g64 with "
-           "refit-scales=1 7.94/10.08/297 -> 7.80/9.19/28.2">
+           "refit-scales=1 7.94/10.08/297 -> 7.80/9.19/28.2">,
+    Option<"entry", "entry", "std::string", /*default=*/"\"\"",
+           "GPTQ: the function to calibrate (default: @forward, or the "
+           "module's only public function)">
   ], !listconcat(QLR_LinearFilterOptions, QLR_CalibrationOptions));
   let statistics = [
     Statistic<"numQuantized", "quantized-linears", "Linear layers quantized">
   ];
   let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::linalg::LinalgDialect",
+                           "::mlir::tensor::TensorDialect",
                            "::mlir::qlr::QLRDialect"];
 }
 

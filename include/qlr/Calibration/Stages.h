@@ -1,0 +1,99 @@
+//===- Stages.h - Sequential calibration by running the IR -----*- C++ -*-===//
+// SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
+//===----------------------------------------------------------------------===//
+//
+// Calibration that executes the module being transformed: the linears to
+// calibrate ("targets") split a function into stages by data dependence,
+// each stage is outlined into a function of its own that also returns the
+// statistics of the targets' inputs (XᵀX, computed in the compiled code), the
+// stages are compiled once by qlr-cpu-pipeline (JitModule) and run in order
+// on every calibration sample. Between stages a callback replaces the next
+// targets' weights (for example by their GPTQ quantization), so later
+// stages see the earlier ones as they will be after the pass: sequential
+// calibration on any graph, with no second implementation of the model.
+//
+// Stages. A target's level is 1 + the highest level among the targets its
+// operands depend on (0 when none): in a LLaMA block q/k/v have one level,
+// the attention output the next, gate/up the next, down the next. Segment s
+// computes every needed op whose operands depend on targets of level <= s
+// and on at least one of level s (targets of level s run in segment s, with
+// their replaced weights); at its end the inputs of the level s + 1 targets
+// are complete. Only ops that the targets' inputs depend on run (never the
+// classifier, say). Values one segment makes and a later one reads are kept
+// per sample on the host ("boundary values"); constants and scalars computed
+// from the function's arguments are recomputed where needed.
+//
+// Limits (each reported as a located error): the function has one block;
+// boundary values are ranked tensors; memory effects (memref ops, calls)
+// are not allowed in the needed ops; the targets' inputs are f32.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef QLR_CALIBRATION_STAGES_H
+#define QLR_CALIBRATION_STAGES_H
+
+#include "qlr/Dialect/QLR/IR/QLR.h"
+#include "qlr/Runtime/Jit.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/STLFunctionalExtras.h"
+
+#include <string>
+#include <vector>
+
+namespace mlir::qlr {
+
+/// A target to calibrate. Its weight must be [N, K] (float, quantized or
+/// low-rank); the callback gives it f32 weights [N, K].
+struct CalibrationTarget {
+  LinearOp linear;
+};
+
+/// The inputs of a set of targets that read the same value, accumulated over
+/// every row of every sample.
+struct CalibrationTap {
+  /// The input value (in the calibrated function) and its width K.
+  Value input;
+  int64_t width = 0;
+  /// The targets reading it, in program order.
+  SmallVector<LinearOp> linears;
+  /// Σ xᵀx over the rows x of the input as the stages so far compute it
+  /// (K x K, row-major, double).
+  std::vector<double> gram;
+  /// With a float stream: Σ x_fᵀ x over the same rows, x_f the input in the
+  /// float model (the original weights everywhere).
+  std::vector<double> cross;
+  /// How many rows (the product of all dimensions but the last, summed over
+  /// the samples).
+  int64_t rows = 0;
+};
+
+struct StagedCalibrationOptions {
+  /// Also run the function with its original weights ("float stream") and
+  /// accumulate CalibrationTap::cross.
+  bool floatStream = false;
+  JitOptions jit;
+  /// For progress lines and errors ("qlr-quantize-linear").
+  std::string pass = "calibration";
+};
+
+/// Called after each segment with the taps it completed (targets of level
+/// `level`, 1-based, of `levels`). It must store in `weights` the f32 [N, K]
+/// weights every target in `taps` runs with from now on (row-major).
+using StageCallback = llvm::function_ref<LogicalResult(
+    unsigned level, unsigned levels, MutableArrayRef<CalibrationTap> taps,
+    llvm::DenseMap<Operation *, std::vector<float>> &weights)>;
+
+/// Calibrates `targets` of `function` (one block, tensor arguments) on
+/// `samples`, each one JitTensor per argument of `function`. Emits located
+/// errors and fails when the function cannot be split or run.
+LogicalResult runStagedCalibration(func::FuncOp function,
+                                   ArrayRef<CalibrationTarget> targets,
+                                   ArrayRef<std::vector<JitTensor>> samples,
+                                   const StagedCalibrationOptions &options,
+                                   StageCallback callback);
+
+} // namespace mlir::qlr
+
+#endif // QLR_CALIBRATION_STAGES_H
