@@ -132,6 +132,63 @@ def test_run_pipeline_in_place() -> None:
     assert "linalg.generic" in str(m)
 
 
+def run_quant_opt(quant_opt: str, module, pipeline: str, tmp_path: pathlib.Path) -> str:
+    """`module` through quant-opt's --pass-pipeline, printed by the bindings
+    (the same printer as str(module))."""
+    import subprocess
+
+    src, out = tmp_path / "in.mlirbc", tmp_path / "out.mlirbc"
+    module.save(src)
+    result = subprocess.run([quant_opt, str(src), f"--pass-pipeline={pipeline}",
+                             "--emit-bytecode", "-o", str(out)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return str(qc.Module.load(out))
+
+
+# Regressions: QLR's weight passes recognise arith.constant weights in the
+# extension as in quant-opt. They did not while the extension hid the TypeID
+# statics of MLIR's traits and interfaces (-Wl,--exclude-libs,ALL, nanobind's
+# -fvisibility=hidden): it then registered its own TypeID for
+# OpTrait::ConstantLike under GCC's spelling of the type name, not the one of
+# the clang-built libMLIR, so matchPattern(m_Constant) failed on every constant.
+
+
+def test_constant_weights_in_run_pipeline(quant_opt, tmp_path: pathlib.Path) -> None:
+    # A constant is a constant (ConstantLike, ElementsAttr) to the extension.
+    w = RNG.standard_normal((3, 4)).astype(np.float32)
+    text = LINEAR.replace("WEIGHT", dense(w)).replace("BIAS", dense(np.zeros(3, np.float32)))
+    m = qc.Module.parse(text)
+    m.run_pipeline("builtin.module(qlr-quantize-linear{bits=4},qlr-dequantize-weights)")
+    assert "qlr.pack" not in str(m) and "!qlr.qtensor" not in str(m)
+
+    # Quantize, then dequantize in a second run: no qlr.pack left, and the
+    # same module as quant-opt's.
+    synthetic = qc.import_synthetic()
+    expected = run_quant_opt(
+        quant_opt, synthetic,
+        "builtin.module(qlr-quantize-linear{bits=4},qlr-dequantize-weights)", tmp_path)
+    m = qc.import_synthetic()
+    m.run_pipeline("builtin.module(qlr-quantize-linear{bits=4})")
+    assert "qlr.pack" in str(m)
+    m.run_pipeline("builtin.module(qlr-dequantize-weights)")
+    printed = str(m)
+    assert "qlr.pack" not in printed and "!qlr.qtensor" not in printed
+    assert printed == expected
+
+
+def test_gptq_in_run_pipeline_matches_quant_opt(quant_opt, tmp_path: pathlib.Path) -> None:
+    data = ROOT / "test" / "Dialect" / "QLR" / "Inputs" / "calibration.txt"
+    pipeline = ("builtin.module(qlr-quantize-linear{method=gptq bits=3 group-size=32 "
+                f"data={data} samples=2 seq-len=16}})")
+    expected = run_quant_opt(quant_opt, qc.import_synthetic(), pipeline, tmp_path)
+    m = qc.import_synthetic()
+    m.run_pipeline(pipeline)  # failed: "weight is not a constant, qlr.pack, ..."
+    printed = str(m)
+    assert "qlr.pack" in printed
+    assert printed == expected
+
+
 # ---------------------------------------------------------------------------
 # Import
 # ---------------------------------------------------------------------------

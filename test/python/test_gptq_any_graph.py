@@ -312,11 +312,6 @@ def test_entry_picks_the_function(quant_opt, tmp_path):
     assert quantized_linears(quantize(quant_opt, src, options + " entry=mlp")) == 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known bug in qlr.compiler (also at 8ad99f3): inside the extension the "
-    "weight passes do not recognise arith.constant weights ('weight is not a "
-    "constant, ...'; qlr-dequantize-weights leaves qlr.pack), while quant-opt "
-    "does; see the issue 18 progress note"))
 def test_bindings_run_pipeline_matches_quant_opt(quant_opt, tmp_path):
     """Module.run_pipeline runs the same pass as quant-opt: same result, and
     the calibration warnings come back in its list."""

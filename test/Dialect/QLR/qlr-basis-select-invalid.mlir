@@ -26,7 +26,7 @@
 // NODATA: error: qlr-basis-select: score=energy and refit=lsq need target data: data=FILE (a text file) or data=generate (text sampled from the model); score=magnitude refit=none needs none
 // NODATA-ENERGY: error: qlr-basis-select: score=energy needs target data
 // NODATA-LSQ: error: qlr-basis-select: refit=lsq needs target data
-// NOMODEL: error: qlr-basis-select: score=energy runs the model on the target data, which needs a module made by qlr-import (qlr.model attribute and canonical weight names): not a QLR model: no 'qlr.model' attribute
+// NOMODEL: error: qlr-basis-select: data=generate feeds token ids to the first argument of @f, which must then be tensor<?xi32>; give the arguments as a .npz file instead
 // NOMODEL-NOT: error
 // GLOB: error: qlr-basis-select: invalid name pattern '['
 

@@ -4,7 +4,7 @@
 //
 // qlr-basis-select: a thin adapter. The arithmetic (scores, rank allocation,
 // factors and the least-squares refit) lives in lib/Numerics/BasisSelect.cpp,
-// the calibration forward pass in lib/Calibration (LlamaModel). The rules are
+// the calibration runs the module's own IR (runStagedCalibration). The rules are
 // documented in docs/basis-selection.md.
 //
 //===----------------------------------------------------------------------===//
@@ -12,11 +12,13 @@
 #include "Calibration.h"
 #include "WeightUtils.h"
 
-#include "qlr/Calibration/ModuleLoader.h"
+#include "qlr/Calibration/Stages.h"
 #include "qlr/Dialect/QLR/Transforms/Passes.h"
 #include "qlr/Numerics/BasisSelect.h"
 #include "qlr/Support/Progress.h"
 
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/Threading.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringSet.h"
@@ -37,7 +39,6 @@ namespace mlir::qlr {
 using namespace mlir;
 using namespace mlir::qlr;
 namespace numerics = ::qlr::numerics;
-namespace calib = ::qlr::calibration;
 
 namespace {
 /// What the pass decides for one distinct selected weight.
@@ -63,17 +64,17 @@ private:
   bool energy() const { return score == "energy"; }
   bool lsq() const { return refit == "lsq"; }
   LogicalResult checkOptions(ModuleOp module);
-  /// Runs the float model over `tokens` block by block; calls
-  /// visit(plans, input Hessian, member weights) for every LinearGroup
-  /// that feeds a plan, with `plans` and `members` in the group's order.
-  /// Reports progress per block as `phase` ("energy scores, block").
-  void
-  forwardBlocks(StringRef phase, calib::LlamaModel &model,
-                ArrayRef<int32_t> tokens, const llvm::StringMap<size_t> &index,
-                MutableArrayRef<LayerPlan> plans,
-                llvm::function_ref<void(ArrayRef<LayerPlan *>, ArrayRef<double>,
-                                        ArrayRef<std::vector<float> *>)>
-                    visit);
+  /// Runs the module's calibrated function over the target data in stages
+  /// (runStagedCalibration); calls visit(plans, input Hessian, member
+  /// weights) for every set of linears that read one value and feed a
+  /// plan, with `plans` and `members` in program order. `members` are the
+  /// weights the later stages run with: visit may replace them.
+  LogicalResult runStages(
+      CalibrationRun &run, const DenseMap<Operation *, size_t> &planOf,
+      MutableArrayRef<LayerPlan> plans,
+      llvm::function_ref<void(ArrayRef<LayerPlan *>, ArrayRef<double>,
+                              ArrayRef<std::vector<float> *>)>
+          visit);
 };
 } // namespace
 
@@ -112,42 +113,49 @@ LogicalResult QLRBasisSelectPass::checkOptions(ModuleOp module) {
   return success();
 }
 
-void QLRBasisSelectPass::forwardBlocks(
-    StringRef phase, calib::LlamaModel &model, ArrayRef<int32_t> tokens,
-    const llvm::StringMap<size_t> &index, MutableArrayRef<LayerPlan> plans,
+LogicalResult QLRBasisSelectPass::runStages(
+    CalibrationRun &run, const DenseMap<Operation *, size_t> &planOf,
+    MutableArrayRef<LayerPlan> plans,
     llvm::function_ref<void(ArrayRef<LayerPlan *>, ArrayRef<double>,
                             ArrayRef<std::vector<float> *>)>
         visit) {
-  // Blocks after the last one holding a plan need not run.
-  int64_t layers = model.config().layers, last = -1;
-  for (int64_t i = 0; i < layers; ++i)
-    for (auto group : {calib::LinearGroup::QKV, calib::LinearGroup::Output,
-                       calib::LinearGroup::GateUp, calib::LinearGroup::Down})
-      for (auto &member : blockGroupWeights(model.block(i), i, group))
-        if (index.contains(member.first))
-          last = i;
-  calib::Activations x = model.embed(tokens, samples, seqLen);
-  ::qlr::Progress progress(getArgument(), phase, last + 1);
-  for (int64_t i = 0; i <= last; ++i) {
-    calib::BlockWeights &block = model.block(i);
-    x = model.forwardBlock(
-        i, x, [&](calib::LinearGroup group, const calib::Activations &input) {
-          SmallVector<LayerPlan *> todo;
-          SmallVector<std::vector<float> *> members;
-          for (auto &[name, w] : blockGroupWeights(block, i, group)) {
-            auto found = index.find(name);
-            if (found == index.end() || plans[found->second].dense)
-              continue;
-            todo.push_back(&plans[found->second]);
-            members.push_back(w);
-          }
-          if (todo.empty())
-            return;
-          std::vector<double> gram = calib::inputHessian(input);
-          visit(todo, gram, members);
-        });
-    progress.step(llvm::formatv("layers.{0}", i).str());
+  std::vector<CalibrationTarget> targets;
+  DenseMap<Operation *, size_t> planOfCopy;
+  for (auto &[copy, original] : run.originals) {
+    auto found = planOf.find(original.getWeight().getDefiningOp());
+    if (found == planOf.end() || plans[found->second].dense)
+      continue;
+    targets.push_back({cast<LinearOp>(copy)});
+    planOfCopy[copy] = found->second;
   }
+  llvm::sort(targets, [](const CalibrationTarget &x,
+                         const CalibrationTarget &y) {
+    return x.linear->isBeforeInBlock(y.linear);
+  });
+  StagedCalibrationOptions options;
+  options.pass = getArgument().str();
+  auto callback = [&](unsigned, unsigned, MutableArrayRef<CalibrationTap> taps,
+                      DenseMap<Operation *, std::vector<float>> &current) {
+    for (CalibrationTap &tap : taps) {
+      double scale = tap.rows ? 2.0 / double(tap.rows) : 0.0;
+      std::vector<double> gram(tap.gram.size());
+      for (size_t i = 0; i < gram.size(); ++i)
+        gram[i] = tap.gram[i] * scale;
+      SmallVector<LayerPlan *> todo;
+      SmallVector<std::vector<float> *> members;
+      for (LinearOp linear : tap.linears) {
+        LayerPlan &plan = plans[planOfCopy.lookup(linear)];
+        std::vector<float> &w = current[linear];
+        w = plan.weight->values;
+        todo.push_back(&plan);
+        members.push_back(&w);
+      }
+      visit(todo, gram, members);
+    }
+    return success();
+  };
+  return runStagedCalibration(run.function, targets, run.samples, options,
+                              callback);
 }
 
 void QLRBasisSelectPass::runOnOperation() {
@@ -171,13 +179,11 @@ void QLRBasisSelectPass::runOnOperation() {
   // One plan per distinct constant.
   SmallVector<LinearWeight *> firsts = distinctWeights(*weights);
   std::vector<LayerPlan> plans(firsts.size());
-  llvm::StringMap<size_t> index;
   for (auto [i, weight] : llvm::enumerate(firsts)) {
     LayerPlan &plan = plans[i];
     plan.weight = weight;
     plan.m = weight->type.getDimSize(0);
     plan.n = weight->type.getDimSize(1);
-    index[weight->name] = i;
     int64_t p = std::min(plan.m, plan.n);
     if (rank > p) {
       emitError(weight->linear.getLoc())
@@ -195,53 +201,34 @@ void QLRBasisSelectPass::runOnOperation() {
     }
   }
 
-  // The calibration model and tokens, when the options need data.
-  std::optional<calib::LlamaModel> model;
-  std::vector<int32_t> tokens;
+  // The calibration run, when the options need data: every selected weight
+  // must get inputs from it.
+  std::unique_ptr<CalibrationRun> run;
+  DenseMap<Operation *, size_t> planOf;
+  for (auto [i, plan] : llvm::enumerate(plans))
+    planOf[plan.weight->constant] = i;
   if (energy() || lsq()) {
     StringRef needs = energy() ? "score=energy" : "refit=lsq";
-    // The loader's own diagnostic becomes part of one error line.
-    std::string why;
-    FailureOr<calib::LlamaModel> loaded = failure();
-    {
-      ScopedDiagnosticHandler handler(ctx, [&](Diagnostic &diag) {
-        if (why.empty())
-          why = diag.str();
-        return success();
-      });
-      loaded = loadLlamaModel(module);
-    }
-    if (failed(loaded)) {
-      emitError(module.getLoc())
-          << pass << ": " << needs
-          << " runs the model on the target data, which needs a module made "
-             "by qlr-import (qlr.model attribute and canonical weight names): "
-          << why;
+    CalibrationSpec spec{data, samples, seqLen, seed};
+    FailureOr<std::unique_ptr<CalibrationRun>> prepared =
+        prepareCalibrationRun(module, pass, spec, entry);
+    if (failed(prepared))
       return signalPassFailure();
-    }
-    model = std::move(*loaded);
-    // Every selected weight must be a block linear: only those have inputs.
-    llvm::StringSet<> inBlocks;
-    for (int64_t i = 0, e = model->config().layers; i < e; ++i)
-      for (auto group : {calib::LinearGroup::QKV, calib::LinearGroup::Output,
-                         calib::LinearGroup::GateUp, calib::LinearGroup::Down})
-        for (auto &member : blockGroupWeights(model->block(i), i, group))
-          inBlocks.insert(member.first);
+    run = std::move(*prepared);
+    DenseMap<Operation *, int64_t> calibrated;
+    for (auto &[copy, original] : run->originals)
+      ++calibrated[original.getWeight().getDefiningOp()];
     for (LayerPlan &plan : plans)
-      if (!inBlocks.contains(plan.weight->name)) {
+      if (calibrated.lookup(plan.weight->constant) != 1) {
         emitError(plan.weight->linear.getLoc())
             << pass << ": the weight '" << plan.weight->name
-            << "' is not a transformer block linear, so " << needs
+            << "' is not read by exactly one linear of the calibrated "
+               "function, so "
+            << needs
             << " has no inputs for it; exclude it or use score=magnitude "
                "refit=none";
         return signalPassFailure();
       }
-    CalibrationSpec spec{data, samples, seqLen, seed};
-    FailureOr<std::vector<int32_t>> calibration =
-        getCalibrationTokens(module, pass, spec, *model);
-    if (failed(calibration))
-      return signalPassFailure();
-    tokens = std::move(*calibration);
   }
 
   // Scores, when they decide something: the allocation (rank=0), or the
@@ -249,16 +236,18 @@ void QLRBasisSelectPass::runOnOperation() {
   if (rank == 0 || (energy() && !lsq())) {
     if (energy()) {
       // Phase 1: the float model's inputs, one block at a time.
-      forwardBlocks("energy scores, block", *model, tokens, index, plans,
-                    [&](ArrayRef<LayerPlan *> todo, ArrayRef<double> gram,
-                        ArrayRef<std::vector<float> *>) {
-                      parallelFor(ctx, 0, todo.size(), [&](size_t t) {
-                        LayerPlan &plan = *todo[t];
-                        numerics::SVD svd = numerics::thinSVD(
-                            plan.weight->values, plan.m, plan.n);
-                        plan.scores = numerics::energyScores(svd, gram);
-                      });
-                    });
+      if (failed(runStages(*run, planOf, plans,
+                           [&](ArrayRef<LayerPlan *> todo,
+                               ArrayRef<double> gram,
+                               ArrayRef<std::vector<float> *>) {
+                             parallelFor(ctx, 0, todo.size(), [&](size_t t) {
+                               LayerPlan &plan = *todo[t];
+                               numerics::SVD svd = numerics::thinSVD(
+                                   plan.weight->values, plan.m, plan.n);
+                               plan.scores = numerics::energyScores(svd, gram);
+                             });
+                           })))
+        return signalPassFailure();
     } else {
       ::qlr::Progress progress(pass, "singular values, weight", plans.size());
       parallelFor(ctx, 0, plans.size(), [&](size_t i) {
@@ -306,8 +295,8 @@ void QLRBasisSelectPass::runOnOperation() {
     // Phase 2: each layer refit on its actual inputs, those of the already
     // factorized layers before it; its product A·B replaces W in the model
     // for the rest of the forward.
-    forwardBlocks(
-        "refit, block", *model, tokens, index, plans,
+    LogicalResult refitted = runStages(
+        *run, planOf, plans,
         [&](ArrayRef<LayerPlan *> todo, ArrayRef<double> gram,
             ArrayRef<std::vector<float> *> members) {
           parallelFor(ctx, 0, todo.size(), [&](size_t t) {
@@ -330,6 +319,8 @@ void QLRBasisSelectPass::runOnOperation() {
             if (plan->problem.empty())
               *w = numerics::multiplyFactors(plan->factors, plan->m, plan->n);
         });
+    if (failed(refitted))
+      return signalPassFailure();
   } else {
     ::qlr::Progress progress(pass, "factors, weight", plans.size());
     parallelFor(ctx, 0, plans.size(), [&](size_t i) {

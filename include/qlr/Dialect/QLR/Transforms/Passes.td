@@ -618,8 +618,13 @@ def QLRBasisSelectPass : Pass<"qlr-basis-select", "ModuleOp"> {
   ], !listconcat(QLR_LinearFilterOptions, [
     Option<"data", "data", "std::string", /*default=*/"\"\"",
            "Target data: a UTF-8 text FILE tokenized with the module's "
-           "embedded tokenizer, or `generate` to sample text from the float "
-           "model; needed by score=energy and refit=lsq">,
+           "embedded tokenizer, `generate` to sample text from the float "
+           "model, or a .npz/.npy file of the calibrated function's "
+           "arguments ([samples, ...] per argument); needed by "
+           "score=energy and refit=lsq">,
+    Option<"entry", "entry", "std::string", /*default=*/"\"\"",
+           "The function the target data runs (default: @forward, or the "
+           "module's only public function)">,
     Option<"samples", "samples", "int64_t", /*default=*/"32",
            "Number of calibration sequences">,
     Option<"seqLen", "seq-len", "int64_t", /*default=*/"256",
@@ -635,6 +640,8 @@ def QLRBasisSelectPass : Pass<"qlr-basis-select", "ModuleOp"> {
               "Selected layers kept dense (rank at or above break-even)">
   ];
   let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::linalg::LinalgDialect",
+                           "::mlir::tensor::TensorDialect",
                            "::mlir::qlr::QLRDialect"];
 }
 
