@@ -4,8 +4,8 @@
 //
 // qlr-basis-select: a thin adapter. The arithmetic (scores, rank allocation,
 // factors and the least-squares refit) lives in lib/Numerics/BasisSelect.cpp,
-// the calibration runs the module's own IR (runStagedCalibration). The rules are
-// documented in docs/basis-selection.md.
+// the calibration runs the module's own IR (runStagedCalibration). The rules
+// are documented in docs/basis-selection.md.
 //
 //===----------------------------------------------------------------------===//
 
@@ -69,12 +69,12 @@ private:
   /// weights) for every set of linears that read one value and feed a
   /// plan, with `plans` and `members` in program order. `members` are the
   /// weights the later stages run with: visit may replace them.
-  LogicalResult runStages(
-      CalibrationRun &run, const DenseMap<Operation *, size_t> &planOf,
-      MutableArrayRef<LayerPlan> plans,
-      llvm::function_ref<void(ArrayRef<LayerPlan *>, ArrayRef<double>,
-                              ArrayRef<std::vector<float> *>)>
-          visit);
+  LogicalResult
+  runStages(CalibrationRun &run, const DenseMap<Operation *, size_t> &planOf,
+            MutableArrayRef<LayerPlan> plans,
+            llvm::function_ref<void(ArrayRef<LayerPlan *>, ArrayRef<double>,
+                                    ArrayRef<std::vector<float> *>)>
+                visit);
 };
 } // namespace
 
@@ -128,10 +128,10 @@ LogicalResult QLRBasisSelectPass::runStages(
     targets.push_back({cast<LinearOp>(copy)});
     planOfCopy[copy] = found->second;
   }
-  llvm::sort(targets, [](const CalibrationTarget &x,
-                         const CalibrationTarget &y) {
-    return x.linear->isBeforeInBlock(y.linear);
-  });
+  llvm::sort(targets,
+             [](const CalibrationTarget &x, const CalibrationTarget &y) {
+               return x.linear->isBeforeInBlock(y.linear);
+             });
   StagedCalibrationOptions options;
   options.pass = getArgument().str();
   auto callback = [&](unsigned, unsigned, MutableArrayRef<CalibrationTap> taps,
@@ -236,17 +236,17 @@ void QLRBasisSelectPass::runOnOperation() {
   if (rank == 0 || (energy() && !lsq())) {
     if (energy()) {
       // Phase 1: the float model's inputs, one block at a time.
-      if (failed(runStages(*run, planOf, plans,
-                           [&](ArrayRef<LayerPlan *> todo,
-                               ArrayRef<double> gram,
-                               ArrayRef<std::vector<float> *>) {
-                             parallelFor(ctx, 0, todo.size(), [&](size_t t) {
-                               LayerPlan &plan = *todo[t];
-                               numerics::SVD svd = numerics::thinSVD(
-                                   plan.weight->values, plan.m, plan.n);
-                               plan.scores = numerics::energyScores(svd, gram);
-                             });
-                           })))
+      if (failed(runStages(
+              *run, planOf, plans,
+              [&](ArrayRef<LayerPlan *> todo, ArrayRef<double> gram,
+                  ArrayRef<std::vector<float> *>) {
+                parallelFor(ctx, 0, todo.size(), [&](size_t t) {
+                  LayerPlan &plan = *todo[t];
+                  numerics::SVD svd =
+                      numerics::thinSVD(plan.weight->values, plan.m, plan.n);
+                  plan.scores = numerics::energyScores(svd, gram);
+                });
+              })))
         return signalPassFailure();
     } else {
       ::qlr::Progress progress(pass, "singular values, weight", plans.size());
