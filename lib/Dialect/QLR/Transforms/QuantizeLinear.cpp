@@ -90,7 +90,7 @@ collectLowRankLinears(ModuleOp module, const LinearFilter &filter,
       entry.a.name = entry.name + ".factor_a";
     if (entry.b.name.empty())
       entry.b.name = entry.name + ".factor_b";
-    if (!filter.accepts(entry.name))
+    if (!filter.accepts(entry.name, linear))
       return WalkResult::advance();
     for (LinearWeight *factor : {&entry.a, &entry.b}) {
       if (failed(checkFormatFits(linear, format, factor->type)))

@@ -9,8 +9,11 @@
 #include "qlr/Numerics/FloatFormats.h"
 #include "qlr/Numerics/Packing.h"
 
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/AsmState.h"
 #include "mlir/IR/DialectResourceBlobManager.h"
+#include "llvm/ADT/DenseSet.h"
 #include "llvm/ADT/SmallPtrSet.h"
 
 using namespace mlir;
@@ -47,8 +50,43 @@ FailureOr<LinearFilter> LinearFilter::create(ModuleOp module, StringRef pass,
   return filter;
 }
 
-bool LinearFilter::accepts(StringRef name) const {
-  if (!classifier && isClassifierName(name))
+bool mlir::qlr::isClassifier(LinearOp linear) {
+  // Tied: the weight is also the embedding table, read by indexed lookups.
+  Value weight = linear.getWeight();
+  if (llvm::any_of(weight.getUsers(), [](Operation *user) {
+        return isa<tensor::ExtractOp, tensor::ExtractSliceOp, tensor::GatherOp>(
+            user);
+      }))
+    return true;
+  // In a language model (qlr.model), the projection to the vocabulary whose
+  // result the function returns (through anything but another linear).
+  auto module = linear->getParentOfType<ModuleOp>();
+  auto config =
+      module ? module->getAttrOfType<DictionaryAttr>("qlr.model") : nullptr;
+  auto vocab = config ? config.getAs<IntegerAttr>("vocab_size") : nullptr;
+  if (!vocab || linear.getType().getShape().back() != vocab.getInt())
+    return false;
+  SmallVector<Value> worklist = {linear.getResult()};
+  llvm::DenseSet<Value> seen;
+  while (!worklist.empty()) {
+    Value value = worklist.pop_back_val();
+    for (OpOperand &use : value.getUses()) {
+      Operation *user = use.getOwner();
+      if (isa<func::ReturnOp>(user))
+        return true;
+      if (isa<LinearOp>(user))
+        continue;
+      for (Value result : user->getResults())
+        if (seen.insert(result).second)
+          worklist.push_back(result);
+    }
+  }
+  return false;
+}
+
+bool LinearFilter::accepts(StringRef name, LinearOp linear) const {
+  if (!classifier &&
+      (isClassifierName(name) || (linear && isClassifier(linear))))
     return false;
   auto matches = [&](const llvm::GlobPattern &p) { return p.match(name); };
   if (!include.empty() && llvm::none_of(include, matches))
@@ -73,7 +111,7 @@ mlir::qlr::collectLinearWeights(ModuleOp module, const LinearFilter &filter) {
       name = resource.getRawHandle().getKey().str();
     else
       name = "linear" + std::to_string(index);
-    if (!filter.accepts(name))
+    if (!filter.accepts(name, linear))
       return;
     auto values =
         readFloats(cast<ElementsAttr>(constant.getValue()), constant.getLoc());

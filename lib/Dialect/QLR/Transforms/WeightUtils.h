@@ -47,8 +47,9 @@ public:
                                         ArrayRef<std::string> include,
                                         ArrayRef<std::string> exclude,
                                         bool classifier);
-  /// True when the weight called `name` is to be rewritten.
-  bool accepts(StringRef name) const;
+  /// True when the weight called `name` (read by `linear`, when given) is to
+  /// be rewritten.
+  bool accepts(StringRef name, LinearOp linear = {}) const;
 
 private:
   std::vector<llvm::GlobPattern> include, exclude;
@@ -57,6 +58,13 @@ private:
 
 /// True for the names the classifier weight has in imported models.
 bool isClassifierName(StringRef name);
+
+/// True when `linear` is the model's classifier by its structure: its
+/// weight is also read by indexed lookups (tensor.extract, extract_slice or
+/// gather: tied to the embedding table), or, in a module with `qlr.model`, it
+/// projects to `vocab_size` outputs that the function returns. Renaming passes
+/// (for example qlr-fold-norm's NAME.folded) do not change it.
+bool isClassifier(LinearOp linear);
 
 /// Collects, in program order, the linears whose weight is a static 2-D
 /// float constant accepted by `filter`, reading each weight's values.

@@ -108,8 +108,11 @@ defvar QLR_LinearFilterOptions = [
   ListOption<"exclude", "exclude", "std::string",
              "Glob patterns of weight names to leave alone">,
   Option<"classifier", "classifier", "bool", /*default=*/"false",
-         "Also compress the classifier (weights named output, lm_head or "
-         "tok_embeddings); it stays float by default">
+         "Also compress the classifier: the linear whose weight is also "
+         "the embedding table (tied), or, in a language model (qlr.model), "
+         "the projection to the vocabulary that the function returns, "
+         "whatever pass renamed it; and weights named output, lm_head or "
+         "tok_embeddings. It stays float by default">
 ];
 
 // Options of the self-calibrating passes: where calibration tokens come from.
