@@ -423,14 +423,36 @@ LogicalResult mlir::qlr::runStagedCalibration(
   std::vector<std::string> names;
   for (const Segment &segment : planner.segments)
     names.push_back(segment.name);
-  std::unique_ptr<JitModule> jit;
+  // LLVM compiles one module on one thread: the stages go into as many
+  // modules (consecutive runs of stages) as the context has threads, compiled
+  // side by side.
+  MLIRContext *context = function.getContext();
+  size_t parts = std::min<size_t>(names.size(),
+                                  context->isMultithreadingEnabled()
+                                      ? std::max(1u, context->getNumThreads())
+                                      : 1);
+  std::vector<std::unique_ptr<JitModule>> jits(parts);
+  std::vector<unsigned> jitOf(names.size());
   {
     ::qlr::Progress progress(options.pass, "compiling calibration stages", 1);
-    auto compiled = JitModule::compile(**stages, names, options.jit);
-    if (!compiled)
-      return function.emitOpError("cannot compile its calibration stages: ")
-             << llvm::toString(compiled.takeError());
-    jit = std::move(*compiled);
+    std::vector<std::string> errors(parts);
+    parallelFor(context, 0, parts, [&](size_t part) {
+      size_t begin = names.size() * part / parts;
+      size_t end = names.size() * (part + 1) / parts;
+      std::vector<std::string> group(names.begin() + begin,
+                                     names.begin() + end);
+      for (size_t i = begin; i < end; ++i)
+        jitOf[i] = part;
+      auto compiled = JitModule::compile(**stages, group, options.jit);
+      if (!compiled)
+        errors[part] = llvm::toString(compiled.takeError());
+      else
+        jits[part] = std::move(*compiled);
+    });
+    for (const std::string &error : errors)
+      if (!error.empty())
+        return function.emitOpError("cannot compile its calibration stages: ")
+               << error;
     progress.step(llvm::formatv("{0} stages", names.size()).str());
   }
 
@@ -439,7 +461,6 @@ LogicalResult mlir::qlr::runStagedCalibration(
   // Boundary values per stream, one buffer per sample.
   SmallVector<DenseMap<Value, std::vector<JitBuffer>>, 2> store(streams);
   DenseMap<Operation *, std::vector<float>> weights;
-  MLIRContext *context = function.getContext();
 
   ::qlr::Progress progress(options.pass, "calibration stage",
                            planner.numLevels);
@@ -483,7 +504,7 @@ LogicalResult mlir::qlr::runStagedCalibration(
         args.push_back(JitTensor{weights.find(linear)->second.data(),
                                  SmallVector<int64_t, 4>(type.getShape())});
       }
-      auto results = jit->call(segment.name, args);
+      auto results = jits[jitOf[s]]->call(segment.name, args);
       if (!results) {
         std::lock_guard<std::mutex> lock(mutex);
         error = llvm::toString(results.takeError());
