@@ -407,18 +407,42 @@ FailureOr<OwningOpRef<ModuleOp>> StagePlanner::outline() {
 
 } // namespace
 
-LogicalResult mlir::qlr::runStagedCalibration(
-    func::FuncOp function, ArrayRef<CalibrationTarget> targets,
-    ArrayRef<std::vector<JitTensor>> samples,
-    const StagedCalibrationOptions &options, StageCallback callback) {
-  StagePlanner planner(function, targets, options);
+struct StagedCalibration::Impl {
+  Impl(func::FuncOp function, ArrayRef<CalibrationTarget> targets,
+       const StagedCalibrationOptions &options)
+      : function(function), options(options),
+        planner(function, targets, this->options) {}
+  func::FuncOp function;
+  StagedCalibrationOptions options;
+  StagePlanner planner;
+  OwningOpRef<ModuleOp> stages;
+  std::vector<std::unique_ptr<JitModule>> jits;
+  std::vector<unsigned> jitOf;
+};
+
+StagedCalibration::StagedCalibration(std::unique_ptr<Impl> impl)
+    : impl(std::move(impl)) {}
+StagedCalibration::~StagedCalibration() = default;
+
+unsigned StagedCalibration::numLevels() const {
+  return impl->planner.numLevels;
+}
+
+FailureOr<std::unique_ptr<StagedCalibration>>
+StagedCalibration::compile(func::FuncOp function,
+                           ArrayRef<CalibrationTarget> targets,
+                           const StagedCalibrationOptions &options) {
+  auto impl = std::make_unique<Impl>(function, targets, options);
+  StagePlanner &planner = impl->planner;
   if (failed(planner.plan()))
     return failure();
   if (planner.numLevels == 0)
-    return success();
+    return std::unique_ptr<StagedCalibration>(
+        new StagedCalibration(std::move(impl)));
   FailureOr<OwningOpRef<ModuleOp>> stages = planner.outline();
   if (failed(stages))
     return failure();
+  impl->stages = std::move(*stages);
 
   std::vector<std::string> names;
   for (const Segment &segment : planner.segments)
@@ -431,8 +455,10 @@ LogicalResult mlir::qlr::runStagedCalibration(
                                   context->isMultithreadingEnabled()
                                       ? std::max(1u, context->getNumThreads())
                                       : 1);
-  std::vector<std::unique_ptr<JitModule>> jits(parts);
-  std::vector<unsigned> jitOf(names.size());
+  std::vector<std::unique_ptr<JitModule>> &jits = impl->jits;
+  jits.resize(parts);
+  std::vector<unsigned> &jitOf = impl->jitOf;
+  jitOf.resize(names.size());
   {
     ::qlr::Progress progress(options.pass, "compiling calibration stages", 1);
     std::vector<std::string> errors(parts);
@@ -443,7 +469,7 @@ LogicalResult mlir::qlr::runStagedCalibration(
                                      names.begin() + end);
       for (size_t i = begin; i < end; ++i)
         jitOf[i] = part;
-      auto compiled = JitModule::compile(**stages, group, options.jit);
+      auto compiled = JitModule::compile(*impl->stages, group, options.jit);
       if (!compiled)
         errors[part] = llvm::toString(compiled.takeError());
       else
@@ -455,6 +481,20 @@ LogicalResult mlir::qlr::runStagedCalibration(
                << error;
     progress.step(llvm::formatv("{0} stages", names.size()).str());
   }
+  return std::unique_ptr<StagedCalibration>(
+      new StagedCalibration(std::move(impl)));
+}
+
+LogicalResult StagedCalibration::run(ArrayRef<std::vector<JitTensor>> samples,
+                                     StageCallback callback) {
+  StagePlanner &planner = impl->planner;
+  if (planner.numLevels == 0)
+    return success();
+  func::FuncOp function = impl->function;
+  const StagedCalibrationOptions &options = impl->options;
+  MLIRContext *context = function.getContext();
+  std::vector<std::unique_ptr<JitModule>> &jits = impl->jits;
+  std::vector<unsigned> &jitOf = impl->jitOf;
 
   unsigned streams = options.floatStream ? 2 : 1;
   size_t numSamples = samples.size();
@@ -487,47 +527,67 @@ LogicalResult mlir::qlr::runStagedCalibration(
       tap.rows = 0;
     }
 
+    // Samples run in batches of one per thread; the taps add up each
+    // batch's results in sample order, so that the sums do not depend on
+    // the threads' timing.
     std::mutex mutex;
     std::string error;
-    parallelFor(context, 0, numSamples, [&](size_t i) {
-      std::vector<JitTensor> args;
-      for (unsigned stream = 0; stream < streams; ++stream)
-        for (Value value : segment.liveIns) {
-          if (auto arg = dyn_cast<BlockArgument>(value))
-            args.push_back(samples[i][arg.getArgNumber()]);
-          else
-            args.push_back(store[stream].find(value)->second[i].tensor());
+    size_t batch = context->isMultithreadingEnabled()
+                       ? std::max(1u, context->getNumThreads())
+                       : 1;
+    std::vector<std::vector<JitBuffer>> tapResults(batch);
+    for (size_t first = 0; first < numSamples && error.empty();
+         first += batch) {
+      size_t count = std::min(batch, numSamples - first);
+      parallelFor(context, 0, count, [&](size_t b) {
+        size_t i = first + b;
+        std::vector<JitTensor> args;
+        for (unsigned stream = 0; stream < streams; ++stream)
+          for (Value value : segment.liveIns) {
+            if (auto arg = dyn_cast<BlockArgument>(value))
+              args.push_back(samples[i][arg.getArgNumber()]);
+            else
+              args.push_back(store[stream].find(value)->second[i].tensor());
+          }
+        for (LinearOp linear : segment.targets) {
+          RankedTensorType type =
+              getExpressedTensorType(linear.getWeight().getType());
+          args.push_back(JitTensor{weights.find(linear)->second.data(),
+                                   SmallVector<int64_t, 4>(type.getShape())});
         }
-      for (LinearOp linear : segment.targets) {
-        RankedTensorType type =
-            getExpressedTensorType(linear.getWeight().getType());
-        args.push_back(JitTensor{weights.find(linear)->second.data(),
-                                 SmallVector<int64_t, 4>(type.getShape())});
-      }
-      auto results = jits[jitOf[s]]->call(segment.name, args);
-      if (!results) {
-        std::lock_guard<std::mutex> lock(mutex);
-        error = llvm::toString(results.takeError());
-        return;
-      }
-      size_t next = 0;
-      for (unsigned stream = 0; stream < streams; ++stream)
-        for (Value value : segment.liveOuts)
-          store[stream].find(value)->second[i] = std::move((*results)[next++]);
-      std::lock_guard<std::mutex> lock(mutex);
-      for (unsigned index : segment.taps) {
-        CalibrationTap &tap = planner.taps[index].tap;
-        const float *gram = (*results)[next++].as<float>();
-        for (size_t j = 0, e = tap.gram.size(); j < e; ++j)
-          tap.gram[j] += gram[j];
-        if (options.floatStream) {
-          const float *cross = (*results)[next++].as<float>();
-          for (size_t j = 0, e = tap.cross.size(); j < e; ++j)
-            tap.cross[j] += cross[j];
+        auto results = jits[jitOf[s]]->call(segment.name, args);
+        if (!results) {
+          std::lock_guard<std::mutex> lock(mutex);
+          error = llvm::toString(results.takeError());
+          return;
         }
-        tap.rows += *(*results)[next++].as<int64_t>();
+        size_t next = 0;
+        for (unsigned stream = 0; stream < streams; ++stream)
+          for (Value value : segment.liveOuts)
+            store[stream].find(value)->second[i] =
+                std::move((*results)[next++]);
+        tapResults[b].assign(std::make_move_iterator(results->begin() + next),
+                             std::make_move_iterator(results->end()));
+      });
+      if (!error.empty())
+        break;
+      for (size_t b = 0; b < count; ++b) {
+        size_t next = 0;
+        for (unsigned index : segment.taps) {
+          CalibrationTap &tap = planner.taps[index].tap;
+          const float *gram = tapResults[b][next++].as<float>();
+          for (size_t j = 0, e = tap.gram.size(); j < e; ++j)
+            tap.gram[j] += gram[j];
+          if (options.floatStream) {
+            const float *cross = tapResults[b][next++].as<float>();
+            for (size_t j = 0, e = tap.cross.size(); j < e; ++j)
+              tap.cross[j] += cross[j];
+          }
+          tap.rows += *tapResults[b][next++].as<int64_t>();
+        }
+        tapResults[b].clear();
       }
-    });
+    }
     if (!error.empty())
       return function.emitOpError("calibration stage ")
              << s << " failed: " << error;
@@ -539,11 +599,26 @@ LogicalResult mlir::qlr::runStagedCalibration(
           store[stream].erase(value);
 
     SmallVector<CalibrationTap> completed;
-    for (unsigned index : segment.taps)
-      completed.push_back(std::move(planner.taps[index].tap));
+    for (unsigned index : segment.taps) {
+      CalibrationTap &tap = planner.taps[index].tap;
+      completed.push_back(CalibrationTap{tap.input, tap.width, tap.linears,
+                                         std::move(tap.gram),
+                                         std::move(tap.cross), tap.rows});
+    }
     if (failed(callback(s + 1, planner.numLevels, completed, weights)))
       return failure();
     progress.step(llvm::formatv("level {0}", s + 1).str());
   }
   return success();
+}
+
+LogicalResult mlir::qlr::runStagedCalibration(
+    func::FuncOp function, ArrayRef<CalibrationTarget> targets,
+    ArrayRef<std::vector<JitTensor>> samples,
+    const StagedCalibrationOptions &options, StageCallback callback) {
+  FailureOr<std::unique_ptr<StagedCalibration>> staged =
+      StagedCalibration::compile(function, targets, options);
+  if (failed(staged))
+    return failure();
+  return (*staged)->run(samples, callback);
 }

@@ -85,6 +85,29 @@ using StageCallback = llvm::function_ref<LogicalResult(
     unsigned level, unsigned levels, MutableArrayRef<CalibrationTap> taps,
     llvm::DenseMap<Operation *, std::vector<float>> &weights)>;
 
+/// The stages of a function, planned and compiled once, to run on
+/// calibration data any number of times.
+class StagedCalibration {
+public:
+  ~StagedCalibration();
+  /// Plans and compiles the stages of `targets` in `function` (one block,
+  /// tensor arguments). Emits located errors and fails when the function
+  /// cannot be split or compiled.
+  static FailureOr<std::unique_ptr<StagedCalibration>>
+  compile(func::FuncOp function, ArrayRef<CalibrationTarget> targets,
+          const StagedCalibrationOptions &options);
+  /// Runs the stages on `samples` (one JitTensor per argument of the
+  /// function each), calling `callback` after each.
+  LogicalResult run(ArrayRef<std::vector<JitTensor>> samples,
+                    StageCallback callback);
+  unsigned numLevels() const;
+
+private:
+  struct Impl;
+  explicit StagedCalibration(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl;
+};
+
 /// Calibrates `targets` of `function` (one block, tensor arguments) on
 /// `samples`, each one JitTensor per argument of `function`. Emits located
 /// errors and fails when the function cannot be split or run.

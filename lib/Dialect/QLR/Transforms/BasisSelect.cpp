@@ -54,6 +54,13 @@ struct LayerPlan {
   std::string problem;
 };
 
+/// The compiled stages (runStages compiles them on its first call) and the
+/// plan of each calibrated linear, for both phases of one run.
+struct StageCache {
+  std::unique_ptr<StagedCalibration> staged;
+  DenseMap<Operation *, size_t> planOfCopy;
+};
+
 struct QLRBasisSelectPass
     : public mlir::qlr::impl::QLRBasisSelectPassBase<QLRBasisSelectPass> {
   using Base::Base;
@@ -70,7 +77,8 @@ private:
   /// plan, with `plans` and `members` in program order. `members` are the
   /// weights the later stages run with: visit may replace them.
   LogicalResult
-  runStages(CalibrationRun &run, const DenseMap<Operation *, size_t> &planOf,
+  runStages(CalibrationRun &run, StageCache &cache,
+            const DenseMap<Operation *, size_t> &planOf,
             MutableArrayRef<LayerPlan> plans,
             llvm::function_ref<void(ArrayRef<LayerPlan *>, ArrayRef<double>,
                                     ArrayRef<std::vector<float> *>)>
@@ -114,26 +122,38 @@ LogicalResult QLRBasisSelectPass::checkOptions(ModuleOp module) {
 }
 
 LogicalResult QLRBasisSelectPass::runStages(
-    CalibrationRun &run, const DenseMap<Operation *, size_t> &planOf,
+    CalibrationRun &run, StageCache &cache,
+    const DenseMap<Operation *, size_t> &planOf,
     MutableArrayRef<LayerPlan> plans,
     llvm::function_ref<void(ArrayRef<LayerPlan *>, ArrayRef<double>,
                             ArrayRef<std::vector<float> *>)>
         visit) {
-  std::vector<CalibrationTarget> targets;
-  DenseMap<Operation *, size_t> planOfCopy;
-  for (auto &[copy, original] : run.originals) {
-    auto found = planOf.find(original.getWeight().getDefiningOp());
-    if (found == planOf.end() || plans[found->second].dense)
-      continue;
-    targets.push_back({cast<LinearOp>(copy)});
-    planOfCopy[copy] = found->second;
+  // The stages are compiled once for both phases: every selected weight is
+  // a target, and the layers the allocation kept dense run with their own
+  // weights.
+  std::unique_ptr<StagedCalibration> &staged = cache.staged;
+  DenseMap<Operation *, size_t> &planOfCopy = cache.planOfCopy;
+  if (!staged) {
+    std::vector<CalibrationTarget> targets;
+    for (auto &[copy, original] : run.originals) {
+      auto found = planOf.find(original.getWeight().getDefiningOp());
+      if (found == planOf.end())
+        continue;
+      targets.push_back({cast<LinearOp>(copy)});
+      planOfCopy[copy] = found->second;
+    }
+    llvm::sort(targets,
+               [](const CalibrationTarget &x, const CalibrationTarget &y) {
+                 return x.linear->isBeforeInBlock(y.linear);
+               });
+    StagedCalibrationOptions options;
+    options.pass = getArgument().str();
+    FailureOr<std::unique_ptr<StagedCalibration>> compiled =
+        StagedCalibration::compile(run.function, targets, options);
+    if (failed(compiled))
+      return failure();
+    staged = std::move(*compiled);
   }
-  llvm::sort(targets,
-             [](const CalibrationTarget &x, const CalibrationTarget &y) {
-               return x.linear->isBeforeInBlock(y.linear);
-             });
-  StagedCalibrationOptions options;
-  options.pass = getArgument().str();
   auto callback = [&](unsigned, unsigned, MutableArrayRef<CalibrationTap> taps,
                       DenseMap<Operation *, std::vector<float>> &current) {
     for (CalibrationTap &tap : taps) {
@@ -147,15 +167,17 @@ LogicalResult QLRBasisSelectPass::runStages(
         LayerPlan &plan = plans[planOfCopy.lookup(linear)];
         std::vector<float> &w = current[linear];
         w = plan.weight->values;
+        if (plan.dense)
+          continue;
         todo.push_back(&plan);
         members.push_back(&w);
       }
-      visit(todo, gram, members);
+      if (!todo.empty())
+        visit(todo, gram, members);
     }
     return success();
   };
-  return runStagedCalibration(run.function, targets, run.samples, options,
-                              callback);
+  return staged->run(run.samples, callback);
 }
 
 void QLRBasisSelectPass::runOnOperation() {
@@ -204,6 +226,7 @@ void QLRBasisSelectPass::runOnOperation() {
   // The calibration run, when the options need data: every selected weight
   // must get inputs from it.
   std::unique_ptr<CalibrationRun> run;
+  StageCache cache;
   DenseMap<Operation *, size_t> planOf;
   for (auto [i, plan] : llvm::enumerate(plans))
     planOf[plan.weight->constant] = i;
@@ -235,9 +258,9 @@ void QLRBasisSelectPass::runOnOperation() {
   // kept bases without a refit (which otherwise scores on its own inputs).
   if (rank == 0 || (energy() && !lsq())) {
     if (energy()) {
-      // Phase 1: the float model's inputs, one block at a time.
+      // Phase 1: the float model's inputs, stage by stage.
       if (failed(runStages(
-              *run, planOf, plans,
+              *run, cache, planOf, plans,
               [&](ArrayRef<LayerPlan *> todo, ArrayRef<double> gram,
                   ArrayRef<std::vector<float> *>) {
                 parallelFor(ctx, 0, todo.size(), [&](size_t t) {
@@ -296,7 +319,7 @@ void QLRBasisSelectPass::runOnOperation() {
     // factorized layers before it; its product A·B replaces W in the model
     // for the rest of the forward.
     LogicalResult refitted = runStages(
-        *run, planOf, plans,
+        *run, cache, planOf, plans,
         [&](ArrayRef<LayerPlan *> todo, ArrayRef<double> gram,
             ArrayRef<std::vector<float> *> members) {
           parallelFor(ctx, 0, todo.size(), [&](size_t t) {
