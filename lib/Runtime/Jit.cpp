@@ -139,6 +139,77 @@ void mlir::qlr::registerJitDialects(DialectRegistry &registry) {
   registerNVVMDialectTranslation(registry);
 }
 
+SmallVector<int64_t> mlir::qlr::rowMajorDescriptor(const void *data,
+                                                   ArrayRef<int64_t> shape) {
+  SmallVector<int64_t> fields(3 + 2 * shape.size());
+  fields[0] = fields[1] = reinterpret_cast<int64_t>(data);
+  int64_t stride = 1;
+  for (int64_t i = int64_t(shape.size()) - 1; i >= 0; --i) {
+    fields[3 + i] = shape[i];
+    fields[3 + shape.size() + i] = stride;
+    stride *= shape[i];
+  }
+  return fields;
+}
+
+llvm::Expected<std::unique_ptr<ExecutionEngine>>
+mlir::qlr::createJitEngine(ModuleOp module, const JitEngineOptions &options,
+                           std::string *targetCPU) {
+  // Optimise for this machine: without a TargetMachine, LLVM's loop
+  // vectoriser has no cost model and leaves the loops scalar. Below the
+  // host's level (QLR_MAX_SIMD, or a portable-numerics build) the level's
+  // generic CPU.
+  auto machine =
+      createCPUTargetMachine(::qlr::numerics::simdLevel(), /*hostCPU=*/true,
+                             options.optLevel, /*pic=*/false);
+  if (!machine)
+    return llvm::createStringError("cannot create a target machine: " +
+                                   llvm::toString(machine.takeError()));
+  if (targetCPU)
+    *targetCPU = (*machine)->getTargetCPU().str();
+  ExecutionEngineOptions engineOptions;
+  SmallVector<StringRef, 2> sharedLibs = {QLR_MLIR_C_RUNNER_UTILS};
+#ifdef QLR_OMP_LIBRARY
+  if (options.openmp)
+    sharedLibs.push_back(QLR_OMP_LIBRARY);
+#endif
+  engineOptions.sharedLibPaths = sharedLibs;
+  engineOptions.enablePerfNotificationListener = options.perfListener;
+  engineOptions.enableObjectDump = options.objectDump;
+  // Code generation at the level qlr-compile uses for the same -O, so that
+  // the JIT and a compiled library run the same machine code.
+  engineOptions.jitCodeGenOptLevel = codeGenOptLevel(options.optLevel);
+  // LLVM's optimisation runs on the translated module (optimizeModel, as in
+  // qlr-compile). ExecutionEngineOptions::transformer is not used: in this
+  // MLIR it left the module unchanged, so the JIT ran unoptimised LLVM IR.
+  llvm::TargetMachine *tm = machine->get();
+  unsigned optLevel = options.optLevel;
+  std::string name = options.name;
+  std::string optimizeError;
+  auto buildModule =
+      [&, tm, optLevel](
+          Operation *op,
+          llvm::LLVMContext &llvmContext) -> std::unique_ptr<llvm::Module> {
+    std::unique_ptr<llvm::Module> llvmModule =
+        translateModuleToLLVMIR(op, llvmContext, name);
+    if (!llvmModule)
+      return nullptr;
+    if (llvm::Error error = optimizeModel(*llvmModule, *tm, optLevel)) {
+      optimizeError = llvm::toString(std::move(error));
+      return nullptr;
+    }
+    return llvmModule;
+  };
+  engineOptions.llvmModuleBuilder = buildModule; // a function_ref
+  auto engine =
+      ExecutionEngine::create(module, engineOptions, std::move(*machine));
+  if (!engine)
+    return llvm::createStringError(
+        "JIT compilation failed: " + llvm::toString(engine.takeError()) +
+        (optimizeError.empty() ? "" : ": " + optimizeError));
+  return std::move(*engine);
+}
+
 //===----------------------------------------------------------------------===//
 // JitModule
 //===----------------------------------------------------------------------===//
@@ -170,19 +241,6 @@ std::string shapeText(ArrayRef<int64_t> shape) {
   return text;
 }
 
-/// A row-major memref descriptor: allocated and aligned pointers, offset,
-/// sizes, strides.
-SmallVector<int64_t> descriptor(const void *data, ArrayRef<int64_t> shape) {
-  SmallVector<int64_t> fields(3 + 2 * shape.size());
-  fields[0] = fields[1] = reinterpret_cast<int64_t>(data);
-  int64_t stride = 1;
-  for (int64_t i = int64_t(shape.size()) - 1; i >= 0; --i) {
-    fields[3 + i] = shape[i];
-    fields[3 + shape.size() + i] = stride;
-    stride *= shape[i];
-  }
-  return fields;
-}
 } // namespace
 
 struct JitModule::Impl {
@@ -310,44 +368,12 @@ JitModule::compile(ModuleOp source, ArrayRef<std::string> functions,
       return fail("qlr-cpu-pipeline failed: " + diagnostics);
   }
 
-  auto machine =
-      createCPUTargetMachine(::qlr::numerics::simdLevel(), /*hostCPU=*/true,
-                             options.optLevel, /*pic=*/false);
-  if (!machine)
-    return fail("cannot create a target machine: " +
-                llvm::toString(machine.takeError()));
-  ExecutionEngineOptions engineOptions;
-  SmallVector<StringRef, 2> sharedLibs = {QLR_MLIR_C_RUNNER_UTILS};
-#ifdef QLR_OMP_LIBRARY
-  if (openmp)
-    sharedLibs.push_back(QLR_OMP_LIBRARY);
-#endif
-  engineOptions.sharedLibPaths = sharedLibs;
-  engineOptions.jitCodeGenOptLevel = codeGenOptLevel(options.optLevel);
-  llvm::TargetMachine *tm = machine->get();
-  unsigned optLevel = options.optLevel;
-  std::string optimizeError;
-  auto buildModule =
-      [&, tm, optLevel](
-          Operation *op,
-          llvm::LLVMContext &llvmContext) -> std::unique_ptr<llvm::Module> {
-    std::unique_ptr<llvm::Module> llvmModule =
-        translateModuleToLLVMIR(op, llvmContext, "qlr-jit");
-    if (!llvmModule)
-      return nullptr;
-    if (llvm::Error error = optimizeModel(*llvmModule, *tm, optLevel)) {
-      optimizeError = llvm::toString(std::move(error));
-      return nullptr;
-    }
-    return llvmModule;
-  };
-  engineOptions.llvmModuleBuilder = buildModule;
-  auto engine = ExecutionEngine::create(*impl->module, engineOptions,
-                                        std::move(*machine));
+  JitEngineOptions engineOptions;
+  engineOptions.optLevel = options.optLevel;
+  engineOptions.openmp = openmp;
+  auto engine = createJitEngine(*impl->module, engineOptions);
   if (!engine)
-    return fail(
-        "JIT compilation failed: " + llvm::toString(engine.takeError()) +
-        (optimizeError.empty() ? "" : ": " + optimizeError));
+    return engine.takeError();
   impl->engine = std::move(*engine);
   for (auto &[name, signature] : impl->functions) {
     auto entry = impl->engine->lookupPacked(("_mlir_ciface_" + name).str());
@@ -386,10 +412,10 @@ JitModule::call(StringRef function, ArrayRef<JitTensor> args) const {
           llvm::formatv("@{0}: argument {1} has shape {2}, expected {3}",
                         function, i, shapeText(arg.shape), shapeText(declared))
               .str());
-    descriptors.push_back(descriptor(arg.data, arg.shape));
+    descriptors.push_back(rowMajorDescriptor(arg.data, arg.shape));
   }
   for (const ExternalWeight &weight : signature.weights)
-    descriptors.push_back(descriptor(weight.data.data(), weight.shape));
+    descriptors.push_back(rowMajorDescriptor(weight.data.data(), weight.shape));
 
   // The packed C interface: a pointer to the result struct (descriptors
   // back to back, 8-byte fields), then a pointer to each argument's

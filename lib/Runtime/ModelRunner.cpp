@@ -326,65 +326,25 @@ ModelRunner::load(llvm::StringRef path, const RunnerOptions &options) {
   if (failed(lowerModelToLLVM(*module, openmp, options.emulateGPU)))
     return error("cannot compile the model");
 
-  // Optimise for this machine: without a TargetMachine, LLVM's loop
-  // vectoriser has no cost model and leaves the loops scalar. Below the
-  // host's level (QLR_MAX_SIMD, or a portable-numerics build) the level's
-  // generic CPU.
   ::qlr::numerics::SimdLevel level = ::qlr::numerics::simdLevel();
-  auto targetMachine = createCPUTargetMachine(level, /*hostCPU=*/true,
-                                              options.optLevel, /*pic=*/false);
-  if (!targetMachine)
-    return error("cannot create a target machine: " +
-                 llvm::toString(targetMachine.takeError()));
-  impl->simdLevel = level;
-  impl->targetCPU = (*targetMachine)->getTargetCPU().str();
-  ExecutionEngineOptions engineOptions;
-  llvm::SmallVector<llvm::StringRef, 2> sharedLibs = {QLR_MLIR_C_RUNNER_UTILS};
-#ifdef QLR_OMP_LIBRARY
-  sharedLibs.push_back(QLR_OMP_LIBRARY);
-#endif
-  engineOptions.sharedLibPaths = sharedLibs;
+  JitEngineOptions engineOptions;
+  engineOptions.optLevel = options.optLevel;
+  engineOptions.openmp = true;
+  engineOptions.name = "qlr-model";
   // QLR_PERF_MAP=1: name the JIT's functions for `perf` (/tmp/perf-PID.map).
-  engineOptions.enablePerfNotificationListener =
+  engineOptions.perfListener =
       llvm::StringRef(std::getenv("QLR_PERF_MAP") ? std::getenv("QLR_PERF_MAP")
                                                   : "") == "1";
-  // Code generation at the level qlr-compile uses for the same -O, so that
-  // the JIT and a compiled library run the same machine code.
-  engineOptions.jitCodeGenOptLevel = codeGenOptLevel(options.optLevel);
   // QLR_JIT_OBJECT=FILE: write the JIT's machine code to FILE (to compare it
   // with a qlr-compile'd library's).
   const char *objectDump = std::getenv("QLR_JIT_OBJECT");
-  engineOptions.enableObjectDump = objectDump && *objectDump;
-  // LLVM's optimisation runs on the translated module (optimizeModel, as in
-  // qlr-compile). ExecutionEngineOptions::transformer is not used: in this
-  // MLIR it left the module unchanged (checked: the same instruction count
-  // before and after its O3 pipeline), so the JIT ran unoptimised LLVM IR.
-  llvm::TargetMachine *machine = targetMachine->get();
-  unsigned optLevel = options.optLevel;
-  std::string optimizeError;
-  auto buildModule =
-      [&, machine, optLevel](
-          Operation *op,
-          llvm::LLVMContext &llvmContext) -> std::unique_ptr<llvm::Module> {
-    std::unique_ptr<llvm::Module> llvmModule =
-        translateModuleToLLVMIR(op, llvmContext, "qlr-model");
-    if (!llvmModule)
-      return nullptr;
-    if (llvm::Error error = optimizeModel(*llvmModule, *machine, optLevel)) {
-      optimizeError = llvm::toString(std::move(error));
-      return nullptr;
-    }
-    return llvmModule;
-  };
-  engineOptions.llvmModuleBuilder = buildModule; // a function_ref
-  auto engine = ExecutionEngine::create(*module, engineOptions,
-                                        std::move(*targetMachine));
+  engineOptions.objectDump = objectDump && *objectDump;
+  auto engine = createJitEngine(*module, engineOptions, &impl->targetCPU);
   if (!engine)
-    return error(
-        "JIT compilation failed: " + llvm::toString(engine.takeError()) +
-        (optimizeError.empty() ? "" : ": " + optimizeError));
+    return error(llvm::toString(engine.takeError()));
+  impl->simdLevel = level;
   impl->engine = std::move(*engine);
-  if (engineOptions.enableObjectDump)
+  if (engineOptions.objectDump)
     impl->engine->dumpToObjectFile(objectDump);
   auto symbol = impl->engine->lookupPacked("_mlir_ciface_forward");
   if (!symbol)

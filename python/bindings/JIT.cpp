@@ -200,21 +200,6 @@ struct AlignedBuffer {
   char *data = nullptr;
 };
 
-/// A memref descriptor of rank `rank` in MLIR's layout: allocated and
-/// aligned pointers, offset, sizes, strides.
-std::vector<int64_t> descriptor(const void *data,
-                                llvm::ArrayRef<int64_t> shape) {
-  std::vector<int64_t> fields(3 + 2 * shape.size());
-  fields[0] = fields[1] = reinterpret_cast<int64_t>(data);
-  int64_t stride = 1;
-  for (int64_t i = int64_t(shape.size()) - 1; i >= 0; --i) {
-    fields[3 + i] = shape[i];
-    fields[3 + shape.size() + i] = stride;
-    stride *= shape[i];
-  }
-  return fields;
-}
-
 /// Copies the strided array at `src` (element strides) into the row-major
 /// buffer `dst`.
 void copyStrided(char *dst, const char *src, llvm::ArrayRef<int64_t> shape,
@@ -302,7 +287,7 @@ nb::object JitFunction::call(nb::args args) {
                              .c_str());
   size_t numArgs = params.size() + weights.size();
   // Storage that must stay put while the function runs.
-  std::vector<std::vector<int64_t>> descriptors(numArgs);
+  std::vector<llvm::SmallVector<int64_t>> descriptors(numArgs);
   std::vector<int64_t> scalarStorage(numArgs, 0);
   std::vector<AlignedBuffer> copies;
   std::vector<nb::ndarray<nb::ro, nb::device::cpu>> arrays(params.size());
@@ -385,14 +370,15 @@ nb::object JitFunction::call(nb::args args) {
     arrays[i] = array;
     argData[i] = data;
     argShapes[i] = shape;
-    descriptors[i] = descriptor(data, shape);
+    descriptors[i] = mlir::qlr::rowMajorDescriptor(data, shape);
     borrowed.push_back({uintptr_t(data), uintptr_t(data) + bytes});
   }
   for (size_t w = 0; w < weights.size(); ++w) {
     size_t i = params.size() + w;
     argData[i] = weights[w].data;
     argShapes[i] = weightShapes[w];
-    descriptors[i] = descriptor(weights[w].data, weightShapes[w]);
+    descriptors[i] =
+        mlir::qlr::rowMajorDescriptor(weights[w].data, weightShapes[w]);
     borrowed.push_back({uintptr_t(weights[w].data),
                         uintptr_t(weights[w].data) + weightBytes[w]});
   }
@@ -644,46 +630,13 @@ std::unique_ptr<JitFunction> jit(Module &module, const std::string &name,
   }
 
   // JIT-compile as qlr-run does (lib/Runtime/ModelRunner.cpp).
-  auto machine = mlir::qlr::createCPUTargetMachine(::qlr::numerics::simdLevel(),
-                                                   /*hostCPU=*/true, optLevel,
-                                                   /*pic=*/false);
-  if (!machine)
-    throw CompilerError{"cannot create a target machine: " +
-                            llvm::toString(machine.takeError()),
-                        {}};
-  ExecutionEngineOptions engineOptions;
-  llvm::SmallVector<llvm::StringRef, 2> sharedLibs = {QLR_MLIR_C_RUNNER_UTILS};
-#ifdef QLR_OMP_LIBRARY
-  if (openmp)
-    sharedLibs.push_back(QLR_OMP_LIBRARY);
-#endif
-  engineOptions.sharedLibPaths = sharedLibs;
-  engineOptions.jitCodeGenOptLevel = mlir::qlr::codeGenOptLevel(optLevel);
-  llvm::TargetMachine *tm = machine->get();
-  std::string optimizeError;
-  auto buildModule =
-      [&, tm](Operation *op,
-              llvm::LLVMContext &llvmContext) -> std::unique_ptr<llvm::Module> {
-    std::unique_ptr<llvm::Module> llvmModule =
-        translateModuleToLLVMIR(op, llvmContext, "qlr-jit");
-    if (!llvmModule)
-      return nullptr;
-    if (llvm::Error error =
-            mlir::qlr::optimizeModel(*llvmModule, *tm, optLevel)) {
-      optimizeError = llvm::toString(std::move(error));
-      return nullptr;
-    }
-    return llvmModule;
-  };
-  engineOptions.llvmModuleBuilder = buildModule;
-  auto engine =
-      ExecutionEngine::create(*copy, engineOptions, std::move(*machine));
-  if (!engine) {
-    std::string message = llvm::toString(engine.takeError());
-    if (!optimizeError.empty())
-      message += ": " + optimizeError;
-    diagnostics.fail("JIT compilation of @" + name + " failed: " + message);
-  }
+  mlir::qlr::JitEngineOptions engineOptions;
+  engineOptions.optLevel = optLevel;
+  engineOptions.openmp = openmp;
+  auto engine = mlir::qlr::createJitEngine(*copy, engineOptions);
+  if (!engine)
+    diagnostics.fail("JIT compilation of @" + name +
+                     " failed: " + llvm::toString(engine.takeError()));
   fn->engine = std::move(*engine);
   auto entry = fn->engine->lookupPacked("_mlir_ciface_" + name);
   if (!entry)

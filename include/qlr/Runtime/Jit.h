@@ -47,6 +47,7 @@ class Module;
 
 namespace mlir {
 class DialectRegistry;
+class ExecutionEngine;
 namespace func {
 class FuncOp;
 } // namespace func
@@ -91,6 +92,34 @@ llvm::Error optimizeModel(llvm::Module &module, llvm::TargetMachine &machine,
 /// to machine code (upstream's dialects, the qlr dialect, LLVM/OpenMP/GPU
 /// translations).
 void registerJitDialects(DialectRegistry &registry);
+
+/// How createJitEngine compiles a module for this host.
+struct JitEngineOptions {
+  unsigned optLevel = 2;
+  /// Load LLVM's libomp for the OpenMP-lowered loops (when it was found).
+  bool openmp = false;
+  /// Name the JIT's functions for `perf` (/tmp/perf-PID.map).
+  bool perfListener = false;
+  /// Keep the machine code, for ExecutionEngine::dumpToObjectFile.
+  bool objectDump = false;
+  /// For llvm::Module names and messages.
+  std::string name = "qlr-jit";
+};
+
+/// Compiles `module` (already in the LLVM dialect) for this host at the
+/// SIMD level numerics::simdLevel() selects, optimised exactly as
+/// qlr-compile optimises (optimizeModel), with MLIR's C runner utilities
+/// (and libomp) loaded. `targetCPU`, when given, receives the CPU the code
+/// is for.
+llvm::Expected<std::unique_ptr<ExecutionEngine>>
+createJitEngine(ModuleOp module, const JitEngineOptions &options,
+                std::string *targetCPU = nullptr);
+
+/// A row-major memref descriptor of `shape` over `data`, laid out as MLIR's
+/// StridedMemRefType: allocated and aligned pointers, offset, sizes,
+/// strides (8 bytes each).
+SmallVector<int64_t> rowMajorDescriptor(const void *data,
+                                        ArrayRef<int64_t> shape);
 
 /// A tensor the caller owns: contiguous, row-major.
 struct JitTensor {
