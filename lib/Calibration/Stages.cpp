@@ -32,15 +32,6 @@ using namespace mlir::qlr;
 
 namespace {
 
-/// The [N, K] tensor type a linear's weight decodes to.
-RankedTensorType getExpressedTensorType(Type type) {
-  if (auto q = dyn_cast<QTensorType>(type))
-    return q.getExpressedTensorType();
-  if (auto l = dyn_cast<LowRankType>(type))
-    return l.getExpressedTensorType();
-  return cast<RankedTensorType>(type);
-}
-
 /// Calls `fn` on every value `op` reads: its operands and the values its
 /// regions use from outside.
 void forEachUsedValue(Operation *op, llvm::function_ref<void(Value)> fn) {

@@ -233,14 +233,6 @@ struct JitSignature {
   void (*entry)(void **) = nullptr;
 };
 
-std::string shapeText(ArrayRef<int64_t> shape) {
-  std::string text;
-  for (auto [i, d] : llvm::enumerate(shape))
-    text += (i ? "x" : "") +
-            (ShapedType::isDynamic(d) ? std::string("?") : std::to_string(d));
-  return text;
-}
-
 } // namespace
 
 struct JitModule::Impl {
@@ -410,7 +402,8 @@ JitModule::call(StringRef function, ArrayRef<JitTensor> args) const {
     if (!matches)
       return llvm::createStringError(
           llvm::formatv("@{0}: argument {1} has shape {2}, expected {3}",
-                        function, i, shapeText(arg.shape), shapeText(declared))
+                        function, i, formatShape(arg.shape),
+                        formatShape(declared))
               .str());
     descriptors.push_back(rowMajorDescriptor(arg.data, arg.shape));
   }

@@ -67,6 +67,20 @@ struct CalibrationTap {
   /// How many rows (the product of all dimensions but the last, summed over
   /// the samples).
   int64_t rows = 0;
+
+  /// GPTQ's Hessian H = (2/rows) · Σ xᵀx (all zeros without rows).
+  std::vector<double> hessian() const { return scaled(gram); }
+  /// (2/rows) · Σ x_fᵀ x, the float-target cross term.
+  std::vector<double> crossHessian() const { return scaled(cross); }
+
+private:
+  std::vector<double> scaled(const std::vector<double> &sum) const {
+    double scale = rows ? 2.0 / double(rows) : 0.0;
+    std::vector<double> result(sum.size());
+    for (size_t i = 0; i < sum.size(); ++i)
+      result[i] = sum[i] * scale;
+    return result;
+  }
 };
 
 struct StagedCalibrationOptions {

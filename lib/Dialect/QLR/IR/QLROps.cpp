@@ -178,8 +178,7 @@ LogicalResult QuantizeOp::verify() {
 // DequantizeOp
 //===----------------------------------------------------------------------===//
 
-/// The float tensor a compressed weight decodes to.
-static RankedTensorType getExpressedTensorType(Type type) {
+RankedTensorType mlir::qlr::getExpressedTensorType(Type type) {
   if (auto qtensor = dyn_cast<QTensorType>(type))
     return qtensor.getExpressedTensorType();
   if (auto lowRank = dyn_cast<LowRankType>(type))

@@ -157,10 +157,7 @@ LogicalResult QLRBasisSelectPass::runStages(
   auto callback = [&](unsigned, unsigned, MutableArrayRef<CalibrationTap> taps,
                       DenseMap<Operation *, std::vector<float>> &current) {
     for (CalibrationTap &tap : taps) {
-      double scale = tap.rows ? 2.0 / double(tap.rows) : 0.0;
-      std::vector<double> gram(tap.gram.size());
-      for (size_t i = 0; i < gram.size(); ++i)
-        gram[i] = tap.gram[i] * scale;
+      std::vector<double> gram = tap.hessian();
       SmallVector<LayerPlan *> todo;
       SmallVector<std::vector<float> *> members;
       for (LinearOp linear : tap.linears) {

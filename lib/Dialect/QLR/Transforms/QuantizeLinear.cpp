@@ -209,12 +209,7 @@ LogicalResult QLRQuantizeLinearPass::runGPTQ(
           DenseMap<Operation *, std::vector<float>> &current) -> LogicalResult {
     for (CalibrationTap &tap : taps) {
       int64_t k = tap.width;
-      double scale = tap.rows ? 2.0 / double(tap.rows) : 0.0;
-      std::vector<double> h(tap.gram.size()), cross(tap.cross.size());
-      for (size_t i = 0; i < h.size(); ++i)
-        h[i] = tap.gram[i] * scale;
-      for (size_t i = 0; i < cross.size(); ++i)
-        cross[i] = tap.cross[i] * scale;
+      std::vector<double> h = tap.hessian(), cross = tap.crossHessian();
       for (LinearOp linear : tap.linears) {
         const std::string &name = names[linear];
         std::vector<float> &w = current[linear];

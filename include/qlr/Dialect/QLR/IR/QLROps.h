@@ -21,6 +21,10 @@ namespace mlir::qlr {
 /// Prints a shape as `[576, 9]` (`?` for dynamic dimensions), as the qlr
 /// verifiers and passes write shapes in their messages.
 std::string formatShape(ArrayRef<int64_t> shape);
+
+/// The float tensor type a weight decodes to: the expressed type of a
+/// !qlr.qtensor or !qlr.lowrank, a ranked tensor type itself, else null.
+RankedTensorType getExpressedTensorType(Type type);
 } // namespace mlir::qlr
 
 #endif // QLR_DIALECT_QLR_IR_QLROPS_H
