@@ -64,6 +64,10 @@ constexpr llvm::StringLiteral kDequantizeAttrName = "qlr.dequantize";
 /// Adds the patterns of qlr-lower-to-linalg to `patterns`.
 void populateQLRToLinalgPatterns(RewritePatternSet &patterns);
 
+/// Adds only the patterns that lower qlr.rms_norm and qlr.layer_norm to
+/// linalg (qlr-differentiate differentiates the linalg form).
+void populateQLRNormToLinalgPatterns(RewritePatternSet &patterns);
+
 #define GEN_PASS_REGISTRATION
 #include "qlr/Conversion/Passes.h.inc"
 } // namespace qlr

@@ -767,3 +767,7 @@ void mlir::qlr::populateQLRToLinalgPatterns(RewritePatternSet &patterns) {
   patterns.add<LowerBatchNorm, LowerConv2D, LowerDequantize, LowerLayerNorm,
                LowerLinear, LowerRMSNorm>(patterns.getContext());
 }
+
+void mlir::qlr::populateQLRNormToLinalgPatterns(RewritePatternSet &patterns) {
+  patterns.add<LowerLayerNorm, LowerRMSNorm>(patterns.getContext());
+}

@@ -648,4 +648,66 @@ def QLRBasisSelectPass : Pass<"qlr-basis-select", "ModuleOp"> {
                            "::mlir::qlr::QLRDialect"];
 }
 
+def QLRDifferentiatePass : Pass<"qlr-differentiate", "ModuleOp"> {
+  let summary = "Build the reverse-mode gradient (vector-Jacobian product) "
+                "of a function";
+  let description = [{
+    Adds to the module the gradient of function `function` with respect to
+    its arguments `wrt` (default: every floating-point ranked-tensor
+    argument):
+
+    ```mlir
+    func.func @f_grad(<the arguments of @f>, <one cotangent per float tensor
+                      result of @f>) -> (<one gradient per wrt argument>)
+    ```
+
+    It returns dL/d(arg) for L = Σ_r <dy_r, y_r>, the sum over the
+    floating-point tensor results `y_r` of `@f` of their inner product with
+    the cotangent arguments `dy_r`. The gradient function is tensor IR like
+    `@f` (`linalg.generic`, `tensor`, `scf.for`, `qlr.linear`), so it
+    compiles with the same pipeline. `qlr-norm-tweak` uses this transform to
+    differentiate calibration stages; it is also useful on its own.
+
+    The body is first normalised (`qlr.rms_norm`/`qlr.layer_norm` lowered to
+    linalg, named linalg ops generalized, element-wise arith on tensors
+    turned into `linalg.generic`); then every op on the path from a `wrt`
+    argument to a result is differentiated in reverse order:
+
+    * `linalg.generic` with parallel and reduction loops. A reduction must
+      combine its accumulator with `arith.addf`, `arith.maximumf` or
+      `arith.minimumf` (max/min pass the adjoint to the elements equal to
+      the result). Body ops: `arith` add/sub/mul/div/neg/max/min/select/
+      extf/truncf, `math` exp/log/sqrt/rsqrt/tanh/erf/sin/cos/absf/fma and
+      powf with a fixed exponent; `tensor.extract` of a tensor captured from
+      above may read a differentiated value (a gather, as in RoPE), whose
+      adjoint becomes a scatter loop (`scf.for`).
+    * `qlr.linear` with respect to its input and bias; its weight (float or
+      compressed) must not depend on a `wrt` argument.
+    * `tensor.expand_shape`, `collapse_shape`, `extract_slice`,
+      `insert_slice`, `cast`.
+
+    Any other op on that path, a multi-block body or an unsuitable `wrt`
+    argument is a located error, and the module is left unchanged.
+
+    ```sh
+    quant-opt model.mlir --qlr-differentiate="function=block wrt=1,2"
+    ```
+  }];
+  let options = [
+    Option<"function", "function", "std::string", /*default=*/"\"\"",
+           "The function to differentiate (required)">,
+    ListOption<"wrt", "wrt", "unsigned",
+               "Argument indices to differentiate with respect to (default: "
+               "every floating-point tensor argument)">,
+    Option<"name", "name", "std::string", /*default=*/"\"\"",
+           "Name of the gradient function (default: FUNCTION_grad)">
+  ];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::linalg::LinalgDialect",
+                           "::mlir::math::MathDialect",
+                           "::mlir::scf::SCFDialect",
+                           "::mlir::tensor::TensorDialect",
+                           "::mlir::qlr::QLRDialect"];
+}
+
 #endif // QLR_DIALECT_QLR_TRANSFORMS_PASSES_TD
