@@ -187,7 +187,10 @@ def QLRFuseElementwisePass : Pass<"qlr-fuse-elementwise", "ModuleOp"> {
     into a linear-layer contraction (`linalg.generic` tagged
     `qlr.contraction`). Fusing, say, `silu(gate) * up` into the down
     projection would recompute it for every output feature (N times the
-    work) and hide the contraction from `qlr-lower-contractions`.
+    work) and hide the contraction from `qlr-lower-contractions`. A producer
+    whose body reads its init (`out + x`, an accumulation) is not fused
+    either: upstream fusion would keep that output over the consumer's
+    loops and apply the update once per reduction iteration.
   }];
   let dependentDialects = ["::mlir::linalg::LinalgDialect"];
 }

@@ -24,7 +24,17 @@ struct QLRFuseElementwisePass
     RewritePatternSet patterns(&getContext());
     linalg::ControlFusionFn control = [](OpOperand *fused) {
       Operation *consumer = fused->getOwner();
-      return !consumer->hasAttr(mlir::qlr::kContractionAttrName);
+      if (consumer->hasAttr(mlir::qlr::kContractionAttrName))
+        return false;
+      // A producer that reads its init (`out + ...`) cannot be fused: the
+      // fused op keeps the producer's result as an output over the
+      // consumer's loops, and every extra iteration (a reduction loop, or a
+      // broadcast read) would apply the producer's update again.
+      auto producer = fused->get().getDefiningOp<linalg::LinalgOp>();
+      return !producer ||
+             llvm::none_of(producer.getDpsInitsMutable(), [&](OpOperand &init) {
+               return producer.payloadUsesValueFromOperand(&init);
+             });
     };
     linalg::populateElementwiseOpsFusionPatterns(patterns, control);
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))

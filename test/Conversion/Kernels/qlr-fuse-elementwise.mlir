@@ -76,3 +76,36 @@ func.func @untagged_consumer(%g: tensor<4x16xf32>, %w: tensor<8x16xf32>,
   } -> tensor<4x8xf32>
   return %y : tensor<4x8xf32>
 }
+
+// -----
+
+#id = affine_map<(i, j) -> (i, j)>
+
+// A producer that accumulates into its init is not fused into a consumer
+// with a reduction loop: the fused op would add %a once per k.
+// CHECK-LABEL: func.func @accumulating_producer
+// CHECK: %[[ACC:.+]] = linalg.generic {{.+}} iterator_types = ["parallel", "parallel"]
+// CHECK: arith.addf %out, %in
+// CHECK: linalg.generic {{.+}} iterator_types = ["parallel", "parallel", "reduction"]} ins(%[[ACC]], %{{.+}} : tensor<3x4xf32>, tensor<4x4xf32>)
+func.func @accumulating_producer(%a: tensor<3x4xf32>, %w: tensor<4x4xf32>) -> tensor<3x4xf32> {
+  %zero = arith.constant 0.0 : f32
+  %e = tensor.empty() : tensor<3x4xf32>
+  %z = linalg.fill ins(%zero : f32) outs(%e : tensor<3x4xf32>) -> tensor<3x4xf32>
+  %g = linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel", "parallel"]}
+      ins(%a : tensor<3x4xf32>) outs(%z : tensor<3x4xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    %s = arith.addf %out, %in : f32
+    linalg.yield %s : f32
+  } -> tensor<3x4xf32>
+  %e2 = tensor.empty() : tensor<3x4xf32>
+  %z2 = linalg.fill ins(%zero : f32) outs(%e2 : tensor<3x4xf32>) -> tensor<3x4xf32>
+  %m = linalg.generic {indexing_maps = [affine_map<(i, j, k) -> (i, k)>, affine_map<(i, j, k) -> (k, j)>, affine_map<(i, j, k) -> (i, j)>],
+                       iterator_types = ["parallel", "parallel", "reduction"]}
+      ins(%g, %w : tensor<3x4xf32>, tensor<4x4xf32>) outs(%z2 : tensor<3x4xf32>) {
+  ^bb0(%x: f32, %y: f32, %o: f32):
+    %p = arith.mulf %x, %y : f32
+    %s = arith.addf %o, %p : f32
+    linalg.yield %s : f32
+  } -> tensor<3x4xf32>
+  return %m : tensor<3x4xf32>
+}
