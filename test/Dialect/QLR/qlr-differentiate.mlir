@@ -40,8 +40,8 @@ func.func @f(%x: tensor<?x8xf32>, %b: tensor<8xf32>) -> tensor<?x8xf32> {
 
 // -----
 
-// qlr.linear: the input's adjoint contracts dy with the weight over N; a
-// compressed weight is decoded by qlr.dequantize (the forward product itself
+// qlr.linear: the input's adjoint is a linear layer of dy with the
+// transposed weight; a compressed weight is decoded by qlr.dequantize (the forward product itself
 // is not needed: the function is linear in the linear's input). The RMSNorm
 // is lowered to linalg first.
 // CHECK-LABEL: func.func @f_grad(
@@ -49,7 +49,8 @@ func.func @f(%x: tensor<?x8xf32>, %b: tensor<8xf32>) -> tensor<?x8xf32> {
 // CHECK-NOT:     qlr.rms_norm
 // CHECK:         %[[W:.*]] = qlr.pack
 // CHECK:         %[[DEQ:.*]] = qlr.dequantize %[[W]]
-// CHECK:         linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "reduction"]{{.*}}ins(%[[DY]], %[[DEQ]] :
+// CHECK:         %[[WT:.*]] = linalg.transpose ins(%[[DEQ]] : tensor<8x64xf32>) {{.*}} permutation = [1, 0]
+// CHECK:         qlr.linear %[[DY]], %[[WT]] : tensor<?x8xf32>, tensor<64x8xf32> -> tensor<?x64xf32>
 // CHECK:         return
 func.func @f(%x: tensor<?x64xf32>, %nw: tensor<64xf32>) -> tensor<?x8xf32> {
   %codes = arith.constant dense<17> : tensor<8x32xi8>

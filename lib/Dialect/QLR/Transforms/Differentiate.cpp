@@ -817,44 +817,24 @@ LogicalResult ReverseSweep::visitLinear(LinearOp op, Value adjoint) {
   int64_t rank = inputType.getRank();
   MLIRContext *ctx = op.getContext();
   auto dim = [&](int64_t d) { return getAffineDimExpr(d, ctx); };
-  Type resultElement = op.getResult().getType().getElementType();
 
   if (isActive(op.getInput())) {
     Value weight = op.getWeight();
     if (!isa<RankedTensorType>(weight.getType()))
       weight = DequantizeOp::create(
           b, loc, getExpressedTensorType(weight.getType()), weight);
-    Type weightElement =
-        cast<RankedTensorType>(weight.getType()).getElementType();
-    (void)weightElement;
-    // dx[..., k] = Σ_n dy[..., n] · W[n, k]; loops (batch..., k, n).
-    SmallVector<AffineExpr> batch;
-    for (int64_t d = 0; d < rank - 1; ++d)
-      batch.push_back(dim(d));
-    SmallVector<AffineExpr> dyExprs(batch), dxExprs(batch);
-    dyExprs.push_back(dim(rank));
-    dxExprs.push_back(dim(rank - 1));
-    AffineMap dyMap = AffineMap::get(rank + 1, 0, dyExprs, ctx);
-    AffineMap wMap =
-        AffineMap::get(rank + 1, 0, {dim(rank), dim(rank - 1)}, ctx);
-    AffineMap dxMap = AffineMap::get(rank + 1, 0, dxExprs, ctx);
-    SmallVector<utils::IteratorType> iterators(rank,
-                                               utils::IteratorType::parallel);
-    iterators.push_back(utils::IteratorType::reduction);
-    Type element = inputType.getElementType();
-    Value init = zerosLike(b, loc, op.getInput());
-    auto product = linalg::GenericOp::create(
-        b, loc, inputType, ValueRange{adjoint, weight}, ValueRange{init},
-        ArrayRef<AffineMap>{dyMap, wMap, dxMap}, iterators,
-        [&](OpBuilder &nb, Location nloc, ValueRange args) {
-          Value term = arith::MulFOp::create(
-              nb, nloc, convertFloat(nb, nloc, args[0], element),
-              convertFloat(nb, nloc, args[1], element));
-          linalg::YieldOp::create(
-              nb, nloc,
-              arith::AddFOp::create(nb, nloc, args[2], term).getResult());
-        });
-    accumulate(op.getInput(), product.getResult(0));
+    // dx = dy · W, a linear layer with the weight Wᵀ [K, N], so that the
+    // product runs in the same contraction kernels as the forward one.
+    auto weightType = cast<RankedTensorType>(weight.getType());
+    SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, weight);
+    Value empty = tensor::EmptyOp::create(b, loc, {sizes[1], sizes[0]},
+                                          weightType.getElementType());
+    Value transposed = linalg::TransposeOp::create(b, loc, weight, empty,
+                                                   ArrayRef<int64_t>{1, 0})
+                           ->getResult(0);
+    Value product =
+        LinearOp::create(b, loc, inputType, adjoint, transposed, Value());
+    accumulate(op.getInput(), product);
   }
 
   if (Value bias = op.getBias(); bias && isActive(bias)) {
@@ -879,7 +859,6 @@ LogicalResult ReverseSweep::visitLinear(LinearOp op, Value adjoint) {
         });
     accumulate(bias, sum.getResult(0));
   }
-  (void)resultElement;
   return success();
 }
 
