@@ -407,8 +407,7 @@ struct StagedCalibration::Impl {
   StagedCalibrationOptions options;
   StagePlanner planner;
   OwningOpRef<ModuleOp> stages;
-  std::vector<std::unique_ptr<JitModule>> jits;
-  std::vector<unsigned> jitOf;
+  CompiledFunctions compiled;
 };
 
 StagedCalibration::StagedCalibration(std::unique_ptr<Impl> impl)
@@ -438,40 +437,11 @@ StagedCalibration::compile(func::FuncOp function,
   std::vector<std::string> names;
   for (const Segment &segment : planner.segments)
     names.push_back(segment.name);
-  // LLVM compiles one module on one thread: the stages go into as many
-  // modules (consecutive runs of stages) as the context has threads, compiled
-  // side by side.
-  MLIRContext *context = function.getContext();
-  size_t parts = std::min<size_t>(names.size(),
-                                  context->isMultithreadingEnabled()
-                                      ? std::max(1u, context->getNumThreads())
-                                      : 1);
-  std::vector<std::unique_ptr<JitModule>> &jits = impl->jits;
-  jits.resize(parts);
-  std::vector<unsigned> &jitOf = impl->jitOf;
-  jitOf.resize(names.size());
-  {
-    ::qlr::Progress progress(options.pass, "compiling calibration stages", 1);
-    std::vector<std::string> errors(parts);
-    parallelFor(context, 0, parts, [&](size_t part) {
-      size_t begin = names.size() * part / parts;
-      size_t end = names.size() * (part + 1) / parts;
-      std::vector<std::string> group(names.begin() + begin,
-                                     names.begin() + end);
-      for (size_t i = begin; i < end; ++i)
-        jitOf[i] = part;
-      auto compiled = JitModule::compile(*impl->stages, group, options.jit);
-      if (!compiled)
-        errors[part] = llvm::toString(compiled.takeError());
-      else
-        jits[part] = std::move(*compiled);
-    });
-    for (const std::string &error : errors)
-      if (!error.empty())
-        return function.emitOpError("cannot compile its calibration stages: ")
-               << error;
-    progress.step(llvm::formatv("{0} stages", names.size()).str());
-  }
+  FailureOr<CompiledFunctions> compiled = CompiledFunctions::compile(
+      function, *impl->stages, names, options.jit, options.pass);
+  if (failed(compiled))
+    return failure();
+  impl->compiled = std::move(*compiled);
   return std::unique_ptr<StagedCalibration>(
       new StagedCalibration(std::move(impl)));
 }
@@ -484,8 +454,6 @@ LogicalResult StagedCalibration::run(ArrayRef<std::vector<JitTensor>> samples,
   func::FuncOp function = impl->function;
   const StagedCalibrationOptions &options = impl->options;
   MLIRContext *context = function.getContext();
-  std::vector<std::unique_ptr<JitModule>> &jits = impl->jits;
-  std::vector<unsigned> &jitOf = impl->jitOf;
 
   unsigned streams = options.floatStream ? 2 : 1;
   size_t numSamples = samples.size();
@@ -546,7 +514,7 @@ LogicalResult StagedCalibration::run(ArrayRef<std::vector<JitTensor>> samples,
           args.push_back(JitTensor{weights.find(linear)->second.data(),
                                    SmallVector<int64_t, 4>(type.getShape())});
         }
-        auto results = jits[jitOf[s]]->call(segment.name, args);
+        auto results = impl->compiled.call(segment.name, args);
         if (!results) {
           std::lock_guard<std::mutex> lock(mutex);
           error = llvm::toString(results.takeError());
@@ -612,4 +580,49 @@ LogicalResult mlir::qlr::runStagedCalibration(
   if (failed(staged))
     return failure();
   return (*staged)->run(samples, callback);
+}
+
+FailureOr<CompiledFunctions> CompiledFunctions::compile(
+    Operation *anchor, ModuleOp module, ArrayRef<std::string> names,
+    const JitOptions &options, StringRef pass, StringRef noun) {
+  CompiledFunctions result;
+  if (names.empty())
+    return result;
+  MLIRContext *context = anchor->getContext();
+  size_t parts = std::min<size_t>(names.size(),
+                                  context->isMultithreadingEnabled()
+                                      ? std::max(1u, context->getNumThreads())
+                                      : 1);
+  result.modules.resize(parts);
+  ::qlr::Progress progress(pass, "compiling calibration stages", 1);
+  std::vector<std::string> errors(parts);
+  parallelFor(context, 0, parts, [&](size_t part) {
+    size_t begin = names.size() * part / parts;
+    size_t end = names.size() * (part + 1) / parts;
+    std::vector<std::string> group(names.begin() + begin, names.begin() + end);
+    auto compiled = JitModule::compile(module, group, options);
+    if (!compiled)
+      errors[part] = llvm::toString(compiled.takeError());
+    else
+      result.modules[part] = std::move(*compiled);
+  });
+  for (const std::string &error : errors)
+    if (!error.empty())
+      return anchor->emitOpError("cannot compile its calibration stages: ")
+             << error;
+  for (size_t part = 0; part < parts; ++part)
+    for (size_t i = names.size() * part / parts,
+                e = names.size() * (part + 1) / parts;
+         i < e; ++i)
+      result.moduleOf[names[i]] = part;
+  progress.step(llvm::formatv("{0} {1}", names.size(), noun).str());
+  return result;
+}
+
+llvm::Expected<std::vector<JitBuffer>>
+CompiledFunctions::call(StringRef name, ArrayRef<JitTensor> args) const {
+  auto found = moduleOf.find(name);
+  if (found == moduleOf.end())
+    return llvm::createStringError("no compiled function @" + name);
+  return modules[found->second]->call(name, args);
 }

@@ -38,6 +38,7 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/STLFunctionalExtras.h"
+#include "llvm/ADT/StringMap.h"
 
 #include <string>
 #include <vector>
@@ -98,6 +99,26 @@ struct StagedCalibrationOptions {
 using StageCallback = llvm::function_ref<LogicalResult(
     unsigned level, unsigned levels, MutableArrayRef<CalibrationTap> taps,
     llvm::DenseMap<Operation *, std::vector<float>> &weights)>;
+
+/// Functions of one module compiled for the host into several JitModules
+/// side by side (consecutive runs of the functions, one module per thread of
+/// the context: LLVM compiles a module on one thread).
+class CompiledFunctions {
+public:
+  /// Compiles `names` of `module` (which must outlive the result); reports
+  /// failures at `anchor`. `pass` names the progress line, which counts the
+  /// functions as `noun`.
+  static FailureOr<CompiledFunctions>
+  compile(Operation *anchor, ModuleOp module, ArrayRef<std::string> names,
+          const JitOptions &options, StringRef pass, StringRef noun = "stages");
+  /// Calls `name` (see JitModule::call).
+  llvm::Expected<std::vector<JitBuffer>> call(StringRef name,
+                                              ArrayRef<JitTensor> args) const;
+
+private:
+  std::vector<std::unique_ptr<JitModule>> modules;
+  llvm::StringMap<unsigned> moduleOf;
+};
 
 /// The stages of a function, planned and compiled once, to run on
 /// calibration data any number of times.
