@@ -249,7 +249,9 @@ Value LlamaBuilder::attention(Value q, Value keys, Value values) {
         linalg::YieldOp::create(
             nb, l, arith::MaximumFOp::create(nb, l, a[1], masked).getResult());
       });
-  // weights = visible ? exp(score*scale - max) : 0; and their sum.
+  // weights = exp(visible ? score*scale - max : -inf); and their sum. The
+  // mask goes inside the exp: a hidden score can exceed the row's maximum
+  // by far more than exp's range, and exp(-inf) is exactly 0 and cheap.
   Value expInit =
       tensor::EmptyOp::create(b, loc, scoresType, ValueRange{numTokens, rows});
   Value weights = generic(
@@ -258,12 +260,13 @@ Value LlamaBuilder::attention(Value q, Value keys, Value values) {
         Value v = arith::MulFOp::create(
             nb, l, a[0],
             arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(scale)));
-        Value ex =
-            math::ExpOp::create(nb, l, arith::SubFOp::create(nb, l, v, a[1]));
-        Value w = arith::SelectOp::create(
-            nb, l, isVisible(nb, l), ex,
-            arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(0.0)));
-        linalg::YieldOp::create(nb, l, w);
+        Value shifted = arith::SelectOp::create(
+            nb, l, isVisible(nb, l), arith::SubFOp::create(nb, l, v, a[1]),
+            arith::ConstantOp::create(
+                nb, l,
+                nb.getF32FloatAttr(-std::numeric_limits<float>::infinity())));
+        linalg::YieldOp::create(
+            nb, l, math::ExpOp::create(nb, l, shifted).getResult());
       });
   Value sumInit = filled(statsType, {numTokens}, zero);
   Value sums = generic(
