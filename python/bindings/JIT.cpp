@@ -633,6 +633,9 @@ std::unique_ptr<JitFunction> jit(Module &module, const std::string &name,
   mlir::qlr::JitEngineOptions engineOptions;
   engineOptions.optLevel = optLevel;
   engineOptions.openmp = openmp;
+  // QLR_PERF_MAP=1: name the JIT's functions for `perf`, as qlr-run does.
+  const char *perfMap = std::getenv("QLR_PERF_MAP");
+  engineOptions.perfListener = perfMap && llvm::StringRef(perfMap) == "1";
   auto engine = mlir::qlr::createJitEngine(*copy, engineOptions);
   if (!engine)
     diagnostics.fail("JIT compilation of @" + name +

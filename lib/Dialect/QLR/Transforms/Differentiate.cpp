@@ -426,7 +426,9 @@ FailureOr<Value> GenericAdjoint::contribution(IRMapping &mapping,
     scale = arith::SelectOp::create(b, loc, reached, scale,
                                     floatConstant(b, loc, type, 0.0));
   }
-  return arith::MulFOp::create(b, loc, scale, tangent).getResult();
+  return arith::MulFOp::create(b, loc, scale, tangent,
+                               arith::FastMathFlags::contract)
+      .getResult();
 }
 
 FailureOr<Value> GenericAdjoint::operandAdjoint(ArrayRef<unsigned> indices) {
@@ -518,8 +520,10 @@ GenericAdjoint::operandAdjointByGeneric(ArrayRef<unsigned> indices) {
         else if (!*c)
           depends = false;
         else if (reduces)
-          sum = arith::AddFOp::create(b, loc, accumulator,
-                                      convertFloat(b, loc, *c, element));
+          // Reassociable, so that LLVM vectorizes the reduction loops.
+          sum = arith::AddFOp::create(
+              b, loc, accumulator, convertFloat(b, loc, *c, element),
+              arith::FastMathFlags::reassoc | arith::FastMathFlags::contract);
         else
           sum = convertFloat(b, loc, *c, element);
         linalg::YieldOp::create(b, loc, sum);
