@@ -297,7 +297,8 @@ std::string npyKind(Type type) {
 
 FailureOr<std::unique_ptr<CalibrationRun>>
 mlir::qlr::prepareCalibrationRun(ModuleOp module, StringRef pass,
-                                 const CalibrationSpec &spec, StringRef entry) {
+                                 const CalibrationSpec &spec, StringRef entry,
+                                 bool keepResults) {
   auto error = [&]() { return emitError(module.getLoc()) << pass << ": "; };
   func::FuncOp original;
   if (!entry.empty()) {
@@ -324,7 +325,7 @@ mlir::qlr::prepareCalibrationRun(ModuleOp module, StringRef pass,
     }
     original = publics.front();
   }
-  if (spec.source.empty()) {
+  if (spec.source.empty() && spec.tokens.empty()) {
     error() << "needs calibration data: data=FILE (a text file, or a .npz "
                "or .npy file of arguments for @"
             << original.getSymName()
@@ -463,17 +464,28 @@ mlir::qlr::prepareCalibrationRun(ModuleOp module, StringRef pass,
       error() << "seq-len=" << spec.seqLen << ": need seq-len >= 2";
       return failure();
     }
-    FailureOr<std::vector<int32_t>> tokens = calibrationTokens(
-        module, pass, spec, vocab, maxSeqLen,
-        [&]() -> FailureOr<std::vector<int32_t>> {
-          FailureOr<calib::LlamaModel> model = loadLlamaModel(module);
-          if (failed(model)) {
-            error() << "data=generate samples text from a language model "
-                       "made by qlr-import; give a text or .npz file instead";
-            return failure();
-          }
-          return model->generate(spec.samples, spec.seqLen, spec.seed);
-        });
+    if (spec.seqLen > maxSeqLen) {
+      error() << "seq-len=" << spec.seqLen << " exceeds the model's context of "
+              << maxSeqLen << " tokens";
+      return failure();
+    }
+    FailureOr<std::vector<int32_t>> tokens =
+        !spec.tokens.empty()
+            ? FailureOr<std::vector<int32_t>>(spec.tokens)
+            : calibrationTokens(
+                  module, pass, spec, vocab, maxSeqLen,
+                  [&]() -> FailureOr<std::vector<int32_t>> {
+                    FailureOr<calib::LlamaModel> model = loadLlamaModel(module);
+                    if (failed(model)) {
+                      error()
+                          << "data=generate samples text from a language model "
+                             "made by qlr-import; give a text or .npz file "
+                             "instead";
+                      return failure();
+                    }
+                    return model->generate(spec.samples, spec.seqLen,
+                                           spec.seed);
+                  });
     if (failed(tokens))
       return failure();
     run->storage.emplace_back(
@@ -535,11 +547,30 @@ mlir::qlr::prepareCalibrationRun(ModuleOp module, StringRef pass,
     originals.push_back(linear);
   });
 
+  constexpr StringLiteral kNormIdAttr = "qlr.calibration_norm_id";
+  SmallVector<Operation *> norms;
+  if (keepResults)
+    original.walk([&](Operation *op) {
+      if (!isa<RMSNormOp, LayerNormOp>(op))
+        return;
+      run->mapping.lookup(op)->setAttr(
+          kNormIdAttr, b.getI64IntegerAttr(int64_t(norms.size())));
+      norms.push_back(op);
+    });
+
   // While it is canonicalized, the copy returns the linears' results (so
   // that they and what they read stay), then nothing: the model's own
-  // results (logits, caches) and what only they need fold away.
+  // results (logits, caches) and what only they need fold away. With
+  // keepResults it returns its float tensor results.
   SmallVector<Value> keep;
-  func.walk([&](LinearOp linear) { keep.push_back(linear.getResult()); });
+  if (keepResults) {
+    for (Value result : body.getTerminator()->getOperands())
+      if (auto tensor = dyn_cast<RankedTensorType>(result.getType());
+          tensor && isa<FloatType>(tensor.getElementType()))
+        keep.push_back(result);
+  } else {
+    func.walk([&](LinearOp linear) { keep.push_back(linear.getResult()); });
+  }
   body.getTerminator()->setOperands(keep);
   func.setType(FunctionType::get(module.getContext(), func.getArgumentTypes(),
                                  ValueRange(keep).getTypes()));
@@ -553,9 +584,17 @@ mlir::qlr::prepareCalibrationRun(ModuleOp module, StringRef pass,
     return failure();
   run->mapping.clear();
   func = run->function = *run->module->getOps<func::FuncOp>().begin();
-  func.getBody().front().getTerminator()->setOperands({});
-  func.setType(
-      FunctionType::get(module.getContext(), func.getArgumentTypes(), {}));
+  if (!keepResults) {
+    func.getBody().front().getTerminator()->setOperands({});
+    func.setType(
+        FunctionType::get(module.getContext(), func.getArgumentTypes(), {}));
+  }
+  func.walk([&](Operation *op) {
+    if (auto id = op->getAttrOfType<IntegerAttr>(kNormIdAttr)) {
+      run->normOriginals[op] = norms[id.getInt()];
+      op->removeAttr(kNormIdAttr);
+    }
+  });
   func.walk([&](LinearOp linear) {
     if (auto id = linear->getAttrOfType<IntegerAttr>(kCalibrationIdAttr))
       run->originals[linear] = originals[id.getInt()];

@@ -33,6 +33,9 @@ struct CalibrationSpec {
   int64_t samples = 32;
   int64_t seqLen = 256;
   uint64_t seed = 0;
+  /// Token sequences chosen already (samples x seqLen, for example sampled
+  /// from the float model for a quantized one): used instead of `source`.
+  std::vector<int32_t> tokens;
 };
 
 /// Returns samples x seqLen tokens, row-major. File: `samples` windows of
@@ -61,6 +64,9 @@ struct CalibrationRun {
   /// The copies of the original's linears in `function` -> the originals
   /// (those canonicalization removed are not calibrated).
   DenseMap<Operation *, LinearOp> originals;
+  /// With `keepResults`: the copies of the original's qlr.rms_norm and
+  /// qlr.layer_norm ops -> the originals.
+  DenseMap<Operation *, Operation *> normOriginals;
   /// Scratch: the original's ops -> their copies, while preparing.
   IRMapping mapping;
   std::vector<std::vector<JitTensor>> samples;
@@ -82,10 +88,13 @@ struct CalibrationRun {
 ///    first dimension indexes the samples (the first `spec.samples`), the
 ///    rest is the argument's shape.
 /// The copy returns nothing, so that only what the calibrated linears need
-/// remains after canonicalization.
+/// remains after canonicalization; with `keepResults` it keeps the entry's
+/// floating-point tensor results (a language model's logits) and maps its
+/// norms to the originals.
 FailureOr<std::unique_ptr<CalibrationRun>>
 prepareCalibrationRun(ModuleOp module, StringRef pass,
-                      const CalibrationSpec &spec, StringRef entry);
+                      const CalibrationSpec &spec, StringRef entry,
+                      bool keepResults = false);
 
 SmallVector<std::pair<std::string, std::vector<float> *>>
 blockGroupWeights(::qlr::calibration::BlockWeights &block, int64_t i,

@@ -2,35 +2,48 @@
 // SPDX-License-Identifier: Apache-2.0 WITH LLVM-exception
 //===----------------------------------------------------------------------===//
 //
-// qlr-norm-tweak: Norm Tweaking (Li et al., AAAI 2024) as a pass. The float
-// model (the `reference` module) and the quantized model (this module, its
-// compressed weights decoded) run side by side through the calibration
-// engine (lib/Calibration); each block's RMSNorm weights are tuned with Adam
-// on the block backward of lib/Numerics/NormTweak. The pass only reads and
-// writes the IR: loading, the block loop and writing the tweaked weights
-// back.
+// qlr-norm-tweak: Norm Tweaking (Li et al., AAAI 2024) by running the IR.
+// The calibrated function of the quantized module and of the float
+// `reference` are cut into stages at the inputs of the norms that feed
+// later norms (the residual stream of a pre-norm network); each stage is
+// outlined into a function of its own, its gradient with respect to the
+// stage's norm weights is built by qlr-differentiate, and everything is
+// compiled once (CompiledFunctions). The host loop runs the stages in order,
+// tunes each stage's norms with Adam on the paper's loss and writes the kept
+// weights back.
 //
 //===----------------------------------------------------------------------===//
 
 #include "Calibration.h"
 #include "WeightUtils.h"
 
-#include "qlr/Calibration/ModuleLoader.h"
+#include "qlr/Calibration/Stages.h"
+#include "qlr/Dialect/QLR/Transforms/Differentiate.h"
 #include "qlr/Dialect/QLR/Transforms/Passes.h"
 #include "qlr/Numerics/NormTweak.h"
 #include "qlr/Support/Progress.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/Diagnostics.h"
+#include "mlir/IR/IRMapping.h"
+#include "mlir/IR/Threading.h"
+#include "mlir/IR/Verifier.h"
 #include "mlir/Parser/Parser.h"
+#include "mlir/Transforms/RegionUtils.h"
 
+#include "llvm/ADT/DenseSet.h"
+#include "llvm/ADT/SetVector.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <algorithm>
 #include <cmath>
-#include <thread>
+#include <mutex>
 #include <utility>
 
 namespace mlir::qlr {
@@ -41,30 +54,345 @@ namespace mlir::qlr {
 using namespace mlir;
 using namespace mlir::qlr;
 namespace numerics = ::qlr::numerics;
-namespace calib = ::qlr::calibration;
 
 namespace {
-/// What happened to one block.
-struct BlockReport {
+
+//===----------------------------------------------------------------------===//
+// Stages
+//===----------------------------------------------------------------------===//
+
+/// A stage: from one cut of the residual stream to the next, with the norms
+/// it tunes.
+struct NormStage {
+  Value from, to;
+  /// The tuned norms (ops of the calibrated function), in program order, and
+  /// whether each one's part of the stage contains attention.
+  SmallVector<Operation *> norms;
+  SmallVector<bool> attention;
+};
+
+struct NormStagePlan {
+  /// The first cut (input of the first tuned norm), the last one, and the
+  /// function's first floating-point result (a language model's logits).
+  Value first, last, output;
+  std::vector<NormStage> stages;
+};
+
+bool isFloatTensor(Type type) {
+  auto tensor = dyn_cast<RankedTensorType>(type);
+  return tensor && isa<FloatType>(tensor.getElementType());
+}
+
+void forEachUsedValue(Operation *op, function_ref<void(Value)> fn) {
+  for (Value value : op->getOperands())
+    fn(value);
+  if (op->getNumRegions() == 0)
+    return;
+  llvm::SetVector<Value> above;
+  getUsedValuesDefinedAbove(op->getRegions(), above);
+  for (Value value : above)
+    fn(value);
+}
+
+/// The ops `to` needs, stopping at `from` and at the function's arguments,
+/// in program order; `args` receives the argument numbers read.
+SmallVector<Operation *> backwardSlice(func::FuncOp function, Value from,
+                                       Value to,
+                                       llvm::SetVector<unsigned> &args) {
+  llvm::DenseSet<Operation *> needed;
+  llvm::DenseSet<Value> seen;
+  SmallVector<Value> work = {to};
+  Block &body = function.getBody().front();
+  while (!work.empty()) {
+    Value value = work.pop_back_val();
+    if (value == from || !seen.insert(value).second)
+      continue;
+    if (auto arg = dyn_cast<BlockArgument>(value)) {
+      if (arg.getOwner() == &body)
+        args.insert(arg.getArgNumber());
+      continue;
+    }
+    Operation *def = value.getDefiningOp();
+    if (needed.insert(def).second)
+      forEachUsedValue(def, [&](Value used) { work.push_back(used); });
+  }
+  SmallVector<Operation *> ordered;
+  for (Operation &op : body.without_terminator())
+    if (needed.contains(&op))
+      ordered.push_back(&op);
+  return ordered;
+}
+
+/// Whether `ops` hold the max reduction of a softmax (attention).
+bool hasAttention(ArrayRef<Operation *> ops) {
+  return llvm::any_of(ops, [](Operation *op) {
+    auto generic = dyn_cast<linalg::GenericOp>(op);
+    if (!generic || generic.getNumReductionLoops() == 0)
+      return false;
+    Value yielded = generic.getRegion().front().getTerminator()->getOperand(0);
+    return isa_and_nonnull<arith::MaximumFOp, arith::MaxNumFOp>(
+        yielded.getDefiningOp());
+  });
+}
+
+Value normInput(Operation *norm) { return norm->getOperand(0); }
+Value normWeight(Operation *norm) { return norm->getOperand(1); }
+
+/// Plans the stages of `function` (single block): the tuned norms are those
+/// with a constant weight whose output reaches another norm; the cuts are
+/// their inputs and, at the end, the input of the first norm after them
+/// that is not tuned (or the output). A stage starts at the first tuned norm
+/// and at every norm whose part of the network contains attention, so a
+/// pre-norm transformer gets one stage per block.
+FailureOr<NormStagePlan> planNormStages(func::FuncOp function, StringRef pass) {
+  NormStagePlan plan;
+  Block &body = function.getBody().front();
+  for (Value result : body.getTerminator()->getOperands())
+    if (isFloatTensor(result.getType())) {
+      plan.output = result;
+      break;
+    }
+  if (!plan.output)
+    return function.emitOpError()
+           << pass << ": returns no floating-point tensor to tune towards";
+
+  SmallVector<Operation *> norms;
+  for (Operation &op : body.without_terminator())
+    if (isa<RMSNormOp, LayerNormOp>(op))
+      norms.push_back(&op);
+  // Which norms each norm's output reaches.
+  DenseMap<Operation *, unsigned> index;
+  for (auto [i, norm] : llvm::enumerate(norms))
+    index[norm] = i;
+  SmallVector<bool> tuned(norms.size(), false);
+  SmallVector<int> firstReached(norms.size(), -1);
+  for (auto [i, norm] : llvm::enumerate(norms)) {
+    llvm::DenseSet<Operation *> reached;
+    SmallVector<Operation *> work = {norm};
+    int first = -1;
+    while (!work.empty()) {
+      Operation *op = work.pop_back_val();
+      for (Value result : op->getResults())
+        for (OpOperand &use : result.getUses()) {
+          Operation *user = use.getOwner();
+          while (user->getBlock() != &body)
+            user = user->getParentOp();
+          if (!reached.insert(user).second)
+            continue;
+          if (auto found = index.find(user); found != index.end())
+            if (first < 0 || int(found->second) < first)
+              first = found->second;
+          work.push_back(user);
+        }
+    }
+    firstReached[i] = first;
+    tuned[i] = first >= 0 && getElementsConstant(normWeight(norm));
+  }
+  SmallVector<Operation *> units;
+  for (auto [i, norm] : llvm::enumerate(norms))
+    if (tuned[i])
+      units.push_back(norm);
+  if (units.empty())
+    return function.emitOpError()
+           << pass << ": found no norm to tune (a qlr.rms_norm or "
+           << "qlr.layer_norm with a constant weight whose output reaches "
+              "another norm)";
+  Operation *lastUnit = units.back();
+  int after = firstReached[index[lastUnit]];
+  Value end = plan.output;
+  for (size_t j = after; j < norms.size(); ++j)
+    if (!tuned[j]) {
+      end = normInput(norms[j]);
+      break;
+    }
+
+  plan.first = normInput(units.front());
+  plan.last = end;
+  for (auto [k, unit] : llvm::enumerate(units)) {
+    Value from = normInput(unit);
+    Value to = k + 1 < units.size() ? normInput(units[k + 1]) : end;
+    llvm::SetVector<unsigned> args;
+    bool attention = hasAttention(backwardSlice(function, from, to, args));
+    if (plan.stages.empty() || attention) {
+      plan.stages.push_back(NormStage{from, to, {}, {}});
+    }
+    NormStage &stage = plan.stages.back();
+    stage.to = to;
+    stage.norms.push_back(unit);
+    stage.attention.push_back(attention);
+  }
+  return plan;
+}
+
+/// Outlines the ops that compute `to` from `from` (null: from the function's
+/// arguments only) into `@name(from, <arguments read>, <weights of params>)
+/// -> to` at `b`. Fails with a located error when an activation (a float
+/// tensor computed from the arguments) is already in `claimed`: then `from`
+/// is not a cut of the network (a later layer reads an earlier activation
+/// some other way).
+FailureOr<func::FuncOp> outlineSlice(OpBuilder &b, StringRef name,
+                                     func::FuncOp function, Value from,
+                                     Value to, ArrayRef<Operation *> params,
+                                     const llvm::DenseSet<Value> &activations,
+                                     llvm::DenseSet<Operation *> &claimed,
+                                     SmallVector<unsigned> &argNumbers,
+                                     StringRef pass) {
+  llvm::SetVector<unsigned> args;
+  SmallVector<Operation *> ops = backwardSlice(function, from, to, args);
+  for (Operation *op : ops) {
+    bool activation = llvm::any_of(op->getResults(), [&](Value v) {
+      return activations.contains(v) && isFloatTensor(v.getType());
+    });
+    if (!activation)
+      continue;
+    if (!claimed.insert(op).second)
+      return op->emitOpError()
+             << pass << ": the stage up to the norm at " << to.getLoc()
+             << " recomputes this activation, which an earlier stage "
+                "computes: the norms' inputs do not cut the network into "
+                "stages (a later layer reads an earlier activation around "
+                "the residual stream)";
+  }
+  argNumbers.assign(args.begin(), args.end());
+  llvm::sort(argNumbers);
+
+  SmallVector<Type> inputs;
+  if (from)
+    inputs.push_back(from.getType());
+  for (unsigned arg : argNumbers)
+    inputs.push_back(function.getArgument(arg).getType());
+  for (Operation *norm : params)
+    inputs.push_back(normWeight(norm).getType());
+  MLIRContext *context = function.getContext();
+  auto stage =
+      func::FuncOp::create(b, function.getLoc(), name,
+                           FunctionType::get(context, inputs, {to.getType()}));
+  Block *entry = stage.addEntryBlock();
+  OpBuilder inner = OpBuilder::atBlockBegin(entry);
+  IRMapping map;
+  unsigned next = 0;
+  if (from)
+    map.map(from, entry->getArgument(next++));
+  for (unsigned arg : argNumbers)
+    map.map(function.getArgument(arg), entry->getArgument(next++));
+  for (Operation *op : ops) {
+    Operation *clone = inner.clone(*op, map);
+    if (auto found = llvm::find(params, op); found != params.end())
+      clone->setOperand(1, entry->getArgument(next + (found - params.begin())));
+  }
+  func::ReturnOp::create(inner, function.getLoc(), map.lookup(to));
+  return stage;
+}
+
+/// The float tensors of `function` computed from the contents of its
+/// arguments (sizes read with tensor.dim do not count).
+llvm::DenseSet<Value> activationsOf(func::FuncOp function) {
+  llvm::DenseSet<Value> dependent;
+  Block &body = function.getBody().front();
+  for (BlockArgument arg : body.getArguments())
+    dependent.insert(arg);
+  for (Operation &op : body.without_terminator()) {
+    if (isa<tensor::DimOp, tensor::EmptyOp>(op))
+      continue;
+    bool reads = false;
+    forEachUsedValue(&op, [&](Value v) { reads |= dependent.contains(v); });
+    if (reads)
+      for (Value result : op.getResults())
+        dependent.insert(result);
+  }
+  return dependent;
+}
+
+/// The stage functions of one model: @NAME_head (arguments -> first cut),
+/// @NAME_stage_K (cut K, arguments, norm weights -> cut K + 1), and
+/// @NAME_tail (last cut, arguments -> output); with gradients,
+/// @NAME_stage_K_grad (cut K, arguments, norm weights, d cut K + 1 -> d norm
+/// weights) from qlr-differentiate.
+struct StageFunctions {
+  OwningOpRef<ModuleOp> module;
+  std::string prefix;
+  SmallVector<unsigned> headArgs, tailArgs;
+  std::vector<SmallVector<unsigned>> stageArgs;
+  bool hasTail = false;
+
+  std::string head() const { return prefix + "_head"; }
+  std::string tail() const { return prefix + "_tail"; }
+  std::string stage(size_t k) const {
+    return prefix + "_stage_" + std::to_string(k);
+  }
+  std::string gradient(size_t k) const { return stage(k) + "_grad"; }
+};
+
+FailureOr<StageFunctions> outlineStages(func::FuncOp function,
+                                        const NormStagePlan &plan,
+                                        StringRef prefix, bool gradients,
+                                        StringRef pass) {
+  StageFunctions result;
+  result.prefix = prefix.str();
+  result.module = ModuleOp::create(function.getLoc());
+  OpBuilder b = OpBuilder::atBlockEnd(result.module->getBody());
+  llvm::DenseSet<Value> activations = activationsOf(function);
+  llvm::DenseSet<Operation *> claimed;
+  if (failed(outlineSlice(b, result.head(), function, Value(), plan.first, {},
+                          activations, claimed, result.headArgs, pass)))
+    return failure();
+  for (auto [k, stage] : llvm::enumerate(plan.stages)) {
+    result.stageArgs.emplace_back();
+    FailureOr<func::FuncOp> outlined =
+        outlineSlice(b, result.stage(k), function, stage.from, stage.to,
+                     gradients ? ArrayRef<Operation *>(stage.norms)
+                               : ArrayRef<Operation *>(),
+                     activations, claimed, result.stageArgs.back(), pass);
+    if (failed(outlined))
+      return failure();
+    if (gradients) {
+      unsigned numArgs = outlined->getNumArguments();
+      SmallVector<unsigned> wrt;
+      for (unsigned i = numArgs - stage.norms.size(); i < numArgs; ++i)
+        wrt.push_back(i);
+      if (failed(buildGradientFunction(*outlined, wrt, result.gradient(k))))
+        return failure();
+    }
+  }
+  result.hasTail = plan.last != plan.output;
+  if (result.hasTail &&
+      failed(outlineSlice(b, result.tail(), function, plan.last, plan.output,
+                          {}, activations, claimed, result.tailArgs, pass)))
+    return failure();
+  if (failed(verify(*result.module)))
+    return function.emitOpError()
+           << pass << ": internal error: the outlined stages do not verify";
+  return result;
+}
+
+std::vector<std::string> functionNames(const StageFunctions &functions,
+                                       size_t stages, bool gradients) {
+  std::vector<std::string> names = {functions.head()};
+  for (size_t k = 0; k < stages; ++k) {
+    names.push_back(functions.stage(k));
+    if (gradients)
+      names.push_back(functions.gradient(k));
+  }
+  if (functions.hasTail)
+    names.push_back(functions.tail());
+  return names;
+}
+
+//===----------------------------------------------------------------------===//
+// The pass
+//===----------------------------------------------------------------------===//
+
+/// What happened to one stage.
+struct StageReport {
   double before = 0, after = 0;
   bool kept = false;
 };
 
-/// The model-level check, on the calibration tokens, without and with the
-/// tweaks the blocks kept: the mean KL divergence of the quantized model's
-/// next-token distributions from the float model's (the decision) and the
-/// quantized model's perplexity (reported).
+/// The model-level check (see the pass description).
 struct ModelGuard {
   bool checked = false, kept = true;
   double klBefore = 0, klAfter = 0;
   double perplexityBefore = 0, perplexityAfter = 0;
-};
-
-/// Next-token statistics of a quantized model's final hidden states against
-/// the float model's, over all positions that predict a next token.
-struct LogitComparison {
-  double kl = 0;         ///< mean KL(p_float || p_quantized), nats
-  double perplexity = 0; ///< exp(mean NLL) of the quantized model
 };
 
 /// The log-softmax of one row of logits, in double.
@@ -77,47 +405,6 @@ void logSoftmax(ArrayRef<float> logits, std::vector<double> &out) {
   double logSum = maximum + std::log(sum);
   for (auto [o, v] : llvm::zip_equal(out, logits))
     o = double(v) - logSum;
-}
-
-/// Compares two states of `quantized` (final hidden states `hqA`, `hqB`;
-/// only block norms may differ between them, so one classifier serves both)
-/// with `floatModel` (`hf`), one sequence at a time, so that only one
-/// sequence's logits are alive and the float logits are computed once; one
-/// `progress` step per sequence.
-std::pair<LogitComparison, LogitComparison>
-compareLogits(const calib::LlamaModel &quantized, const calib::Activations &hqA,
-              const calib::Activations &hqB,
-              const calib::LlamaModel &floatModel, const calib::Activations &hf,
-              ArrayRef<int32_t> tokens, ::qlr::Progress &progress) {
-  int64_t seqLen = hqA.seqLen, width = hqA.width;
-  int64_t vocab = quantized.config().vocabSize;
-  auto slice = [&](const calib::Activations &x, int64_t s) {
-    calib::Activations one{1, seqLen, width, {}};
-    ArrayRef<float> rows =
-        ArrayRef<float>(x.data).slice(s * seqLen * width, seqLen * width);
-    one.data.assign(rows.begin(), rows.end());
-    return one;
-  };
-  double kl[2] = {0, 0}, nll[2] = {0, 0};
-  std::vector<double> logQ, logF;
-  for (int64_t s = 0; s < hqA.sequences; ++s) {
-    std::vector<float> lf = floatModel.logits(slice(hf, s));
-    const calib::Activations *states[2] = {&hqA, &hqB};
-    for (int which = 0; which < 2; ++which) {
-      std::vector<float> lq = quantized.logits(slice(*states[which], s));
-      for (int64_t t = 0; t + 1 < seqLen; ++t) {
-        logSoftmax(ArrayRef<float>(lq).slice(t * vocab, vocab), logQ);
-        logSoftmax(ArrayRef<float>(lf).slice(t * vocab, vocab), logF);
-        for (int64_t v = 0; v < vocab; ++v)
-          kl[which] += std::exp(logF[v]) * (logF[v] - logQ[v]);
-        nll[which] -= logQ[tokens[s * seqLen + t + 1]];
-      }
-    }
-    progress.step();
-  }
-  double positions = double(hqA.sequences * (seqLen - 1));
-  return {{kl[0] / positions, std::exp(nll[0] / positions)},
-          {kl[1] / positions, std::exp(nll[1] / positions)}};
 }
 
 /// The narrowest code width among the compressed weights of `module`
@@ -142,12 +429,17 @@ unsigned narrowestCodeWidth(ModuleOp module) {
   return bits;
 }
 
-/// The loss of `yq` against `yf` over all their rows.
-double fullLoss(numerics::NormTweakLoss kind, const calib::Activations &yq,
-                const calib::Activations &yf) {
-  return numerics::normTweakLoss<float>(kind, yq.data, yf.data, yq.rows(),
-                                        yq.width, {});
+/// [rows, channels] of a buffer: the product of all dimensions but the last,
+/// and the last.
+std::pair<int64_t, int64_t> rowsAndChannels(ArrayRef<int64_t> shape) {
+  int64_t rows = 1;
+  for (int64_t d : shape.drop_back())
+    rows *= d;
+  return {rows, shape.empty() ? 1 : shape.back()};
 }
+
+/// One model's activations at a cut, one buffer per sample.
+using Activations = std::vector<JitBuffer>;
 
 struct QLRNormTweakPass
     : public mlir::qlr::impl::QLRNormTweakPassBase<QLRNormTweakPass> {
@@ -156,26 +448,29 @@ struct QLRNormTweakPass
   void runOnOperation() override;
 
 private:
-  /// The learning rate in use: `lr`, or the default for `module`.
   double learningRate = 0;
+  numerics::NormTweakLoss kind = numerics::NormTweakLoss::Distribution;
 
-  /// Checks the options; reports the first problem at `module`.
   LogicalResult checkOptions(ModuleOp module);
-  /// Parses `reference` in its own context (its weights must not live on in
-  /// this module's context) and loads its float model.
-  FailureOr<calib::LlamaModel> loadReference(ModuleOp module);
-  /// Tunes block `i`'s norms of `quantized` so that its outputs on `xq`
-  /// match `yf`; returns the block's outputs with the norms it keeps.
-  calib::Activations tweakBlock(calib::LlamaModel &quantized, int64_t i,
-                                const calib::Activations &xq,
-                                const calib::Activations &yf,
-                                numerics::NormTweakLoss kind,
-                                BlockReport &report);
-  /// Replaces the norm constants of the blocks that changed.
-  LogicalResult writeBack(ModuleOp module, const calib::LlamaModel &quantized,
-                          ArrayRef<BlockReport> reports);
-  /// Writes the per-block losses to `report` (atomically).
-  LogicalResult writeReport(ModuleOp module, ArrayRef<BlockReport> reports,
+  /// Runs `fn(s)` for every sample, in parallel; the first error wins.
+  LogicalResult forEachSample(size_t samples,
+                              function_ref<llvm::Error(size_t)> fn);
+  /// Calls `name` of `compiled` on every sample: the previous activations
+  /// (if any), the sample's arguments `args`, then `extra`.
+  FailureOr<Activations> runAll(const CompiledFunctions &compiled,
+                                StringRef name, const Activations *input,
+                                ArrayRef<unsigned> args,
+                                ArrayRef<std::vector<JitTensor>> samples,
+                                ArrayRef<std::vector<float> *> extra,
+                                ArrayRef<Operation *> norms);
+  double totalLoss(const Activations &q, const Activations &f);
+  /// Writes the tuned (`tuned[stage][norm]`) norm weights of the kept
+  /// stages into the module.
+  LogicalResult writeBack(const CalibrationRun &run, const NormStagePlan &plan,
+                          ArrayRef<StageReport> reports,
+                          ArrayRef<std::vector<std::vector<float>>> gammas,
+                          ArrayRef<SmallVector<bool>> tuned);
+  LogicalResult writeReport(ModuleOp module, ArrayRef<StageReport> reports,
                             const ModelGuard &guard);
 };
 } // namespace
@@ -187,7 +482,7 @@ LogicalResult QLRNormTweakPass::checkOptions(ModuleOp module) {
   };
   if (reference.empty())
     return error() << "needs the float model the quantized one was made "
-                      "from: reference=FILE (qlr-import's output)";
+                      "from: reference=FILE (the module before quantization)";
   if (!(lr >= 0.0) || !std::isfinite(double(lr)))
     return error() << "lr=" << double(lr)
                    << ": must be > 0 (or 0 for the default)";
@@ -201,132 +496,102 @@ LogicalResult QLRNormTweakPass::checkOptions(ModuleOp module) {
   return success();
 }
 
-FailureOr<calib::LlamaModel> QLRNormTweakPass::loadReference(ModuleOp module) {
-  MLIRContext context(getContext().getDialectRegistry(),
-                      MLIRContext::Threading::DISABLED);
-  context.loadAllAvailableDialects();
-  std::string messages;
-  llvm::raw_string_ostream os(messages);
-  ScopedDiagnosticHandler handler(&context, [&](Diagnostic &diag) {
-    os << "\n  " << diag.getLocation() << ": " << diag;
-    return success();
-  });
-  ParserConfig config(&context);
-  OwningOpRef<ModuleOp> parsed =
-      parseSourceFile<ModuleOp>(reference.getValue(), config);
-  if (!parsed)
-    return emitError(module.getLoc())
-           << getArgument() << ": cannot read reference=" << reference
-           << messages;
-  FailureOr<calib::LlamaModel> model = loadLlamaModel(*parsed);
-  if (failed(model))
-    return emitError(module.getLoc())
-           << getArgument() << ": reference=" << reference
-           << " is not a model made by qlr-import" << messages;
-  return model;
-}
-
-calib::Activations QLRNormTweakPass::tweakBlock(calib::LlamaModel &quantized,
-                                                int64_t i,
-                                                const calib::Activations &xq,
-                                                const calib::Activations &yf,
-                                                numerics::NormTweakLoss kind,
-                                                BlockReport &report) {
-  const calib::LlamaConfig &cfg = quantized.config();
-  calib::BlockWeights &block = quantized.block(i);
-  calib::Activations before = quantized.forwardBlock(i, xq);
-  report.before = fullLoss(kind, before, yf);
-
-  numerics::LlamaBlockShape shape{cfg.dim,      cfg.headDim,   cfg.heads,
-                                  cfg.kvHeads,  cfg.hiddenDim, cfg.normEps,
-                                  cfg.ropeTheta};
-  numerics::LlamaBlockBackprop<float> backprop(
-      shape, std::max(1u, std::thread::hardware_concurrency()));
-  std::vector<float> attention = block.attentionNorm, ffn = block.ffnNorm;
-  const std::vector<float> originalAttention = attention, originalFfn = ffn;
-  bool tuneAttention = norms != "ffn", tuneFfn = norms != "attn";
-  numerics::AdamOptimizer adamAttention(attention.size(), learningRate);
-  numerics::AdamOptimizer adamFfn(ffn.size(), learningRate);
-
-  int64_t seqLen = xq.seqLen, dim = xq.width, rows = seqLen;
-  std::vector<float> y(rows * dim), grad(rows * dim);
-  std::vector<float> gradAttention(dim), gradFfn(dim);
-  for (int64_t epoch = 0; epoch < iters; ++epoch) {
-    for (int64_t s = 0; s < xq.sequences; ++s) {
-      ArrayRef<float> x =
-          ArrayRef<float>(xq.data).slice(s * rows * dim, rows * dim);
-      ArrayRef<float> target =
-          ArrayRef<float>(yf.data).slice(s * rows * dim, rows * dim);
-      numerics::LlamaBlockParams<float> params{attention, ffn,      block.wq,
-                                               block.wk,  block.wv, block.wo,
-                                               block.w1,  block.w2, block.w3};
-      backprop.forward(params, x, /*sequences=*/1, seqLen, y);
-      numerics::normTweakLoss<float>(kind, y, target, rows, dim, grad);
-      backprop.backward(grad, gradAttention, gradFfn);
-      if (tuneAttention)
-        adamAttention.step(attention, gradAttention);
-      if (tuneFfn)
-        adamFfn.step(ffn, gradFfn);
+LogicalResult
+QLRNormTweakPass::forEachSample(size_t samples,
+                                function_ref<llvm::Error(size_t)> fn) {
+  std::mutex mutex;
+  std::string error;
+  parallelFor(&getContext(), 0, samples, [&](size_t s) {
+    if (llvm::Error e = fn(s)) {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (error.empty())
+        error = llvm::toString(std::move(e));
+      else
+        llvm::consumeError(std::move(e));
     }
-  }
-
-  block.attentionNorm = attention;
-  block.ffnNorm = ffn;
-  calib::Activations after = quantized.forwardBlock(i, xq);
-  report.after = fullLoss(kind, after, yf);
-  report.kept = report.after < report.before;
-  if (report.kept)
-    return after;
-  block.attentionNorm = originalAttention;
-  block.ffnNorm = originalFfn;
-  return before;
+  });
+  if (error.empty())
+    return success();
+  return emitError(getOperation().getLoc())
+         << getArgument() << ": running a stage failed: " << error;
 }
 
-LogicalResult QLRNormTweakPass::writeBack(ModuleOp module,
-                                          const calib::LlamaModel &quantized,
-                                          ArrayRef<BlockReport> reports) {
-  // The importer's @forward has two RMSNorms per block (attention, then
-  // feed-forward) and the final one; loadLlamaModel already relied on that.
-  auto forward = module.lookupSymbol<func::FuncOp>("forward");
-  SmallVector<RMSNormOp> normOps;
-  if (forward)
-    forward.walk([&](RMSNormOp op) { normOps.push_back(op); });
-  int64_t layers = quantized.config().layers;
-  if (int64_t(normOps.size()) != 2 * layers + 1)
-    return emitError(module.getLoc())
-           << getArgument() << ": expected " << 2 * layers + 1
-           << " qlr.rms_norm ops in @forward (two per block and the final "
-              "norm), found "
-           << normOps.size();
-  auto replace = [&](RMSNormOp op, StringRef canonical,
-                     ArrayRef<float> values) {
-    Value old = op.getWeight();
-    std::string name = canonical.str();
-    if (auto constant = old.getDefiningOp<arith::ConstantOp>())
-      if (StringRef key = resourceKey(constant); !key.empty())
-        name = key.str();
-    OpBuilder b(op);
-    auto type = cast<RankedTensorType>(old.getType());
-    op.getWeightMutable().assign(
-        createFloatResource(b, op.getLoc(), type, name + ".tweaked", values));
-    if (Operation *def = old.getDefiningOp(); def && def->use_empty())
-      def->erase();
-  };
-  for (int64_t i = 0; i < layers; ++i) {
-    if (!reports[i].kept)
+FailureOr<Activations> QLRNormTweakPass::runAll(
+    const CompiledFunctions &compiled, StringRef name, const Activations *input,
+    ArrayRef<unsigned> args, ArrayRef<std::vector<JitTensor>> samples,
+    ArrayRef<std::vector<float> *> extra, ArrayRef<Operation *> norms) {
+  Activations out(samples.size());
+  LogicalResult status =
+      forEachSample(samples.size(), [&](size_t s) -> llvm::Error {
+        std::vector<JitTensor> callArgs;
+        if (input)
+          callArgs.push_back((*input)[s].tensor());
+        for (unsigned arg : args)
+          callArgs.push_back(samples[s][arg]);
+        for (auto [values, norm] : llvm::zip_equal(extra, norms))
+          callArgs.push_back(
+              JitTensor{values->data(),
+                        SmallVector<int64_t, 4>(
+                            cast<RankedTensorType>(normWeight(norm).getType())
+                                .getShape())});
+        auto results = compiled.call(name, callArgs);
+        if (!results)
+          return results.takeError();
+        out[s] = std::move(results->front());
+        return llvm::Error::success();
+      });
+  if (failed(status))
+    return failure();
+  return out;
+}
+
+double QLRNormTweakPass::totalLoss(const Activations &q, const Activations &f) {
+  double sum = 0;
+  for (auto [yq, yf] : llvm::zip_equal(q, f)) {
+    auto [rows, channels] = rowsAndChannels(yq.getShape());
+    sum += numerics::normTweakLoss<float>(
+        kind, ArrayRef<float>(yq.as<float>(), rows * channels),
+        ArrayRef<float>(yf.as<float>(), rows * channels), rows, channels, {});
+  }
+  return sum / double(std::max<size_t>(1, q.size()));
+}
+
+LogicalResult
+QLRNormTweakPass::writeBack(const CalibrationRun &run,
+                            const NormStagePlan &plan,
+                            ArrayRef<StageReport> reports,
+                            ArrayRef<std::vector<std::vector<float>>> gammas,
+                            ArrayRef<SmallVector<bool>> tuned) {
+  for (auto [k, stage] : llvm::enumerate(plan.stages)) {
+    if (!reports[k].kept)
       continue;
-    const calib::BlockWeights &block = quantized.weights().blocks[i];
-    std::string prefix = llvm::formatv("layers.{0}.", i).str();
-    if (norms != "ffn")
-      replace(normOps[2 * i], prefix + "attention_norm", block.attentionNorm);
-    if (norms != "attn")
-      replace(normOps[2 * i + 1], prefix + "ffn_norm", block.ffnNorm);
+    for (auto [n, norm] : llvm::enumerate(stage.norms)) {
+      if (!tuned[k][n])
+        continue;
+      Operation *original = run.normOriginals.lookup(norm);
+      if (!original)
+        return emitError(getOperation().getLoc())
+               << getArgument()
+               << ": internal error: a tuned norm has no original";
+      Value old = normWeight(original);
+      std::string name = llvm::formatv("norm.{0}.{1}", k, n).str();
+      if (auto constant = old.getDefiningOp<arith::ConstantOp>())
+        if (StringRef key = resourceKey(constant); !key.empty())
+          name = key.str();
+      OpBuilder b(original);
+      auto type = cast<RankedTensorType>(old.getType());
+      original->setOperand(1, createFloatResource(b, original->getLoc(), type,
+                                                  name + ".tweaked",
+                                                  gammas[k][n]));
+      if (Operation *def = old.getDefiningOp(); def && def->use_empty())
+        def->erase();
+    }
   }
   return success();
 }
 
 LogicalResult QLRNormTweakPass::writeReport(ModuleOp module,
-                                            ArrayRef<BlockReport> reports,
+                                            ArrayRef<StageReport> reports,
                                             const ModelGuard &guard) {
   if (report.empty())
     return success();
@@ -364,6 +629,7 @@ LogicalResult QLRNormTweakPass::writeReport(ModuleOp module,
 
 void QLRNormTweakPass::runOnOperation() {
   ModuleOp module = getOperation();
+  StringRef pass = getArgument();
   if (failed(checkOptions(module)))
     return signalPassFailure();
   // At 4 bits and more the blocks are close to float and the step that
@@ -371,100 +637,317 @@ void QLRNormTweakPass::runOnOperation() {
   learningRate = lr != 0.0                         ? double(lr)
                  : narrowestCodeWidth(module) <= 3 ? 5e-4
                                                    : 1e-4;
-  FailureOr<calib::LlamaModel> quantized = loadLlamaModel(module);
-  if (failed(quantized)) {
+  kind = loss == "mse" ? numerics::NormTweakLoss::MeanSquared
+                       : numerics::NormTweakLoss::Distribution;
+
+  // The float model, in a context of its own (its weights must not live on
+  // in this module's context).
+  MLIRContext floatContext(getContext().getDialectRegistry(),
+                           MLIRContext::Threading::DISABLED);
+  floatContext.loadAllAvailableDialects();
+  std::string messages;
+  llvm::raw_string_ostream os(messages);
+  ScopedDiagnosticHandler handler(&floatContext, [&](Diagnostic &diag) {
+    os << "\n  " << diag.getLocation() << ": " << diag;
+    return success();
+  });
+  ParserConfig config(&floatContext);
+  OwningOpRef<ModuleOp> floatModule =
+      parseSourceFile<ModuleOp>(reference.getValue(), config);
+  if (!floatModule) {
     emitError(module.getLoc())
-        << getArgument()
-        << ": needs a module made by qlr-import (qlr.model attribute and "
-           "canonical weight names), possibly compressed by earlier passes";
-    return signalPassFailure();
-  }
-  FailureOr<calib::LlamaModel> floatModel = loadReference(module);
-  if (failed(floatModel))
-    return signalPassFailure();
-  const calib::LlamaConfig &qc = quantized->config(),
-                           &fc = floatModel->config();
-  if (qc.dim != fc.dim || qc.layers != fc.layers || qc.heads != fc.heads ||
-      qc.kvHeads != fc.kvHeads || qc.hiddenDim != fc.hiddenDim ||
-      qc.vocabSize != fc.vocabSize || qc.headDim != fc.headDim) {
-    emitError(module.getLoc())
-        << getArgument() << ": reference=" << reference
-        << " is a different model (dim " << fc.dim << ", " << fc.layers
-        << " layers) than the module (dim " << qc.dim << ", " << qc.layers
-        << " layers)";
+        << pass << ": cannot read reference=" << reference << messages;
     return signalPassFailure();
   }
 
-  // The float model generates the calibration text (data=generate), as the
-  // paper does.
-  CalibrationSpec spec{data, samples, seqLen, seed};
-  FailureOr<std::vector<int32_t>> tokens =
-      getCalibrationTokens(module, getArgument(), spec, *floatModel);
-  if (failed(tokens))
+  // The calibration runs: the quantized model's first (so that a module the
+  // pass cannot tune is reported before any text is generated), on
+  // placeholder tokens; then the float model's, which with data=generate
+  // samples the text; its tokens then replace the placeholders.
+  bool tokenData =
+      !StringRef(data).ends_with(".npz") && !StringRef(data).ends_with(".npy");
+  CalibrationSpec spec{data, samples, seqLen, seed, {}};
+  CalibrationSpec placeholder = spec;
+  if (tokenData && samples >= 1 && seqLen >= 1)
+    placeholder.tokens.assign(size_t(samples) * seqLen, 0);
+  FailureOr<std::unique_ptr<CalibrationRun>> quantRun = prepareCalibrationRun(
+      module, pass, placeholder, "", /*keepResults=*/true);
+  if (failed(quantRun))
     return signalPassFailure();
-
-  numerics::NormTweakLoss kind = loss == "mse"
-                                     ? numerics::NormTweakLoss::MeanSquared
-                                     : numerics::NormTweakLoss::Distribution;
-  calib::Activations xf = floatModel->embed(*tokens, samples, seqLen);
-  calib::Activations xq = quantized->embed(*tokens, samples, seqLen);
-  std::vector<BlockReport> reports(qc.layers);
-  std::vector<calib::BlockWeights> original;
-  if (modelGuard)
-    for (int64_t i = 0; i < qc.layers; ++i)
-      original.push_back(
-          {quantized->block(i).attentionNorm, quantized->block(i).ffnNorm});
-  {
-    ::qlr::Progress progress(getArgument(), "block", qc.layers);
-    for (int64_t i = 0; i < qc.layers; ++i) {
-      calib::Activations yf = floatModel->forwardBlock(i, xf);
-      xq = tweakBlock(*quantized, i, xq, yf, kind, reports[i]);
-      xf = std::move(yf);
-      progress.step(llvm::formatv("layers.{0}", i).str());
+  FailureOr<NormStagePlan> qplan = planNormStages((*quantRun)->function, pass);
+  if (failed(qplan))
+    return signalPassFailure();
+  FailureOr<std::unique_ptr<CalibrationRun>> floatRun =
+      prepareCalibrationRun(*floatModule, pass, spec, "", /*keepResults=*/true);
+  if (failed(floatRun)) {
+    emitError(module.getLoc()) << pass << ": reference=" << reference
+                               << " cannot be calibrated" << messages;
+    return signalPassFailure();
+  }
+  CalibrationRun &qrun = **quantRun, &frun = **floatRun;
+  if (tokenData) {
+    const std::vector<char> &bytes = frun.storage.front();
+    std::vector<char> &target = qrun.storage.front();
+    if (bytes.size() != target.size()) {
+      emitError(module.getLoc())
+          << pass << ": internal error: the two models got different token "
+          << "counts";
+      return signalPassFailure();
     }
+    std::copy(bytes.begin(), bytes.end(), target.begin());
+    spec.tokens.assign(
+        reinterpret_cast<const int32_t *>(bytes.data()),
+        reinterpret_cast<const int32_t *>(bytes.data() + bytes.size()));
   }
-
-  // The per-block guard protects each block's loss, not the model: keep the
-  // tweaked norms only if the quantized model's next-token distributions on
-  // the calibration text also move closer to the float model's. (xq and xf
-  // are now the final hidden states with the kept tweaks and of the float
-  // model.)
-  ModelGuard guard;
-  auto swapNorms = [&] {
-    for (int64_t i = 0; i < qc.layers; ++i) {
-      std::swap(quantized->block(i).attentionNorm, original[i].attentionNorm);
-      std::swap(quantized->block(i).ffnNorm, original[i].ffnNorm);
-    }
+  FailureOr<NormStagePlan> fplan = planNormStages(frun.function, pass);
+  if (failed(fplan)) {
+    emitError(module.getLoc()) << pass << ": reference=" << reference
+                               << " cannot be split into stages" << messages;
+    return signalPassFailure();
+  }
+  size_t numStages = qplan->stages.size();
+  // The two models live in different contexts: compare types as text.
+  auto text = [](Value value) {
+    std::string printed;
+    llvm::raw_string_ostream os(printed);
+    os << value.getType();
+    return printed;
   };
-  if (modelGuard && llvm::any_of(reports, [](auto &r) { return r.kept; })) {
-    guard.checked = true;
-    // The untweaked model's hidden states; the final norm and classifier
-    // are not tweaked, so both states share them.
-    swapNorms();
-    calib::Activations untweaked = quantized->forward(*tokens, samples, seqLen);
-    swapNorms();
-    ::qlr::Progress progress(getArgument(), "model guard, sequence", samples);
-    auto [after, before] = compareLogits(*quantized, xq, untweaked, *floatModel,
-                                         xf, *tokens, progress);
-    guard.klAfter = after.kl;
-    guard.klBefore = before.kl;
-    guard.perplexityAfter = after.perplexity;
-    guard.perplexityBefore = before.perplexity;
-    guard.kept = guard.klAfter < guard.klBefore;
-    if (!guard.kept) {
-      swapNorms();
-      for (BlockReport &r : reports)
-        r.kept = false;
+  bool sameShape = fplan->stages.size() == numStages &&
+                   text(fplan->first) == text(qplan->first);
+  for (size_t k = 0; sameShape && k < numStages; ++k)
+    sameShape =
+        fplan->stages[k].norms.size() == qplan->stages[k].norms.size() &&
+        text(fplan->stages[k].to) == text(qplan->stages[k].to);
+  if (!sameShape) {
+    emitError(module.getLoc())
+        << pass << ": reference=" << reference
+        << " is a different model: " << fplan->stages.size()
+        << " stages of tuned norms against " << numStages << " in the module";
+    return signalPassFailure();
+  }
+
+  FailureOr<StageFunctions> qfunctions = outlineStages(
+      qrun.function, *qplan, "__qlr_nt_q", /*gradients=*/true, pass);
+  if (failed(qfunctions))
+    return signalPassFailure();
+  FailureOr<StageFunctions> ffunctions = outlineStages(
+      frun.function, *fplan, "__qlr_nt_f", /*gradients=*/false, pass);
+  if (failed(ffunctions)) {
+    emitError(module.getLoc())
+        << pass << ": reference=" << reference << messages;
+    return signalPassFailure();
+  }
+  FailureOr<CompiledFunctions> qcompiled = CompiledFunctions::compile(
+      module, *qfunctions->module, functionNames(*qfunctions, numStages, true),
+      {}, pass, "functions of the quantized model");
+  if (failed(qcompiled))
+    return signalPassFailure();
+  FailureOr<CompiledFunctions> fcompiled = CompiledFunctions::compile(
+      module, *ffunctions->module, functionNames(*ffunctions, numStages, false),
+      {}, pass, "functions of the float model");
+  if (failed(fcompiled))
+    return signalPassFailure();
+
+  // The norm weights as the quantized model has them.
+  std::vector<std::vector<std::vector<float>>> gammas(numStages);
+  for (auto [k, stage] : llvm::enumerate(qplan->stages))
+    for (Operation *norm : stage.norms) {
+      FailureOr<std::vector<float>> values =
+          readConstantFloats(getElementsConstant(normWeight(norm)));
+      if (failed(values)) {
+        norm->emitOpError() << pass << ": cannot read its weight";
+        return signalPassFailure();
+      }
+      gammas[k].push_back(std::move(*values));
+    }
+  const std::vector<std::vector<std::vector<float>>> original = gammas;
+  auto pointers = [](std::vector<std::vector<float>> &g) {
+    SmallVector<std::vector<float> *> p;
+    for (std::vector<float> &v : g)
+      p.push_back(&v);
+    return p;
+  };
+
+  ArrayRef<std::vector<JitTensor>> qsamples = qrun.samples;
+  ArrayRef<std::vector<JitTensor>> fsamples = frun.samples;
+  size_t numSamples = qsamples.size();
+  FailureOr<Activations> xq = runAll(*qcompiled, qfunctions->head(), nullptr,
+                                     qfunctions->headArgs, qsamples, {}, {});
+  FailureOr<Activations> xf = runAll(*fcompiled, ffunctions->head(), nullptr,
+                                     ffunctions->headArgs, fsamples, {}, {});
+  if (failed(xq) || failed(xf))
+    return signalPassFailure();
+
+  std::vector<StageReport> reports(numStages);
+  std::vector<SmallVector<bool>> tunedNorms(numStages);
+  {
+    ::qlr::Progress progress(pass, "stage", numStages);
+    for (size_t k = 0; k < numStages; ++k) {
+      const NormStage &stage = qplan->stages[k];
+      SmallVector<std::vector<float> *> params = pointers(gammas[k]);
+      FailureOr<Activations> yf =
+          runAll(*fcompiled, ffunctions->stage(k), &*xf,
+                 ffunctions->stageArgs[k], fsamples, {}, {});
+      FailureOr<Activations> before =
+          runAll(*qcompiled, qfunctions->stage(k), &*xq,
+                 qfunctions->stageArgs[k], qsamples, params, stage.norms);
+      if (failed(yf) || failed(before))
+        return signalPassFailure();
+      StageReport &r = reports[k];
+      r.before = totalLoss(*before, *yf);
+
+      // Which of the stage's norms this run tunes.
+      SmallVector<bool> &tune = tunedNorms[k];
+      for (bool attention : stage.attention)
+        tune.push_back(norms == "all" || (norms == "attn") == attention);
+      std::vector<numerics::AdamOptimizer> adams;
+      for (std::vector<float> &g : gammas[k])
+        adams.emplace_back(g.size(), learningRate);
+      for (int64_t epoch = 0; epoch < iters; ++epoch) {
+        for (size_t s = 0; s < numSamples; ++s) {
+          SmallVector<JitTensor> args;
+          args.push_back((*xq)[s].tensor());
+          for (unsigned arg : qfunctions->stageArgs[k])
+            args.push_back(qsamples[s][arg]);
+          for (auto [g, norm] : llvm::zip_equal(gammas[k], stage.norms))
+            args.push_back(JitTensor{
+                g.data(), SmallVector<int64_t, 4>(
+                              cast<RankedTensorType>(normWeight(norm).getType())
+                                  .getShape())});
+          auto y = qcompiled->call(qfunctions->stage(k), args);
+          if (!y) {
+            emitError(module.getLoc())
+                << pass << ": running stage " << k
+                << " failed: " << llvm::toString(y.takeError());
+            return signalPassFailure();
+          }
+          const JitBuffer &yq = y->front();
+          auto [rows, channels] = rowsAndChannels(yq.getShape());
+          std::vector<float> grad(rows * channels);
+          numerics::normTweakLoss<float>(
+              kind, ArrayRef<float>(yq.as<float>(), rows * channels),
+              ArrayRef<float>((*yf)[s].as<float>(), rows * channels), rows,
+              channels, grad);
+          args.push_back(
+              JitTensor{grad.data(), SmallVector<int64_t, 4>(yq.getShape())});
+          auto grads = qcompiled->call(qfunctions->gradient(k), args);
+          if (!grads) {
+            emitError(module.getLoc())
+                << pass << ": running the gradient of stage " << k
+                << " failed: " << llvm::toString(grads.takeError());
+            return signalPassFailure();
+          }
+          for (auto [n, g] : llvm::enumerate(gammas[k])) {
+            if (!tune[n])
+              continue;
+            adams[n].step(g, ArrayRef<float>((*grads)[n].as<float>(),
+                                             (*grads)[n].numElements()));
+          }
+        }
+      }
+      FailureOr<Activations> after =
+          runAll(*qcompiled, qfunctions->stage(k), &*xq,
+                 qfunctions->stageArgs[k], qsamples, params, stage.norms);
+      if (failed(after))
+        return signalPassFailure();
+      r.after = totalLoss(*after, *yf);
+      r.kept = r.after < r.before;
+      if (r.kept) {
+        xq = std::move(after);
+      } else {
+        gammas[k] = original[k];
+        xq = std::move(before);
+      }
+      xf = std::move(yf);
+      progress.step(llvm::formatv("{0} norm{1}", stage.norms.size(),
+                                  stage.norms.size() == 1 ? "" : "s")
+                        .str());
     }
   }
-  for (const BlockReport &r : reports) {
+
+  // The per-stage check protects each stage's loss, not the model: keep
+  // the tweaked norms only if the quantized model's next-token
+  // distributions on the calibration tokens also move closer to the float
+  // model's. Needs token data and the logits (a tail).
+  ModelGuard guard;
+  bool anyKept = llvm::any_of(reports, [](auto &r) { return r.kept; });
+  if (modelGuard && anyKept && tokenData && qfunctions->hasTail &&
+      qrun.samples.front().size() == 1) {
+    guard.checked = true;
+    // The untweaked model's final activations.
+    std::vector<std::vector<std::vector<float>>> untouched = original;
+    FailureOr<Activations> xu = runAll(*qcompiled, qfunctions->head(), nullptr,
+                                       qfunctions->headArgs, qsamples, {}, {});
+    for (size_t k = 0; succeeded(xu) && k < numStages; ++k)
+      xu = runAll(*qcompiled, qfunctions->stage(k), &*xu,
+                  qfunctions->stageArgs[k], qsamples, pointers(untouched[k]),
+                  qplan->stages[k].norms);
+    if (failed(xu))
+      return signalPassFailure();
+    ::qlr::Progress progress(pass, "model guard, sequence", numSamples);
+    double kl[2] = {0, 0}, nll[2] = {0, 0};
+    int64_t positions = 0;
+    const int32_t *tokens = spec.tokens.data();
+    std::vector<double> logQ, logF;
+    for (size_t s = 0; s < numSamples; ++s) {
+      SmallVector<JitTensor> fargs = {(*xf)[s].tensor()};
+      for (unsigned arg : ffunctions->tailArgs)
+        fargs.push_back(fsamples[s][arg]);
+      auto lf = fcompiled->call(ffunctions->tail(), fargs);
+      if (!lf) {
+        emitError(module.getLoc())
+            << pass
+            << ": the float model's logits: " << llvm::toString(lf.takeError());
+        return signalPassFailure();
+      }
+      const Activations *states[2] = {&*xq, &*xu};
+      for (int which = 0; which < 2; ++which) {
+        SmallVector<JitTensor> qargs = {(*states[which])[s].tensor()};
+        for (unsigned arg : qfunctions->tailArgs)
+          qargs.push_back(qsamples[s][arg]);
+        auto lq = qcompiled->call(qfunctions->tail(), qargs);
+        if (!lq) {
+          emitError(module.getLoc())
+              << pass
+              << ": the model's logits: " << llvm::toString(lq.takeError());
+          return signalPassFailure();
+        }
+        auto [rows, vocab] = rowsAndChannels(lq->front().getShape());
+        const float *q = lq->front().as<float>();
+        const float *f = lf->front().as<float>();
+        for (int64_t t = 0; t + 1 < rows; ++t) {
+          logSoftmax(ArrayRef<float>(q + t * vocab, vocab), logQ);
+          logSoftmax(ArrayRef<float>(f + t * vocab, vocab), logF);
+          for (int64_t v = 0; v < vocab; ++v)
+            kl[which] += std::exp(logF[v]) * (logF[v] - logQ[v]);
+          int32_t next = tokens[s * seqLen + t + 1];
+          if (next >= 0 && next < vocab)
+            nll[which] -= logQ[next];
+        }
+        if (which == 0)
+          positions += rows - 1;
+      }
+      progress.step();
+    }
+    double n = double(std::max<int64_t>(1, positions));
+    guard.klAfter = kl[0] / n;
+    guard.klBefore = kl[1] / n;
+    guard.perplexityAfter = std::exp(nll[0] / n);
+    guard.perplexityBefore = std::exp(nll[1] / n);
+    guard.kept = guard.klAfter < guard.klBefore;
+    if (!guard.kept)
+      for (StageReport &r : reports)
+        r.kept = false;
+  }
+  for (const StageReport &r : reports) {
     if (r.kept)
       ++numTweaked;
     else
       ++numRejected;
   }
 
-  if (failed(writeBack(module, *quantized, reports)) ||
+  if (failed(writeBack(qrun, *qplan, reports, gammas, tunedNorms)) ||
       failed(writeReport(module, reports, guard)))
     return signalPassFailure();
 }

@@ -310,44 +310,55 @@ def QLRDequantizeWeightsPass : Pass<"qlr-dequantize-weights", "ModuleOp"> {
 //===----------------------------------------------------------------------===//
 
 def QLRNormTweakPass : Pass<"qlr-norm-tweak", "ModuleOp"> {
-  let summary = "Tune the RMSNorm weights of a quantized model so that each "
-                "block's outputs match the float model's (Norm Tweaking)";
+  let summary = "Tune the norm weights of a quantized model so that each "
+                "stage's outputs match the float model's (Norm Tweaking)";
   let description = [{
     Norm Tweaking (Li et al., AAAI 2024) repairs a post-training quantized
     model by re-tuning only its normalisation weights. The linear layers
     stay exactly as an earlier pass quantized them (any format, RTN, GPTQ,
-    LoftQ); the pass reads them from the IR.
+    LoftQ, low-rank); the pass runs the module's own IR.
 
-    Block by block, in order:
+    **Stages from the IR.** In the calibrated function (`@forward`, or the
+    module's only public function) the tuned norms are the `qlr.rms_norm`
+    and `qlr.layer_norm` ops with a constant weight whose output reaches
+    another norm (the final norm before a classifier is not tuned). Their
+    inputs cut the network (a pre-norm residual stream); a stage runs from
+    one cut to the next and starts at the first tuned norm and at every norm
+    whose part of the network contains attention (a max-reduction softmax),
+    so a transformer gets one stage per block. Each stage is outlined into a
+    function, its gradient with respect to the stage's norm weights is built
+    by `qlr-differentiate`, and both are compiled once for the host; the
+    float model (`reference=FILE`, the module before quantization, cut the
+    same way) gives the targets.
 
-    1. the float model's block output `Yf` on the float hidden states of
-       the calibration tokens (the float model is `reference=FILE`, the
-       module before quantization);
-    2. the quantized block's output `Yq` on the quantized model's hidden
-       states, which are the previous (tweaked) quantized block's outputs;
-    3. `iters` epochs of Adam (learning rate `lr`; by default 5e-4 when some
+    Stage by stage, in order:
+
+    1. the float stage's output `Yf` on the float model's activations;
+    2. `iters` epochs of Adam (learning rate `lr`; by default 5e-4 when some
        linear weight of the module has 3 or fewer bits per code, else 1e-4)
-       over the calibration
-       sequences, one sequence per step, on the block's norm weights only
-       (`norms=all|attn|ffn`), minimising `loss=dist`, the channel-wise
-       distribution distance
-       `L = 1/C · Σ_c (|μ_f,c − μ_q,c| + |σ²_f,c − σ²_q,c|)` over all tokens,
-       or `loss=mse`, the mean squared difference `mean((Yq − Yf)²)`.
-       Gradients come from the analytic backward of the block
-       (lib/Numerics/NormTweak);
-    4. the tweak is kept only if `L` over all calibration tokens went down.
+       over the calibration samples, one sample per step, on the stage's
+       norm weights (`norms=all`, or `attn`/`ffn`: the norms whose part of
+       the stage does or does not contain attention), minimising
+       `loss=dist`, the channel-wise distribution distance
+       `L = 1/C · Σ_c (|μ_f,c − μ_q,c| + |σ²_f,c − σ²_q,c|)` over all rows,
+       or `loss=mse`, the mean squared difference `mean((Yq − Yf)²)`;
+    3. the tweak is kept only if `L` over all calibration samples went
+       down, and the next stage starts from the quantized stage's outputs
+       with the kept weights.
 
-    With `model-guard=true` (the default) the kept tweaks must then also
-    bring the quantized model's next-token distributions on the calibration
-    tokens closer to the float model's (lower mean KL divergence);
-    otherwise every norm stays as it was.
+    With `model-guard=true` (the default) and token data, the kept tweaks
+    must then also bring the quantized model's next-token distributions on
+    the calibration tokens closer to the float model's (lower mean KL
+    divergence of the function's first result, the logits); otherwise every
+    norm stays as it was.
 
-    With `data=generate` (the default) the calibration text is sampled from
-    the float model itself: a random first token, 4 greedy tokens, then
-    sampling (seeded). The tweaked weights replace the norm constants
-    (`dense_resource` named like the original with `.tweaked` appended).
-    Needs a module made by `qlr-import` (LLaMA-family, RMSNorm) and its float
-    original.
+    Calibration data as for `qlr-quantize-linear`: `data=generate` (the
+    default; text sampled from the float model: a random first token, 4
+    greedy tokens, then sampling, seeded), a text file tokenized with the
+    embedded tokenizer, or a `.npz`/`.npy` file of the function's arguments.
+    The tweaked weights replace the norm constants (`dense_resource` named
+    like the original with `.tweaked` appended, or `norm.STAGE.INDEX.tweaked`
+    for inline constants).
 
     ```
     quant-opt float.mlirbc \
@@ -357,8 +368,8 @@ def QLRNormTweakPass : Pass<"qlr-norm-tweak", "ModuleOp"> {
   }];
   let options = [
     Option<"reference", "reference", "std::string", /*default=*/"\"\"",
-           "The float module this one was quantized from (qlr-import's "
-           "output, text or bytecode); its blocks give the target outputs">,
+           "The float module this one was quantized from (text or "
+           "bytecode); its stages give the target outputs">,
     Option<"lr", "lr", "double", /*default=*/"0",
            "Adam learning rate; 0 (the default) picks by the narrowest code "
            "width of the module's compressed linear weights: 5e-4 at 2-3 "
@@ -372,12 +383,13 @@ def QLRNormTweakPass : Pass<"qlr-norm-tweak", "ModuleOp"> {
            "dist: channel-wise |Δmean| + |Δvariance| (the paper's loss); "
            "mse: mean squared output difference">,
     Option<"norms", "norms", "std::string", /*default=*/"\"all\"",
-           "Which norm weights to tune: all, attn (attention_norm) or ffn "
-           "(ffn_norm)">,
+           "Which norm weights to tune: all, attn (norms whose part of the "
+           "stage contains attention) or ffn (the others)">,
     Option<"data", "data", "std::string", /*default=*/"\"generate\"",
-           "Calibration text: a UTF-8 text FILE tokenized with the module's "
-           "embedded tokenizer, or `generate` to sample text from the float "
-           "model (random first token, 4 greedy tokens, then sampling)">,
+           "Calibration data: a UTF-8 text FILE tokenized with the module's "
+           "embedded tokenizer, `generate` to sample text from the float "
+           "model (random first token, 4 greedy tokens, then sampling), or a "
+           ".npz/.npy file of the calibrated function's arguments">,
     Option<"samples", "samples", "int64_t", /*default=*/"32",
            "Number of calibration sequences">,
     Option<"seqLen", "seq-len", "int64_t", /*default=*/"256",
@@ -395,11 +407,16 @@ def QLRNormTweakPass : Pass<"qlr-norm-tweak", "ModuleOp"> {
            "to this JSON file">
   ];
   let statistics = [
-    Statistic<"numTweaked", "tweaked-blocks", "Blocks whose tweak was kept">,
-    Statistic<"numRejected", "rejected-blocks",
-              "Blocks whose tweak did not lower the loss">
+    Statistic<"numTweaked", "tweaked-stages", "Stages whose tweak was kept">,
+    Statistic<"numRejected", "rejected-stages",
+              "Stages whose tweak was not kept">
   ];
-  let dependentDialects = ["::mlir::arith::ArithDialect"];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::linalg::LinalgDialect",
+                           "::mlir::math::MathDialect",
+                           "::mlir::scf::SCFDialect",
+                           "::mlir::tensor::TensorDialect",
+                           "::mlir::qlr::QLRDialect"];
 }
 
 def QLRFoldNormPass : Pass<"qlr-fold-norm", "ModuleOp"> {
