@@ -885,50 +885,61 @@ void QLRNormTweakPass::runOnOperation() {
                   qplan->stages[k].norms);
     if (failed(xu))
       return signalPassFailure();
+    // Per sample, in parallel; summed in sample order (deterministic).
     ::qlr::Progress progress(pass, "model guard, sequence", numSamples);
+    struct SampleStats {
+      double kl[2] = {0, 0}, nll[2] = {0, 0};
+      int64_t positions = 0;
+    };
+    std::vector<SampleStats> stats(numSamples);
+    const int32_t *tokens = spec.tokens.data();
+    std::mutex progressMutex;
+    LogicalResult compared =
+        forEachSample(numSamples, [&](size_t s) -> llvm::Error {
+          SmallVector<JitTensor> fargs = {(*xf)[s].tensor()};
+          for (unsigned arg : ffunctions->tailArgs)
+            fargs.push_back(fsamples[s][arg]);
+          auto lf = fcompiled->call(ffunctions->tail(), fargs);
+          if (!lf)
+            return lf.takeError();
+          const Activations *states[2] = {&*xq, &*xu};
+          std::vector<double> logQ, logF;
+          for (int which = 0; which < 2; ++which) {
+            SmallVector<JitTensor> qargs = {(*states[which])[s].tensor()};
+            for (unsigned arg : qfunctions->tailArgs)
+              qargs.push_back(qsamples[s][arg]);
+            auto lq = qcompiled->call(qfunctions->tail(), qargs);
+            if (!lq)
+              return lq.takeError();
+            auto [rows, vocab] = rowsAndChannels(lq->front().getShape());
+            const float *q = lq->front().as<float>();
+            const float *f = lf->front().as<float>();
+            for (int64_t t = 0; t + 1 < rows; ++t) {
+              logSoftmax(ArrayRef<float>(q + t * vocab, vocab), logQ);
+              logSoftmax(ArrayRef<float>(f + t * vocab, vocab), logF);
+              for (int64_t v = 0; v < vocab; ++v)
+                stats[s].kl[which] += std::exp(logF[v]) * (logF[v] - logQ[v]);
+              int32_t next = tokens[s * seqLen + t + 1];
+              if (next >= 0 && next < vocab)
+                stats[s].nll[which] -= logQ[next];
+            }
+            if (which == 0)
+              stats[s].positions = rows - 1;
+          }
+          std::lock_guard<std::mutex> lock(progressMutex);
+          progress.step();
+          return llvm::Error::success();
+        });
+    if (failed(compared))
+      return signalPassFailure();
     double kl[2] = {0, 0}, nll[2] = {0, 0};
     int64_t positions = 0;
-    const int32_t *tokens = spec.tokens.data();
-    std::vector<double> logQ, logF;
-    for (size_t s = 0; s < numSamples; ++s) {
-      SmallVector<JitTensor> fargs = {(*xf)[s].tensor()};
-      for (unsigned arg : ffunctions->tailArgs)
-        fargs.push_back(fsamples[s][arg]);
-      auto lf = fcompiled->call(ffunctions->tail(), fargs);
-      if (!lf) {
-        emitError(module.getLoc())
-            << pass
-            << ": the float model's logits: " << llvm::toString(lf.takeError());
-        return signalPassFailure();
-      }
-      const Activations *states[2] = {&*xq, &*xu};
+    for (const SampleStats &sample : stats) {
       for (int which = 0; which < 2; ++which) {
-        SmallVector<JitTensor> qargs = {(*states[which])[s].tensor()};
-        for (unsigned arg : qfunctions->tailArgs)
-          qargs.push_back(qsamples[s][arg]);
-        auto lq = qcompiled->call(qfunctions->tail(), qargs);
-        if (!lq) {
-          emitError(module.getLoc())
-              << pass
-              << ": the model's logits: " << llvm::toString(lq.takeError());
-          return signalPassFailure();
-        }
-        auto [rows, vocab] = rowsAndChannels(lq->front().getShape());
-        const float *q = lq->front().as<float>();
-        const float *f = lf->front().as<float>();
-        for (int64_t t = 0; t + 1 < rows; ++t) {
-          logSoftmax(ArrayRef<float>(q + t * vocab, vocab), logQ);
-          logSoftmax(ArrayRef<float>(f + t * vocab, vocab), logF);
-          for (int64_t v = 0; v < vocab; ++v)
-            kl[which] += std::exp(logF[v]) * (logF[v] - logQ[v]);
-          int32_t next = tokens[s * seqLen + t + 1];
-          if (next >= 0 && next < vocab)
-            nll[which] -= logQ[next];
-        }
-        if (which == 0)
-          positions += rows - 1;
+        kl[which] += sample.kl[which];
+        nll[which] += sample.nll[which];
       }
-      progress.step();
+      positions += sample.positions;
     }
     double n = double(std::max<int64_t>(1, positions));
     guard.klAfter = kl[0] / n;
