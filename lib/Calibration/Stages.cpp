@@ -588,7 +588,9 @@ FailureOr<CompiledFunctions> CompiledFunctions::compile(
   CompiledFunctions result;
   if (names.empty())
     return result;
-  MLIRContext *context = anchor->getContext();
+  // The module's context: JitModule::compile creates attributes in it, so
+  // it is compiled on that context's threads (one part when it has none).
+  MLIRContext *context = module->getContext();
   size_t parts = std::min<size_t>(names.size(),
                                   context->isMultithreadingEnabled()
                                       ? std::max(1u, context->getNumThreads())

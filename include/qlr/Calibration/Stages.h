@@ -105,9 +105,10 @@ using StageCallback = llvm::function_ref<LogicalResult(
 /// the context: LLVM compiles a module on one thread).
 class CompiledFunctions {
 public:
-  /// Compiles `names` of `module` (which must outlive the result); reports
-  /// failures at `anchor`. `pass` names the progress line, which counts the
-  /// functions as `noun`.
+  /// Compiles `names` of `module` (which must outlive the result) on the
+  /// threads of the module's context (one after the other when it has
+  /// threading disabled); reports failures at `anchor`. `pass` names the
+  /// progress line, which counts the functions as `noun`.
   static FailureOr<CompiledFunctions>
   compile(Operation *anchor, ModuleOp module, ArrayRef<std::string> names,
           const JitOptions &options, StringRef pass, StringRef noun = "stages");

@@ -65,3 +65,21 @@ func.func @f(%x: tensor<8xf32>) -> tensor<8xf32> {
 func.func @f(%x: tensor<8xi32>) -> tensor<8xi32> {
   return %x : tensor<8xi32>
 }
+
+// -----
+
+// A body that reads a differentiated scalar from above.
+#id = affine_map<(d0) -> (d0)>
+func.func @f(%x: tensor<8xf32>) -> tensor<8xf32> {
+  %c0 = arith.constant 0 : index
+  %s = tensor.extract %x[%c0] : tensor<8xf32>
+  %e = tensor.empty() : tensor<8xf32>
+  // expected-error @+1 {{'linalg.generic' op cannot be differentiated: its body reads a scalar from above that depends on a differentiated argument}}
+  %y = linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel"]}
+      ins(%x : tensor<8xf32>) outs(%e : tensor<8xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    %r = arith.mulf %in, %s : f32
+    linalg.yield %r : f32
+  } -> tensor<8xf32>
+  return %y : tensor<8xf32>
+}

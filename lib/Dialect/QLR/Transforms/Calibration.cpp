@@ -469,6 +469,20 @@ mlir::qlr::prepareCalibrationRun(ModuleOp module, StringRef pass,
               << maxSeqLen << " tokens";
       return failure();
     }
+    if (!spec.tokens.empty()) {
+      if (int64_t(spec.tokens.size()) != spec.samples * spec.seqLen) {
+        error() << "internal error: " << spec.tokens.size()
+                << " calibration tokens for " << spec.samples << " x "
+                << spec.seqLen;
+        return failure();
+      }
+      for (int32_t token : spec.tokens)
+        if (token < 0 || token >= vocab) {
+          error() << "calibration token " << token
+                  << " is outside the model's vocabulary of " << vocab;
+          return failure();
+        }
+    }
     FailureOr<std::vector<int32_t>> tokens =
         !spec.tokens.empty()
             ? FailureOr<std::vector<int32_t>>(spec.tokens)

@@ -57,6 +57,10 @@ Value convertFloat(OpBuilder &b, Location loc, Value v, Type to) {
   Type from = v.getType();
   if (from == to)
     return v;
+  if (from.getIntOrFloatBitWidth() == to.getIntOrFloatBitWidth())
+    // f16 <-> bf16: through f32.
+    return arith::TruncFOp::create(
+        b, loc, to, arith::ExtFOp::create(b, loc, b.getF32Type(), v));
   if (from.getIntOrFloatBitWidth() < to.getIntOrFloatBitWidth())
     return arith::ExtFOp::create(b, loc, to, v);
   return arith::TruncFOp::create(b, loc, to, v);
@@ -138,11 +142,15 @@ private:
 };
 
 LogicalResult Tangents::visit(Operation *op) {
-  if (op->getNumResults() != 1 || !isa<FloatType>(op->getResult(0).getType()))
-    return success(); // comparisons, index arithmetic: no tangent
-  if (llvm::none_of(op->getOperands(),
-                    [&](Value v) { return tangents.count(v); }))
+  if (llvm::none_of(readValues(op), [&](Value v) { return tangents.count(v); }))
     return success();
+  if (llvm::none_of(op->getResultTypes(),
+                    [](Type t) { return isa<FloatType>(t); }))
+    return success(); // comparisons, index arithmetic: no tangent
+  if (op->getNumResults() != 1 || op->getNumRegions() != 0)
+    return op->emitOpError(
+        "cannot be differentiated: qlr-differentiate handles scalar ops with "
+        "one result and no regions in a linalg.generic body");
   Location loc = op->getLoc();
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointAfter(op);
@@ -209,9 +217,9 @@ LogicalResult Tangents::visit(Operation *op) {
         Value gauss = math::ExpOp::create(
             b, loc,
             arith::NegFOp::create(b, loc, arith::MulFOp::create(b, loc, x, x)));
-        result = mul(loc, t(0),
-                     arith::MulFOp::create(
-                         b, loc, constant(2.0 / std::sqrt(M_PI)), gauss));
+        result = mul(
+            loc, t(0),
+            arith::MulFOp::create(b, loc, constant(1.1283791670955126), gauss));
       })
       .Case([&](math::SinOp) {
         result = mul(loc, t(0), math::CosOp::create(b, loc, operand(0)));
@@ -666,7 +674,7 @@ LogicalResult ReverseSweep::run(ArrayRef<BlockArgument> wrt,
     if (llvm::any_of(readValues(&op),
                      [&](Value v) { return varied.contains(v); }))
       for (Value result : op.getResults())
-        if (isa<FloatType>(getElementTypeOrSelf(result.getType())))
+        if (!getElementTypeOrSelf(result.getType()).isIntOrIndex())
           varied.insert(result);
   for (Value v : returned)
     useful.insert(v);
@@ -794,6 +802,14 @@ LogicalResult ReverseSweep::visitGeneric(linalg::GenericOp op, Value adjoint) {
                             "differentiated argument");
     }
   }
+  // Scalars the body reads from above cannot carry an adjoint.
+  llvm::SetVector<Value> captured;
+  getUsedValuesDefinedAbove(op.getRegion(), captured);
+  for (Value value : captured)
+    if (isActive(value) && !isa<RankedTensorType>(value.getType()))
+      return op.emitOpError("cannot be differentiated: its body reads a "
+                            "scalar from above that depends on a "
+                            "differentiated argument");
   // Tensors the body gathers from.
   SmallVector<tensor::ExtractOp> gathers;
   op.getRegion().walk([&](tensor::ExtractOp extract) {

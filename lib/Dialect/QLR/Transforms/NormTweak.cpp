@@ -143,7 +143,8 @@ Value normWeight(Operation *norm) { return norm->getOperand(1); }
 /// their inputs and, at the end, the input of the first norm after them
 /// that is not tuned (or the output). A stage starts at the first tuned norm
 /// and at every norm whose part of the network contains attention, so a
-/// pre-norm transformer gets one stage per block.
+/// pre-norm transformer gets one stage per block; without attention anywhere
+/// every norm is a stage.
 FailureOr<NormStagePlan> planNormStages(func::FuncOp function, StringRef pass) {
   NormStagePlan plan;
   Block &body = function.getBody().front();
@@ -197,6 +198,30 @@ FailureOr<NormStagePlan> planNormStages(func::FuncOp function, StringRef pass) {
            << pass << ": found no norm to tune (a qlr.rms_norm or "
            << "qlr.layer_norm with a constant weight whose output reaches "
               "another norm)";
+  // The host loop reads activations, logits and norm weights as f32.
+  auto isF32 = [](Value v) {
+    return cast<ShapedType>(v.getType()).getElementType().isF32();
+  };
+  for (Operation *unit : units)
+    if (!isF32(normInput(unit)) || !isF32(normWeight(unit)))
+      return unit->emitOpError()
+             << pass << ": tunes f32 norms on f32 activations; this norm's "
+             << "input and weight are " << normInput(unit).getType() << " and "
+             << normWeight(unit).getType();
+  if (!isF32(plan.output))
+    return function.emitOpError()
+           << pass << ": needs an f32 result (the logits), not "
+           << plan.output.getType();
+  // Two tuned norms reading one value (a parallel residual block) do not
+  // cut the network in order.
+  for (auto [k, unit] : llvm::enumerate(units))
+    for (Operation *other : ArrayRef<Operation *>(units).drop_front(k + 1))
+      if (normInput(other) == normInput(unit))
+        return other->emitOpError()
+               << pass << ": reads the same value as the norm at "
+               << unit->getLoc()
+               << "; norms side by side (a parallel residual block) do not "
+                  "cut the network into stages";
   Operation *lastUnit = units.back();
   int after = firstReached[index[lastUnit]];
   Value end = plan.output;
@@ -208,18 +233,23 @@ FailureOr<NormStagePlan> planNormStages(func::FuncOp function, StringRef pass) {
 
   plan.first = normInput(units.front());
   plan.last = end;
+  SmallVector<bool> attention;
   for (auto [k, unit] : llvm::enumerate(units)) {
-    Value from = normInput(unit);
     Value to = k + 1 < units.size() ? normInput(units[k + 1]) : end;
     llvm::SetVector<unsigned> args;
-    bool attention = hasAttention(backwardSlice(function, from, to, args));
-    if (plan.stages.empty() || attention) {
-      plan.stages.push_back(NormStage{from, to, {}, {}});
-    }
+    attention.push_back(
+        hasAttention(backwardSlice(function, normInput(unit), to, args)));
+  }
+  // Without attention anywhere, every norm is a stage of its own.
+  bool anyAttention = llvm::is_contained(attention, true);
+  for (auto [k, unit] : llvm::enumerate(units)) {
+    Value to = k + 1 < units.size() ? normInput(units[k + 1]) : end;
+    if (plan.stages.empty() || attention[k] || !anyAttention)
+      plan.stages.push_back(NormStage{normInput(unit), to, {}, {}});
     NormStage &stage = plan.stages.back();
     stage.to = to;
     stage.norms.push_back(unit);
-    stage.attention.push_back(attention);
+    stage.attention.push_back(attention[k]);
   }
   return plan;
 }
@@ -546,14 +576,19 @@ FailureOr<Activations> QLRNormTweakPass::runAll(
 }
 
 double QLRNormTweakPass::totalLoss(const Activations &q, const Activations &f) {
-  double sum = 0;
-  for (auto [yq, yf] : llvm::zip_equal(q, f)) {
-    auto [rows, channels] = rowsAndChannels(yq.getShape());
-    sum += numerics::normTweakLoss<float>(
-        kind, ArrayRef<float>(yq.as<float>(), rows * channels),
-        ArrayRef<float>(yf.as<float>(), rows * channels), rows, channels, {});
+  // Over all rows of all samples at once, as the paper's statistics are.
+  std::vector<float> yq, yf;
+  int64_t rows = 0, channels = 1;
+  for (auto [a, b] : llvm::zip_equal(q, f)) {
+    auto [r, c] = rowsAndChannels(a.getShape());
+    yq.insert(yq.end(), a.as<float>(), a.as<float>() + r * c);
+    yf.insert(yf.end(), b.as<float>(), b.as<float>() + r * c);
+    rows += r;
+    channels = c;
   }
-  return sum / double(std::max<size_t>(1, q.size()));
+  if (rows == 0)
+    return 0;
+  return numerics::normTweakLoss<float>(kind, yq, yf, rows, channels, {});
 }
 
 LogicalResult
@@ -562,6 +597,12 @@ QLRNormTweakPass::writeBack(const CalibrationRun &run,
                             ArrayRef<StageReport> reports,
                             ArrayRef<std::vector<std::vector<float>>> gammas,
                             ArrayRef<SmallVector<bool>> tuned) {
+  for (const NormStage &stage : plan.stages)
+    for (Operation *norm : stage.norms)
+      if (!run.normOriginals.lookup(norm))
+        return emitError(getOperation().getLoc())
+               << getArgument()
+               << ": internal error: a tuned norm has no original";
   for (auto [k, stage] : llvm::enumerate(plan.stages)) {
     if (!reports[k].kept)
       continue;
@@ -644,6 +685,9 @@ void QLRNormTweakPass::runOnOperation() {
   // in this module's context).
   MLIRContext floatContext(getContext().getDialectRegistry(),
                            MLIRContext::Threading::DISABLED);
+  // It compiles its stages on this context's threads.
+  if (getContext().isMultithreadingEnabled())
+    floatContext.setThreadPool(getContext().getThreadPool());
   floatContext.loadAllAvailableDialects();
   std::string messages;
   llvm::raw_string_ostream os(messages);
@@ -873,7 +917,7 @@ void QLRNormTweakPass::runOnOperation() {
   ModelGuard guard;
   bool anyKept = llvm::any_of(reports, [](auto &r) { return r.kept; });
   if (modelGuard && anyKept && tokenData && qfunctions->hasTail &&
-      qrun.samples.front().size() == 1) {
+      ffunctions->hasTail && qrun.samples.front().size() == 1) {
     guard.checked = true;
     // The untweaked model's final activations.
     std::vector<std::vector<std::vector<float>>> untouched = original;
@@ -941,12 +985,15 @@ void QLRNormTweakPass::runOnOperation() {
       }
       positions += sample.positions;
     }
+    // Logits of one position only: nothing predicts a next token.
+    if (positions == 0)
+      guard.checked = false;
     double n = double(std::max<int64_t>(1, positions));
     guard.klAfter = kl[0] / n;
     guard.klBefore = kl[1] / n;
     guard.perplexityAfter = std::exp(nll[0] / n);
     guard.perplexityBefore = std::exp(nll[1] / n);
-    guard.kept = guard.klAfter < guard.klBefore;
+    guard.kept = !guard.checked || guard.klAfter < guard.klBefore;
     if (!guard.kept)
       for (StageReport &r : reports)
         r.kept = false;

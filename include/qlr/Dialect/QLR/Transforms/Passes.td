@@ -325,7 +325,8 @@ def QLRNormTweakPass : Pass<"qlr-norm-tweak", "ModuleOp"> {
     inputs cut the network (a pre-norm residual stream); a stage runs from
     one cut to the next and starts at the first tuned norm and at every norm
     whose part of the network contains attention (a max-reduction softmax),
-    so a transformer gets one stage per block. Each stage is outlined into a
+    so a transformer gets one stage per block (a network without attention
+    gets one stage per norm). Each stage is outlined into a
     function, its gradient with respect to the stage's norm weights is built
     by `qlr-differentiate`, and both are compiled once for the host; the
     float model (`reference=FILE`, the module before quantization, cut the
@@ -693,9 +694,11 @@ def QLRDifferentiatePass : Pass<"qlr-differentiate", "ModuleOp"> {
     * `linalg.generic` with parallel and reduction loops. A reduction must
       combine its accumulator with `arith.addf`, `arith.maximumf` or
       `arith.minimumf` (max/min pass the adjoint to the elements equal to
-      the result). Body ops: `arith` add/sub/mul/div/neg/max/min/select/
-      extf/truncf, `math` exp/log/sqrt/rsqrt/tanh/erf/sin/cos/absf/fma and
-      powf with a fixed exponent; `tensor.extract` of a tensor captured from
+      the result; tied elements each receive all of it, which is exact for
+      softmax's max shift but not a subgradient in general). Body ops:
+      `arith` add/sub/mul/div/neg/max/min/select/extf/truncf, `math`
+      exp/log/sqrt/rsqrt/tanh/erf/sin/cos/absf/fma and powf with a fixed
+      exponent (ops with regions or several results are errors); `tensor.extract` of a tensor captured from
       above may read a differentiated value (a gather, as in RoPE), whose
       adjoint becomes a scatter loop (`scf.for`).
     * `qlr.linear` with respect to its input and bias; its weight (float or
