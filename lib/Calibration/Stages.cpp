@@ -32,19 +32,6 @@ using namespace mlir::qlr;
 
 namespace {
 
-/// Calls `fn` on every value `op` reads: its operands and the values its
-/// regions use from outside.
-void forEachUsedValue(Operation *op, llvm::function_ref<void(Value)> fn) {
-  for (Value value : op->getOperands())
-    fn(value);
-  if (op->getNumRegions() == 0)
-    return;
-  llvm::SetVector<Value> above;
-  getUsedValuesDefinedAbove(op->getRegions(), above);
-  for (Value value : above)
-    fn(value);
-}
-
 /// A tap and the segment that completes it.
 struct TapSite {
   CalibrationTap tap;
@@ -627,4 +614,16 @@ CompiledFunctions::call(StringRef name, ArrayRef<JitTensor> args) const {
   if (found == moduleOf.end())
     return llvm::createStringError("no compiled function @" + name);
   return modules[found->second]->call(name, args);
+}
+
+void mlir::qlr::forEachUsedValue(Operation *op,
+                                 llvm::function_ref<void(Value)> fn) {
+  for (Value value : op->getOperands())
+    fn(value);
+  if (op->getNumRegions() == 0)
+    return;
+  llvm::SetVector<Value> above;
+  getUsedValuesDefinedAbove(op->getRegions(), above);
+  for (Value value : above)
+    fn(value);
 }

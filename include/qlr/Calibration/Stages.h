@@ -100,6 +100,11 @@ using StageCallback = llvm::function_ref<LogicalResult(
     unsigned level, unsigned levels, MutableArrayRef<CalibrationTap> taps,
     llvm::DenseMap<Operation *, std::vector<float>> &weights)>;
 
+/// Calls `fn` on every value `op` reads: its operands and the values its
+/// regions use from outside (tensors a linalg.generic body reads with
+/// tensor.extract, say).
+void forEachUsedValue(Operation *op, llvm::function_ref<void(Value)> fn);
+
 /// Functions of one module compiled for the host into several JitModules
 /// side by side (consecutive runs of the functions, one module per thread of
 /// the context: LLVM compiles a module on one thread).

@@ -83,17 +83,6 @@ bool isFloatTensor(Type type) {
   return tensor && isa<FloatType>(tensor.getElementType());
 }
 
-void forEachUsedValue(Operation *op, function_ref<void(Value)> fn) {
-  for (Value value : op->getOperands())
-    fn(value);
-  if (op->getNumRegions() == 0)
-    return;
-  llvm::SetVector<Value> above;
-  getUsedValuesDefinedAbove(op->getRegions(), above);
-  for (Value value : above)
-    fn(value);
-}
-
 /// The ops `to` needs, stopping at `from` and at the function's arguments,
 /// in program order; `args` receives the argument numbers read.
 SmallVector<Operation *> backwardSlice(func::FuncOp function, Value from,
