@@ -35,6 +35,8 @@ CONFIGS = {
     "w3-g32-asym-defaults": "--qlr-quantize-linear=method=gptq bits=3 group-size=32 symmetric=false "
                             "data={calib}",
     "basis-select-0.75": "--qlr-basis-select=ratio=0.75 data={calib}",
+    # Run on a quantized --base with --model as the float reference.
+    "norm-tweak-defaults": "--qlr-norm-tweak=reference={model} lr=5e-4",
 }
 
 
@@ -58,6 +60,8 @@ def main() -> None:
     parser.add_argument("--old", required=True, type=pathlib.Path)
     parser.add_argument("--new", required=True, type=pathlib.Path)
     parser.add_argument("--model", required=True)
+    parser.add_argument("--base", help="the module the passes transform (default --model); "
+                                        "a quantized one for norm-tweak-defaults")
     parser.add_argument("--out", required=True, type=pathlib.Path)
     parser.add_argument("--config", action="append", choices=sorted(CONFIGS))
     parser.add_argument("--seed", type=int, action="append", help="seeds of the w3 plain config (default 0)")
@@ -66,13 +70,14 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.config or sorted(CONFIGS):
+        defaults = [c for c in sorted(CONFIGS) if args.base or not c.startswith("norm-tweak")]
+        for name in args.config or defaults:
             for seed in (args.seed or [0]) if "{seed}" in CONFIGS[name] else [0]:
-                option = CONFIGS[name].format(calib=CALIB, seed=seed)
+                option = CONFIGS[name].format(calib=CALIB, seed=seed, model=args.model)
                 row = {"config": name, "seed": seed, "option": option}
                 for side, build in (("old", args.old), ("new", args.new)):
                     out = pathlib.Path(tmp) / f"{side}.mlirbc"
-                    row[side] = run_pass(build / "bin" / "quant-opt", args.model, option, out)
+                    row[side] = run_pass(build / "bin" / "quant-opt", args.base or args.model, option, out)
                     row[side]["ppl"] = perplexity(args.new / "bin" / "qlr-run", out, args.ctx, args.windows)
                     out.unlink()
                 print(json.dumps(row), flush=True)
