@@ -457,6 +457,27 @@ std::pair<int64_t, int64_t> rowsAndChannels(ArrayRef<int64_t> shape) {
   return {rows, shape.empty() ? 1 : shape.back()};
 }
 
+/// The arguments of an outlined stage for one sample: the activations at
+/// its start cut (when it has one), the sample's function arguments it
+/// reads (`args`), then the weights of `norms`.
+std::vector<JitTensor> stageArguments(const JitBuffer *input,
+                                      ArrayRef<JitTensor> sample,
+                                      ArrayRef<unsigned> args,
+                                      ArrayRef<std::vector<float> *> weights,
+                                      ArrayRef<Operation *> norms) {
+  std::vector<JitTensor> result;
+  if (input)
+    result.push_back(input->tensor());
+  for (unsigned arg : args)
+    result.push_back(sample[arg]);
+  for (auto [values, norm] : llvm::zip_equal(weights, norms))
+    result.push_back(JitTensor{
+        values->data(),
+        SmallVector<int64_t, 4>(
+            cast<RankedTensorType>(normWeight(norm).getType()).getShape())});
+  return result;
+}
+
 /// One model's activations at a cut, one buffer per sample.
 using Activations = std::vector<JitBuffer>;
 
@@ -542,17 +563,8 @@ FailureOr<Activations> QLRNormTweakPass::runAll(
   Activations out(samples.size());
   LogicalResult status =
       forEachSample(samples.size(), [&](size_t s) -> llvm::Error {
-        std::vector<JitTensor> callArgs;
-        if (input)
-          callArgs.push_back((*input)[s].tensor());
-        for (unsigned arg : args)
-          callArgs.push_back(samples[s][arg]);
-        for (auto [values, norm] : llvm::zip_equal(extra, norms))
-          callArgs.push_back(
-              JitTensor{values->data(),
-                        SmallVector<int64_t, 4>(
-                            cast<RankedTensorType>(normWeight(norm).getType())
-                                .getShape())});
+        std::vector<JitTensor> callArgs = stageArguments(
+            input ? &(*input)[s] : nullptr, samples[s], args, extra, norms);
         auto results = compiled.call(name, callArgs);
         if (!results)
           return results.takeError();
@@ -839,15 +851,9 @@ void QLRNormTweakPass::runOnOperation() {
         adams.emplace_back(g.size(), learningRate);
       for (int64_t epoch = 0; epoch < iters; ++epoch) {
         for (size_t s = 0; s < numSamples; ++s) {
-          SmallVector<JitTensor> args;
-          args.push_back((*xq)[s].tensor());
-          for (unsigned arg : qfunctions->stageArgs[k])
-            args.push_back(qsamples[s][arg]);
-          for (auto [g, norm] : llvm::zip_equal(gammas[k], stage.norms))
-            args.push_back(JitTensor{
-                g.data(), SmallVector<int64_t, 4>(
-                              cast<RankedTensorType>(normWeight(norm).getType())
-                                  .getShape())});
+          std::vector<JitTensor> args =
+              stageArguments(&(*xq)[s], qsamples[s], qfunctions->stageArgs[k],
+                             params, stage.norms);
           auto y = qcompiled->call(qfunctions->stage(k), args);
           if (!y) {
             emitError(module.getLoc())
@@ -929,18 +935,17 @@ void QLRNormTweakPass::runOnOperation() {
     std::mutex progressMutex;
     LogicalResult compared =
         forEachSample(numSamples, [&](size_t s) -> llvm::Error {
-          SmallVector<JitTensor> fargs = {(*xf)[s].tensor()};
-          for (unsigned arg : ffunctions->tailArgs)
-            fargs.push_back(fsamples[s][arg]);
+          std::vector<JitTensor> fargs = stageArguments(
+              &(*xf)[s], fsamples[s], ffunctions->tailArgs, {}, {});
           auto lf = fcompiled->call(ffunctions->tail(), fargs);
           if (!lf)
             return lf.takeError();
           const Activations *states[2] = {&*xq, &*xu};
           std::vector<double> logQ, logF;
           for (int which = 0; which < 2; ++which) {
-            SmallVector<JitTensor> qargs = {(*states[which])[s].tensor()};
-            for (unsigned arg : qfunctions->tailArgs)
-              qargs.push_back(qsamples[s][arg]);
+            std::vector<JitTensor> qargs =
+                stageArguments(&(*states[which])[s], qsamples[s],
+                               qfunctions->tailArgs, {}, {});
             auto lq = qcompiled->call(qfunctions->tail(), qargs);
             if (!lq)
               return lq.takeError();
