@@ -730,4 +730,62 @@ def QLRDifferentiatePass : Pass<"qlr-differentiate", "ModuleOp"> {
                            "::mlir::qlr::QLRDialect"];
 }
 
+def QLRBatchPass : Pass<"qlr-batch", "ModuleOp"> {
+  let summary = "Build the batched form of a function (vmap)";
+  let description = [{
+    Adds to the module `@f_batched`, the function `function` applied to a
+    batch of independent inputs: the arguments `arguments` (default: every
+    ranked-tensor argument) and every result get a new leading dimension of
+    `size` elements (`size=0`: a dynamic `?` batch), the other arguments are
+    shared by the whole batch, and `@f_batched(x)[b] = @f(x[b])` for every
+    batch element `b`:
+
+    ```mlir
+    func.func @f(%x: tensor<?x64xf32>, %pos: index) -> tensor<?x64xf32>
+    // qlr-batch{function=f size=4}:
+    func.func @f_batched(%x: tensor<4x?x64xf32>, %pos: index)
+        -> tensor<4x?x64xf32>
+    ```
+
+    One call then serves the whole batch, and `qlr.linear` reads its weight
+    once for all elements (the batch is folded into its rows, one `[B·T, K]`
+    matrix).
+
+    Named linalg ops are generalized and element-wise arith on tensors
+    becomes `linalg.generic` first. Then every op that reads a batched value
+    gets the batch dimension: `linalg.generic` an outermost parallel loop
+    (shared inputs do not index it; `linalg.index` shifts; `tensor.extract`
+    of a batched tensor captured by the body reads the loop's element);
+    `qlr.linear` the batch folded into its rows (its weight must be shared;
+    a batched bias is added after the product); `qlr.rms_norm`,
+    `qlr.layer_norm` and `qlr.batch_norm` a leading dimension on their input
+    and result (norms with batched weights are lowered to linalg first); `tensor.expand_shape`, `collapse_shape`, `extract_slice`,
+    `insert_slice`, `cast` and `dim` the extra dimension in their shapes and
+    indices. A shared value that meets a batched one is broadcast (empty
+    tensors and fills are rebuilt with the batch dimension instead). Any
+    other op that reads a batched value (for example `tensor.extract` of a
+    batched tensor outside a `linalg.generic`, or `scf.for`) is a located
+    error, and the module is left unchanged.
+
+    ```sh
+    quant-opt model.mlir --qlr-batch="function=forward size=8"
+    ```
+  }];
+  let options = [
+    Option<"function", "function", "std::string", /*default=*/"\"\"",
+           "The function to batch (required)">,
+    Option<"size", "size", "int64_t", /*default=*/"0",
+           "Elements in the batch (0: a dynamic `?` dimension)">,
+    ListOption<"arguments", "arguments", "unsigned",
+               "Argument indices that get the batch dimension (default: "
+               "every ranked-tensor argument)">,
+    Option<"name", "name", "std::string", /*default=*/"\"\"",
+           "Name of the batched function (default: FUNCTION_batched)">
+  ];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::linalg::LinalgDialect",
+                           "::mlir::tensor::TensorDialect",
+                           "::mlir::qlr::QLRDialect"];
+}
+
 #endif // QLR_DIALECT_QLR_TRANSFORMS_PASSES_TD
