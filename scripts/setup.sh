@@ -18,7 +18,7 @@ qlr_log() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
 qlr_install_packages() {
   local packages=(cmake ninja-build ccache g++ libgtest-dev python3-venv python3-dev clang-format
                   libmlir-22-dev mlir-22-tools llvm-22-dev llvm-22-tools
-                  libomp-22-dev libeigen3-dev libopenblas-dev liblapacke-dev)
+                  libomp-22-dev libeigen3-dev liblapacke-dev)
   local missing=()
   for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

@@ -43,8 +43,8 @@ for level in portable avx2; do
     avx2:portable | avx512:portable | avx512:avx2) ;;
     *) continue ;;
   esac
-  qlr_log "QLR_MAX_SIMD=$level: numerics, calibration and ${#executing[@]} executing lit tests"
-  for t in QLRNumericsTests QLRNumericsLinalgTests QLRCalibrationTests; do
+  qlr_log "QLR_MAX_SIMD=$level: numerics and ${#executing[@]} executing lit tests"
+  for t in QLRNumericsTests QLRNumericsLinalgTests; do
     QLR_MAX_SIMD=$level "$QLR_BUILD_DIR/unittests/$t" --gtest_brief=1 \
       --gtest_output="xml:$results/gtest-$level-$t.xml" || status=1
   done

@@ -564,20 +564,3 @@ FailureOr<ModelConfig> mlir::qlr::readModelConfig(ModuleOp module) {
     return failure();
   return c;
 }
-
-FailureOr<std::optional<::qlr::tokenizer::TokenizerData>>
-mlir::qlr::readEmbeddedTokenizer(ModuleOp module) {
-  using Result = std::optional<::qlr::tokenizer::TokenizerData>;
-  auto blob =
-      module->getAttrOfType<DenseResourceElementsAttr>(kTokenizerAttrName);
-  if (!blob)
-    return Result();
-  auto bytes = readBytes(blob, module.getLoc());
-  if (failed(bytes))
-    return emitError(module.getLoc(), "cannot read the embedded tokenizer");
-  auto data = ::qlr::tokenizer::deserialize(*bytes);
-  if (!data)
-    return emitError(module.getLoc(), "the embedded tokenizer is corrupt: ")
-           << llvm::toString(data.takeError());
-  return Result(std::move(*data));
-}

@@ -29,6 +29,7 @@
 #define QLR_IMPORT_LLAMAIMPORTER_H
 
 #include "qlr/Checkpoint/Checkpoint.h"
+#include "qlr/Dialect/QLR/Utils/ModelInterface.h"
 #include "qlr/Tokenizer/TokenizerData.h"
 
 #include "mlir/IR/BuiltinOps.h"
@@ -90,19 +91,8 @@ llvm::StringRef syntheticConfigNames();
 LogicalResult quantizeSyntheticWeights(ModuleOp module, FormatAttr format,
                                        uint64_t seed);
 
-/// The names of the module attributes the importer writes.
-constexpr llvm::StringLiteral kModelAttrName = "qlr.model";
-constexpr llvm::StringLiteral kTokenizerAttrName = "qlr.tokenizer";
-constexpr llvm::StringLiteral kForwardFuncName = "forward";
-
 /// Reads the model configuration back from a module built by importLlama.
 FailureOr<::qlr::checkpoint::ModelConfig> readModelConfig(ModuleOp module);
-
-/// The tokenizer qlr-import embedded (the `qlr.tokenizer` module attribute),
-/// or std::nullopt when the module has none. An unreadable or corrupt blob
-/// is reported at the module's location and fails.
-FailureOr<std::optional<::qlr::tokenizer::TokenizerData>>
-readEmbeddedTokenizer(ModuleOp module);
 
 } // namespace mlir::qlr
 

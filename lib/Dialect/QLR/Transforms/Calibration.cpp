@@ -5,9 +5,8 @@
 
 #include "Calibration.h"
 
-#include "qlr/Calibration/ModuleLoader.h"
 #include "qlr/Dialect/QLR/IR/QLR.h"
-#include "qlr/Import/LlamaImporter.h"
+#include "qlr/Dialect/QLR/Utils/ModelInterface.h"
 #include "qlr/Support/Progress.h"
 #include "qlr/Tokenizer/Tokenizer.h"
 
@@ -24,7 +23,6 @@
 
 using namespace mlir;
 using namespace mlir::qlr;
-namespace calib = ::qlr::calibration;
 
 /// Calibration token sequences (`spec.samples` x `spec.seqLen`, row-major)
 /// from `spec.source`: windows of a text file, or `generate()`.
@@ -48,17 +46,8 @@ static FailureOr<std::vector<int32_t>> calibrationTokens(
             << maxSeqLen << " tokens";
     return failure();
   }
-  if (spec.source == "generate") {
-    // One step: a line when it took long enough (LlamaModel::generate does
-    // not report its own progress).
-    ::qlr::Progress progress(pass, "generating calibration text", 1);
-    FailureOr<std::vector<int32_t>> tokens = generate();
-    if (failed(tokens))
-      return failure();
-    progress.step(
-        llvm::formatv("{0} x {1} tokens", spec.samples, spec.seqLen).str());
-    return tokens;
-  }
+  if (spec.source == "generate")
+    return generate();
 
   auto data = readEmbeddedTokenizer(module);
   if (failed(data))
@@ -105,37 +94,6 @@ static FailureOr<std::vector<int32_t>> calibrationTokens(
                   text.begin() + at + spec.seqLen);
   }
   return tokens;
-}
-
-FailureOr<std::vector<int32_t>>
-mlir::qlr::getCalibrationTokens(ModuleOp module, StringRef pass,
-                                const CalibrationSpec &spec,
-                                const calib::LlamaModel &model) {
-  return calibrationTokens(
-      module, pass, spec, model.config().vocabSize, model.config().maxSeqLen,
-      [&]() -> FailureOr<std::vector<int32_t>> {
-        return model.generate(spec.samples, spec.seqLen, spec.seed);
-      });
-}
-
-SmallVector<std::pair<std::string, std::vector<float> *>>
-mlir::qlr::blockGroupWeights(calib::BlockWeights &block, int64_t i,
-                             calib::LinearGroup group) {
-  std::string prefix = llvm::formatv("layers.{0}.", i).str();
-  switch (group) {
-  case calib::LinearGroup::QKV:
-    return {{prefix + "attention.wq", &block.wq},
-            {prefix + "attention.wk", &block.wk},
-            {prefix + "attention.wv", &block.wv}};
-  case calib::LinearGroup::Output:
-    return {{prefix + "attention.wo", &block.wo}};
-  case calib::LinearGroup::GateUp:
-    return {{prefix + "feed_forward.w1", &block.w1},
-            {prefix + "feed_forward.w3", &block.w3}};
-  case calib::LinearGroup::Down:
-    return {{prefix + "feed_forward.w2", &block.w2}};
-  }
-  llvm_unreachable("unknown linear group");
 }
 
 //===----------------------------------------------------------------------===//
@@ -486,20 +444,9 @@ mlir::qlr::prepareCalibrationRun(ModuleOp module, StringRef pass,
     FailureOr<std::vector<int32_t>> tokens =
         !spec.tokens.empty()
             ? FailureOr<std::vector<int32_t>>(spec.tokens)
-            : calibrationTokens(
-                  module, pass, spec, vocab, maxSeqLen,
-                  [&]() -> FailureOr<std::vector<int32_t>> {
-                    FailureOr<calib::LlamaModel> model = loadLlamaModel(module);
-                    if (failed(model)) {
-                      error()
-                          << "data=generate samples text from a language model "
-                             "made by qlr-import; give a text or .npz file "
-                             "instead";
-                      return failure();
-                    }
-                    return model->generate(spec.samples, spec.seqLen,
-                                           spec.seed);
-                  });
+            : calibrationTokens(module, pass, spec, vocab, maxSeqLen, [&]() {
+                return generateCalibrationTokens(module, pass, spec);
+              });
     if (failed(tokens))
       return failure();
     run->storage.emplace_back(

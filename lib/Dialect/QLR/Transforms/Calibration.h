@@ -4,15 +4,13 @@
 //
 // The calibration tokens the self-calibrating passes (qlr-quantize-linear
 // method=gptq, qlr-norm-tweak) run the model on: windows of a text file
-// tokenized with the module's embedded tokenizer, or text sampled from the
-// float model itself.
+// tokenized with the module's embedded tokenizer, text sampled from the
+// module itself, or the entry function's arguments from NumPy files.
 //
 //===----------------------------------------------------------------------===//
 
 #ifndef QLR_LIB_DIALECT_QLR_TRANSFORMS_CALIBRATION_H
 #define QLR_LIB_DIALECT_QLR_TRANSFORMS_CALIBRATION_H
-
-#include "qlr/Calibration/LlamaModel.h"
 
 #include "qlr/Dialect/QLR/IR/QLR.h"
 #include "qlr/Runtime/Jit.h"
@@ -38,19 +36,19 @@ struct CalibrationSpec {
   std::vector<int32_t> tokens;
 };
 
-/// Returns samples x seqLen tokens, row-major. File: `samples` windows of
-/// seqLen consecutive tokens at seeded random offsets in the tokenized text
-/// (no BOS). generate: LlamaModel::generate with the seed. Reports bad
-/// options, a missing or too short file, or a module without an embedded
-/// tokenizer at `module`, naming `pass`.
+/// data=generate: `spec.samples` sequences of `spec.seqLen` tokens
+/// ([samples, seqLen] row-major) sampled from the module's own @forward (the
+/// interface qlr-import gives it), decoded in lockstep by its batched form
+/// (qlr-batch). Token 0 of each sequence is uniform over the vocabulary
+/// (std::mt19937_64(spec.seed)() % vocab, sequences in order), tokens 1-4
+/// are the argmax of the logits (lowest index on ties), later ones are
+/// sampled from softmax(logits), one draw per sequence and step.
+/// Deterministic for a seed. Reports a module without a usable @forward at
+/// `module`, naming `pass`.
 FailureOr<std::vector<int32_t>>
-getCalibrationTokens(ModuleOp module, StringRef pass,
-                     const CalibrationSpec &spec,
-                     const ::qlr::calibration::LlamaModel &model);
+generateCalibrationTokens(ModuleOp module, StringRef pass,
+                          const CalibrationSpec &spec);
 
-/// The canonical names (`layers.I.attention.wq`, ...) of block `i`'s linear
-/// layers that consume `group`'s input, each with the member of `block` that
-/// holds its weight, in forward order.
 /// What a pass that calibrates by running the module (runStagedCalibration)
 /// runs: a copy of the entry function, specialized to the calibration data,
 /// and the samples (one JitTensor per argument of the copy).
@@ -95,10 +93,6 @@ FailureOr<std::unique_ptr<CalibrationRun>>
 prepareCalibrationRun(ModuleOp module, StringRef pass,
                       const CalibrationSpec &spec, StringRef entry,
                       bool keepResults = false);
-
-SmallVector<std::pair<std::string, std::vector<float> *>>
-blockGroupWeights(::qlr::calibration::BlockWeights &block, int64_t i,
-                  ::qlr::calibration::LinearGroup group);
 
 } // namespace mlir::qlr
 

@@ -5,7 +5,6 @@
 
 #include "WeightUtils.h"
 
-#include "qlr/Calibration/ModuleLoader.h"
 #include "qlr/Dialect/QLR/Transforms/Passes.h"
 #include "qlr/Dialect/QLR/Utils/ConstantData.h"
 

@@ -4,15 +4,15 @@
 //===----------------------------------------------------------------------===//
 //
 // qlr-quantize-linear: the pass is a thin adapter. The arithmetic lives in
-// lib/Numerics (quantizeRTN, quantizeGPTQ, HessianAccumulator) and the
-// calibration forward pass in lib/Calibration (LlamaModel).
+// lib/Numerics (quantizeRTN, quantizeGPTQ, HessianAccumulator); GPTQ's
+// statistics come from running the module's own stages
+// (lib/Calibration/Stages.cpp).
 //
 //===----------------------------------------------------------------------===//
 
 #include "Calibration.h"
 #include "WeightUtils.h"
 
-#include "qlr/Calibration/ModuleLoader.h"
 #include "qlr/Calibration/Stages.h"
 #include "qlr/Dialect/QLR/Transforms/Passes.h"
 #include "qlr/Numerics/GPTQ.h"
@@ -36,7 +36,6 @@ namespace mlir::qlr {
 using namespace mlir;
 using namespace mlir::qlr;
 namespace numerics = ::qlr::numerics;
-namespace calib = ::qlr::calibration;
 
 namespace {
 /// A selected `qlr.linear` whose weight is `qlr.lowrank` of two float

@@ -8,6 +8,7 @@
 #include "qlr/Dialect/QLR/Utils/ConstantData.h"
 #include "qlr/Numerics/FloatFormats.h"
 #include "qlr/Numerics/Packing.h"
+#include "qlr/Numerics/Quantize.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
@@ -379,4 +380,105 @@ void mlir::qlr::reportFoldRefusal(Operation *op, const FoldRefusal &refusal,
   diag << op->getName() << " not folded: " << refusal.reason;
   if (refusal.culprit)
     diag.attachNote(refusal.culprit->getLoc()) << refusal.note;
+}
+
+/// The constant elements of `value`, or an error at its definition.
+static FailureOr<ElementsAttr> constantOf(Value value, StringRef what) {
+  if (ElementsAttr elements = getConstantElements(value))
+    return elements;
+  Location loc =
+      value.getDefiningOp() ? value.getDefiningOp()->getLoc() : value.getLoc();
+  return emitError(loc, "the ")
+         << what << " of a weight is not a constant; cannot read it";
+}
+
+/// Decodes a `qlr.pack` of constants.
+static FailureOr<std::vector<float>> decodePack(PackOp pack) {
+  auto type = cast<QTensorType>(pack.getType());
+  Location loc = pack.getLoc();
+  if (!type.hasStaticShape())
+    return emitError(loc, "cannot decode a quantized weight of dynamic shape");
+  auto codes = constantOf(pack.getCodes(), "codes");
+  auto scales = constantOf(pack.getScales(), "scales");
+  if (failed(codes) || failed(scales))
+    return failure();
+  auto codeBytes = readBytes(*codes, loc);
+  auto scaleValues = readFloats(*scales, loc);
+  if (failed(codeBytes) || failed(scaleValues))
+    return failure();
+  numerics::QuantizedData data;
+  if (Value zeroPoints = pack.getZeroPoints()) {
+    auto zp = constantOf(zeroPoints, "zero points");
+    if (failed(zp))
+      return failure();
+    auto zpBytes = readBytes(*zp, loc);
+    if (failed(zpBytes))
+      return failure();
+    data.zeroPoints = std::move(*zpBytes);
+  }
+  ArrayRef<int64_t> shape = type.getShape();
+  FormatAttr format = type.getFormat();
+  numerics::QuantFormat fmt = format.toNumerics(shape.size());
+  // The pack verifier ties the operand types to the format; check the data
+  // sizes too, since nothing below may read out of bounds.
+  int64_t packedBytes =
+      numerics::numElements(numerics::packedShape(shape, fmt.bits));
+  int64_t scaleCount = numerics::numElements(numerics::scaleShape(fmt, shape));
+  if (int64_t(codeBytes->size()) != packedBytes ||
+      int64_t(scaleValues->size()) != scaleCount ||
+      (!data.zeroPoints.empty() &&
+       int64_t(data.zeroPoints.size()) != scaleCount))
+    return emitError(loc, "quantized weight storage does not match its type ")
+           << type;
+  data.codes = numerics::unpackCodes(*codeBytes, shape, fmt.bits);
+  data.scales = std::move(*scaleValues);
+  return numerics::dequantize(data, shape, fmt);
+}
+
+FailureOr<std::vector<float>> mlir::qlr::decodeWeight(Value weight) {
+  if (ElementsAttr elements = getConstantElements(weight)) {
+    Location loc = weight.getDefiningOp()->getLoc();
+    return readFloats(elements, loc);
+  }
+  Operation *def = weight.getDefiningOp();
+  if (auto pack = dyn_cast_or_null<PackOp>(def))
+    return decodePack(pack);
+  if (auto dequantize = dyn_cast_or_null<DequantizeOp>(def))
+    return decodeWeight(dequantize.getInput());
+  if (auto lowRank = dyn_cast_or_null<LowRankOp>(def)) {
+    auto type = cast<LowRankType>(lowRank.getType());
+    int64_t m = type.getShape()[0], n = type.getShape()[1];
+    int64_t r = type.getRank();
+    auto a = decodeWeight(lowRank.getA());
+    if (failed(a))
+      return failure();
+    auto b = decodeWeight(lowRank.getB());
+    if (failed(b))
+      return failure();
+    if (int64_t(a->size()) != m * r || int64_t(b->size()) != r * n)
+      return lowRank.emitError("low-rank factors do not match ") << type;
+    // A·B, row by row (r is small: the loop over it is outermost).
+    std::vector<float> product(m * n, 0.0f);
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t k = 0; k < r; ++k) {
+        float aik = (*a)[i * r + k];
+        const float *row = b->data() + k * n;
+        float *out = product.data() + i * n;
+        for (int64_t j = 0; j < n; ++j)
+          out[j] += aik * row[j];
+      }
+    if (Value base = lowRank.getBase()) {
+      auto decoded = decodeWeight(base);
+      if (failed(decoded))
+        return failure();
+      if (decoded->size() != product.size())
+        return lowRank.emitError("low-rank base does not match ") << type;
+      for (auto [p, q] : llvm::zip_equal(product, *decoded))
+        p += q;
+    }
+    return product;
+  }
+  Location loc = def ? def->getLoc() : weight.getLoc();
+  return emitError(loc, "weight is not a constant, qlr.pack, qlr.lowrank or "
+                        "qlr.dequantize of constants");
 }

@@ -170,6 +170,13 @@ struct FoldRefusal {
 /// error when `strict`, a warning otherwise.
 void reportFoldRefusal(Operation *op, const FoldRefusal &refusal, bool strict);
 
+/// Decodes a weight value to row-major floats: a float constant (dense,
+/// splat or dense_resource; f32, f16 or bf16), a `qlr.pack` of constants
+/// (dequantized with qlr::numerics::dequantize), a `qlr.lowrank` of such
+/// factors (A·B, plus the base), or a `qlr.dequantize` of any of these.
+/// Emits an error located at the defining op on anything else.
+FailureOr<std::vector<float>> decodeWeight(Value weight);
+
 } // namespace mlir::qlr
 
 #endif // QLR_LIB_DIALECT_QLR_TRANSFORMS_WEIGHTUTILS_H

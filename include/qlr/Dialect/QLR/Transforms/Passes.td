@@ -119,9 +119,10 @@ defvar QLR_LinearFilterOptions = [
 defvar QLR_CalibrationOptions = [
   Option<"data", "data", "std::string", /*default=*/"\"\"",
          "Calibration data: a UTF-8 text FILE tokenized with the module's "
-         "embedded tokenizer, `generate` to sample text from the float "
-         "model itself (random first token, 4 greedy tokens, then "
-         "sampling), or (qlr-quantize-linear) a .npz/.npy file of the "
+         "embedded tokenizer, `generate` to sample text from the module's "
+         "own @forward (random first token, 4 greedy tokens, then "
+         "sampling; 32 sequences decoded per call by its qlr-batch form), "
+         "or (qlr-quantize-linear) a .npz/.npy file of the "
          "calibrated function's arguments, one [samples, ...] array per "
          "argument">,
   Option<"samples", "samples", "int64_t", /*default=*/"32",
@@ -749,7 +750,9 @@ def QLRBatchPass : Pass<"qlr-batch", "ModuleOp"> {
 
     One call then serves the whole batch, and `qlr.linear` reads its weight
     once for all elements (the batch is folded into its rows, one `[B·T, K]`
-    matrix).
+    matrix): `data=generate` in the
+    calibrating passes samples its sequences this way from the model's own
+    `@forward`.
 
     Named linalg ops are generalized and element-wise arith on tensors
     becomes `linalg.generic` first. Then every op that reads a batched value
