@@ -30,17 +30,7 @@ import test_differentiate as td  # noqa: E402
 qc = td.qc
 
 
-def _pass_registered() -> bool:
-    m = qc.Module.parse("func.func @f(%x: tensor<2xf64>) -> tensor<2xf64> {\n"
-                        "  return %x : tensor<2xf64>\n}\n")
-    try:
-        m.run_pipeline("builtin.module(qlr-batch{function=f size=2})")
-    except qc.CompilerError as error:
-        return "does not refer to a registered pass" not in str(error)
-    return True
-
-
-needs_pass = pytest.mark.skipif(not _pass_registered(),
+needs_pass = pytest.mark.skipif(not td.pass_registered("qlr-batch", "function=f size=2"),
                                 reason="qlr-batch is not registered in this build")
 
 TOLERANCE = {np.float64: 1e-12, np.float32: 2e-5}

@@ -44,19 +44,20 @@ except ImportError as error:  # pragma: no cover - depends on the build
     pytest.skip(f"qlr.compiler is not built: {error}", allow_module_level=True)
 
 
-def _pass_registered() -> bool:
-    """Whether this build registers qlr-differentiate (any other failure
-    counts as registered, so that the tests below report it)."""
+def pass_registered(name: str, options: str) -> bool:
+    """Whether this build registers pass `name` (run with `options` on an
+    identity function @f; any other failure counts as registered, so that
+    the tests report it)."""
     m = qc.Module.parse("func.func @f(%x: tensor<2xf64>) -> tensor<2xf64> {\n"
                         "  return %x : tensor<2xf64>\n}\n")
     try:
-        m.run_pipeline("builtin.module(qlr-differentiate{function=f})")
+        m.run_pipeline(f"builtin.module({name}{{{options}}})")
     except qc.CompilerError as error:
         return "does not refer to a registered pass" not in str(error)
     return True
 
 
-needs_pass = pytest.mark.skipif(not _pass_registered(),
+needs_pass = pytest.mark.skipif(not pass_registered("qlr-differentiate", "function=f"),
                                 reason="qlr-differentiate is not registered in this build")
 
 

@@ -10,6 +10,8 @@
 
 #include "qlr/Dialect/QLR/Transforms/Batch.h"
 
+#include "WeightUtils.h"
+
 #include "qlr/Conversion/Passes.h"
 #include "qlr/Dialect/QLR/IR/QLR.h"
 #include "qlr/Dialect/QLR/Transforms/Passes.h"
@@ -624,17 +626,10 @@ struct QLRBatchPass : public mlir::qlr::impl::QLRBatchPassBase<QLRBatchPass> {
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    if (function.empty()) {
-      emitError(module.getLoc())
-          << getArgument() << ": needs function=NAME, the function to batch";
+    FailureOr<func::FuncOp> target =
+        lookupFunctionOption(module, getArgument(), function, "batch");
+    if (failed(target))
       return signalPassFailure();
-    }
-    auto target = module.lookupSymbol<func::FuncOp>(function);
-    if (!target) {
-      emitError(module.getLoc())
-          << getArgument() << ": the module has no function @" << function;
-      return signalPassFailure();
-    }
     if (size < 0) {
       emitError(module.getLoc())
           << getArgument() << ": size=" << int64_t(size)
@@ -645,12 +640,12 @@ struct QLRBatchPass : public mlir::qlr::impl::QLRBatchPassBase<QLRBatchPass> {
     SmallVector<unsigned> indices(arguments.begin(), arguments.end());
     if (indices.empty())
       for (auto [i, type] :
-           llvm::enumerate(target.getFunctionType().getInputs()))
+           llvm::enumerate(target->getFunctionType().getInputs()))
         if (isa<RankedTensorType>(type))
           indices.push_back(i);
     std::string batchedName =
         name.empty() ? (function + "_batched") : std::string(name);
-    if (failed(buildBatchedFunction(target, indices,
+    if (failed(buildBatchedFunction(*target, indices,
                                     size == 0 ? ShapedType::kDynamic : size,
                                     batchedName)))
       signalPassFailure();

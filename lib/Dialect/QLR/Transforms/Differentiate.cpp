@@ -9,6 +9,8 @@
 
 #include "qlr/Dialect/QLR/Transforms/Differentiate.h"
 
+#include "WeightUtils.h"
+
 #include "qlr/Conversion/Passes.h"
 #include "qlr/Dialect/QLR/IR/QLR.h"
 #include "qlr/Dialect/QLR/Transforms/Passes.h"
@@ -987,32 +989,24 @@ struct QLRDifferentiatePass
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    if (function.empty()) {
-      emitError(module.getLoc())
-          << getArgument() << ": needs function=NAME, the function to "
-          << "differentiate";
+    FailureOr<func::FuncOp> target =
+        lookupFunctionOption(module, getArgument(), function, "differentiate");
+    if (failed(target))
       return signalPassFailure();
-    }
-    auto target = module.lookupSymbol<func::FuncOp>(function);
-    if (!target) {
-      emitError(module.getLoc())
-          << getArgument() << ": the module has no function @" << function;
-      return signalPassFailure();
-    }
     SmallVector<unsigned> indices(wrt.begin(), wrt.end());
     if (indices.empty())
       for (auto [i, type] :
-           llvm::enumerate(target.getFunctionType().getInputs()))
+           llvm::enumerate(target->getFunctionType().getInputs()))
         if (isFloatTensor(type))
           indices.push_back(i);
     if (indices.empty()) {
-      target.emitOpError("has no floating-point tensor argument to "
-                         "differentiate with respect to");
+      target->emitOpError("has no floating-point tensor argument to "
+                          "differentiate with respect to");
       return signalPassFailure();
     }
     std::string gradientName =
         name.empty() ? (function + "_grad") : std::string(name);
-    if (failed(buildGradientFunction(target, indices, gradientName)))
+    if (failed(buildGradientFunction(*target, indices, gradientName)))
       signalPassFailure();
   }
 };

@@ -482,3 +482,17 @@ FailureOr<std::vector<float>> mlir::qlr::decodeWeight(Value weight) {
   return emitError(loc, "weight is not a constant, qlr.pack, qlr.lowrank or "
                         "qlr.dequantize of constants");
 }
+
+FailureOr<func::FuncOp> mlir::qlr::lookupFunctionOption(ModuleOp module,
+                                                        StringRef pass,
+                                                        StringRef name,
+                                                        StringRef role) {
+  if (name.empty())
+    return emitError(module.getLoc())
+           << pass << ": needs function=NAME, the function to " << role;
+  auto function = module.lookupSymbol<func::FuncOp>(name);
+  if (!function)
+    return emitError(module.getLoc())
+           << pass << ": the module has no function @" << name;
+  return function;
+}

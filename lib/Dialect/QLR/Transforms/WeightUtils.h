@@ -18,6 +18,7 @@
 #include "qlr/Numerics/Quantize.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/Support/GlobPattern.h"
 
@@ -176,6 +177,12 @@ void reportFoldRefusal(Operation *op, const FoldRefusal &refusal, bool strict);
 /// factors (A·B, plus the base), or a `qlr.dequantize` of any of these.
 /// Emits an error located at the defining op on anything else.
 FailureOr<std::vector<float>> decodeWeight(Value weight);
+
+/// The function a pass's `function=NAME` option names: a located error
+/// (naming `pass`, and `role`, what the function is for, when the option is
+/// empty) and failure when it is empty or the module has no such function.
+FailureOr<func::FuncOp> lookupFunctionOption(ModuleOp module, StringRef pass,
+                                             StringRef name, StringRef role);
 
 } // namespace mlir::qlr
 
