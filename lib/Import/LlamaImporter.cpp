@@ -76,8 +76,9 @@ private:
   FailureOr<Value> weight(StringRef name);
   FailureOr<Value> constantFromFloats(StringRef name, ArrayRef<int64_t> shape,
                                       ArrayRef<float> values);
-  Value rmsNorm(Value x, Value w);
-  Value linear(Value x, Value w);
+  /// The layers, named after their weights in the checkpoint (qlr.name).
+  Value rmsNorm(Value x, Value w, StringRef name);
+  Value linear(Value x, Value w, StringRef name);
   Value rope(Value x, int64_t heads);
   Value attention(Value q, Value keys, Value values);
   Value swiglu(Value gate, Value up);
@@ -131,17 +132,21 @@ FailureOr<Value> LlamaBuilder::constantFromFloats(StringRef name,
   return arith::ConstantOp::create(b, loc, type, attr).getResult();
 }
 
-Value LlamaBuilder::rmsNorm(Value x, Value w) {
-  return RMSNormOp::create(b, loc, x, w,
-                           b.getF64FloatAttr(double(cfg.normEps)));
+Value LlamaBuilder::rmsNorm(Value x, Value w, StringRef name) {
+  auto norm =
+      RMSNormOp::create(b, loc, x, w, b.getF64FloatAttr(double(cfg.normEps)));
+  norm->setAttr(kLayerNameAttrName, b.getStringAttr(name));
+  return norm;
 }
 
-Value LlamaBuilder::linear(Value x, Value w) {
+Value LlamaBuilder::linear(Value x, Value w, StringRef name) {
   auto wType = cast<RankedTensorType>(w.getType());
   auto xType = cast<RankedTensorType>(x.getType());
   SmallVector<int64_t> shape(xType.getShape());
   shape.back() = wType.getDimSize(0);
-  return LinearOp::create(b, loc, tensorType(shape), x, w, Value());
+  auto linear = LinearOp::create(b, loc, tensorType(shape), x, w, Value());
+  linear->setAttr(kLayerNameAttrName, b.getStringAttr(name));
+  return linear;
 }
 
 /// Interleaved rotary embedding of x [T, heads*E] at positions pos + t:
@@ -372,6 +377,7 @@ LogicalResult LlamaBuilder::build(func::FuncOp func) {
   for (int64_t layer = 0; layer < cfg.numLayers; ++layer) {
     std::string prefix = "layers." + std::to_string(layer) + ".";
     auto w = [&](StringRef name) { return weight(prefix + name.str()); };
+    auto name = [&](StringRef suffix) { return prefix + suffix.str(); };
     auto attnNorm = w("attention_norm"), wq = w("attention.wq"),
          wk = w("attention.wk"), wv = w("attention.wv"), wo = w("attention.wo"),
          ffnNorm = w("ffn_norm"), w1 = w("feed_forward.w1"),
@@ -380,10 +386,10 @@ LogicalResult LlamaBuilder::build(func::FuncOp func) {
       if (failed(*v))
         return failure();
 
-    Value h = rmsNorm(x, *attnNorm);
-    Value q = rope(linear(h, *wq), cfg.numHeads);
-    Value k = rope(linear(h, *wk), kv);
-    Value v = linear(h, *wv);
+    Value h = rmsNorm(x, *attnNorm, name("attention_norm"));
+    Value q = rope(linear(h, *wq, name("attention.wq")), cfg.numHeads);
+    Value k = rope(linear(h, *wk, name("attention.wk")), kv);
+    Value v = linear(h, *wv, name("attention.wv"));
     // Write this window's keys/values into cache rows pos .. pos+T-1.
     auto rowsType = tensorType({ShapedType::kDynamic, kv, e});
     SmallVector<OpFoldResult> kvShape = {numTokens, b.getIndexAttr(kv),
@@ -412,10 +418,12 @@ LogicalResult LlamaBuilder::build(func::FuncOp func) {
         b, loc, rowsType, kCache, readOffsets, readSizes, strides);
     Value values = tensor::ExtractSliceOp::create(
         b, loc, rowsType, vCache, readOffsets, readSizes, strides);
-    x = add(x, linear(attention(q, keys, values), *wo));
+    x = add(x, linear(attention(q, keys, values), *wo, name("attention.wo")));
 
-    Value h2 = rmsNorm(x, *ffnNorm);
-    x = add(x, linear(swiglu(linear(h2, *w1), linear(h2, *w3)), *w2));
+    Value h2 = rmsNorm(x, *ffnNorm, name("ffn_norm"));
+    x = add(x, linear(swiglu(linear(h2, *w1, name("feed_forward.w1")),
+                             linear(h2, *w3, name("feed_forward.w3"))),
+                      *w2, name("feed_forward.w2")));
   }
 
   auto finalNorm = weight("norm");
@@ -428,7 +436,9 @@ LogicalResult LlamaBuilder::build(func::FuncOp func) {
       return failure();
     classifier = *output;
   }
-  Value logits = linear(rmsNorm(x, *finalNorm), classifier);
+  // The classifier is the layer `output` even when its weight is the
+  // embedding table (tied).
+  Value logits = linear(rmsNorm(x, *finalNorm, "norm"), classifier, "output");
   SmallVector<OpFoldResult> outOffsets = {b.getIndexAttr(0), b.getIndexAttr(0)};
   SmallVector<OpFoldResult> outSizes = {numTokens,
                                         b.getIndexAttr(cfg.vocabSize)};

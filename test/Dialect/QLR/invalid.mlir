@@ -437,3 +437,11 @@ func.func @conv2d_lowrank(%x: tensor<1x3x8x8xf32>, %w: !qlr.lowrank<16x3xf32, ra
   %y = qlr.conv2d %x, %w : tensor<1x3x8x8xf32>, !qlr.lowrank<16x3xf32, rank = 2> -> tensor<1x16x6x6xf32>
   return
 }
+
+// -----
+
+func.func @layer_name(%x: tensor<2x4xf32>, %w: tensor<3x4xf32>) {
+  // expected-error@+1 {{'qlr.name' must be a non-empty string naming the layer, got 7 : i64}}
+  %y = qlr.linear %x, %w {qlr.name = 7} : tensor<2x4xf32>, tensor<3x4xf32> -> tensor<2x3xf32>
+  return
+}

@@ -17,12 +17,13 @@
 // RUN: diff %t.block.mlir %t.block.raised.mlir
 
 // qlr-lower-to-linalg's own f32 normalisations are recognised: lowering the
-// example block and raising it gives its two RMSNorms back.
+// example block and raising it gives its two RMSNorms back, named after
+// their weights (qlr.name).
 // RUN: quant-opt %qlr_src_root/examples/tiny-llama-block.mlir --qlr-lower-to-linalg --qlr-raise-transformer | FileCheck %s --check-prefix=ROUNDTRIP
 // ROUNDTRIP-NOT: math.rsqrt
-// ROUNDTRIP: qlr.rms_norm {{.+}} eps = 1.000000e-05 : tensor<?x64xf32>, tensor<64xf32>
+// ROUNDTRIP: qlr.rms_norm {{.+}} eps = 1.000000e-05 {qlr.name = "attn_norm"} : tensor<?x64xf32>, tensor<64xf32>
 // ROUNDTRIP-NOT: math.rsqrt
-// ROUNDTRIP: qlr.rms_norm {{.+}} eps = 1.000000e-05 : tensor<?x64xf32>, tensor<64xf32>
+// ROUNDTRIP: qlr.rms_norm {{.+}} eps = 1.000000e-05 {qlr.name = "ffn_norm"} : tensor<?x64xf32>, tensor<64xf32>
 // ROUNDTRIP-NOT: math.rsqrt
 
 // Raising preserves the numbers: the last case (@main, after the

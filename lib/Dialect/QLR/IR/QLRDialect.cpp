@@ -47,3 +47,16 @@ void QLRDialect::initialize() {
   registerTypes();
   addInterfaces<QLROpAsmInterface, QLRInlinerInterface>();
 }
+
+LogicalResult QLRDialect::verifyOperationAttribute(Operation *op,
+                                                   NamedAttribute attribute) {
+  if (attribute.getName() != kLayerNameAttrName)
+    return success();
+  auto name = dyn_cast<StringAttr>(attribute.getValue());
+  if (!name || name.getValue().empty())
+    return op->emitError() << "'" << kLayerNameAttrName
+                           << "' must be a non-empty string naming the layer, "
+                              "got "
+                           << attribute.getValue();
+  return success();
+}

@@ -616,10 +616,9 @@ QLRNormTweakPass::writeBack(const CalibrationRun &run,
                << getArgument()
                << ": internal error: a tuned norm has no original";
       Value old = normWeight(original);
-      std::string name = llvm::formatv("norm.{0}.{1}", k, n).str();
-      if (auto constant = old.getDefiningOp<arith::ConstantOp>())
-        if (StringRef key = resourceKey(constant); !key.empty())
-          name = key.str();
+      std::string name = layerName(original, old);
+      if (name.empty())
+        name = llvm::formatv("norm.{0}.{1}", k, n).str();
       OpBuilder b(original);
       auto type = cast<RankedTensorType>(old.getType());
       original->setOperand(1, createFloatResource(b, original->getLoc(), type,

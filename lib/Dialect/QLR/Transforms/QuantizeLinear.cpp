@@ -85,6 +85,8 @@ collectLowRankLinears(ModuleOp module, const LinearFilter &filter,
       name = "";
     entry.name =
         name.empty() ? "lowrank" + std::to_string(result.size()) : name.str();
+    if (auto layer = linear->getAttrOfType<StringAttr>(kLayerNameAttrName))
+      entry.name = layer.str();
     if (entry.a.name.empty())
       entry.a.name = entry.name + ".factor_a";
     if (entry.b.name.empty())

@@ -20,6 +20,8 @@
 #include "qlr/Dialect/QLR/IR/QLR.h"
 #include "qlr/Dialect/QLR/Transforms/Passes.h"
 
+#include "WeightUtils.h"
+
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Math/IR/Math.h"
@@ -255,7 +257,9 @@ static LogicalResult raiseMatrixProduct(linalg::LinalgOp op, unsigned batch,
   if (RankedTensorType::get(shape, elementType) != resultType)
     return rewriter.notifyMatchFailure(op, "result type does not match");
 
-  rewriter.replaceOpWithNewOp<LinearOp>(op, resultType, x, weight, Value());
+  auto linear =
+      rewriter.replaceOpWithNewOp<LinearOp>(op, resultType, x, weight, Value());
+  nameAfterWeight(linear, weight);
   return success();
 }
 
@@ -917,12 +921,14 @@ struct RaiseNorm : public OpInterfaceRewritePattern<linalg::LinalgOp> {
         cast<ShapedType>(op->getResult(0).getType()).getElementType());
     FloatAttr epsilon = rewriter.getF64FloatAttr(
         getShortestDecimal(match->epsilon, elementType));
+    Operation *norm;
     if (match->bias)
-      rewriter.replaceOpWithNewOp<LayerNormOp>(op, match->input, match->weight,
-                                               match->bias, epsilon);
+      norm = rewriter.replaceOpWithNewOp<LayerNormOp>(
+          op, match->input, match->weight, match->bias, epsilon);
     else
-      rewriter.replaceOpWithNewOp<RMSNormOp>(op, match->input, match->weight,
-                                             epsilon);
+      norm = rewriter.replaceOpWithNewOp<RMSNormOp>(op, match->input,
+                                                    match->weight, epsilon);
+    nameAfterWeight(norm, match->weight);
     return success();
   }
 };
@@ -959,8 +965,9 @@ struct FoldBiasIntoLinear : public OpInterfaceRewritePattern<linalg::LinalgOp> {
       }
       if (!seenLinear || !bias)
         continue;
-      rewriter.replaceOpWithNewOp<LinearOp>(op, type, linear.getInput(),
-                                            linear.getWeight(), bias);
+      auto withBias = rewriter.replaceOpWithNewOp<LinearOp>(
+          op, type, linear.getInput(), linear.getWeight(), bias);
+      withBias->setDiscardableAttrs(linear->getDiscardableAttrDictionary());
       return success();
     }
     return rewriter.notifyMatchFailure(op, "not a bias addition");

@@ -106,11 +106,8 @@ mlir::qlr::collectLinearWeights(ModuleOp module, const LinearFilter &filter) {
     auto type = dyn_cast<RankedTensorType>(linear.getWeight().getType());
     if (!constant || !type || type.getRank() != 2 || !type.hasStaticShape())
       return;
-    std::string name;
-    if (auto resource =
-            dyn_cast<DenseResourceElementsAttr>(constant.getValue()))
-      name = resource.getRawHandle().getKey().str();
-    else
+    std::string name = layerName(linear, linear.getWeight());
+    if (name.empty())
       name = "linear" + std::to_string(index);
     if (!filter.accepts(name, linear))
       return;
@@ -495,4 +492,23 @@ FailureOr<func::FuncOp> mlir::qlr::lookupFunctionOption(ModuleOp module,
     return emitError(module.getLoc())
            << pass << ": the module has no function @" << name;
   return function;
+}
+
+std::string mlir::qlr::layerName(Operation *layer, Value weight) {
+  if (auto name = layer->getAttrOfType<StringAttr>(kLayerNameAttrName))
+    return name.str();
+  if (auto resource = dyn_cast_or_null<DenseResourceElementsAttr>(
+          getConstantElements(weight)))
+    return resource.getRawHandle().getKey().str();
+  return "";
+}
+
+void mlir::qlr::nameAfterWeight(Operation *layer, Value weight) {
+  if (layer->hasAttr(kLayerNameAttrName))
+    return;
+  if (auto resource = dyn_cast_or_null<DenseResourceElementsAttr>(
+          getConstantElements(weight)))
+    layer->setAttr(
+        kLayerNameAttrName,
+        StringAttr::get(layer->getContext(), resource.getRawHandle().getKey()));
 }

@@ -57,6 +57,17 @@ private:
   bool classifier = false;
 };
 
+/// The name of a layer (a qlr.linear or a norm) whose weight is `weight`:
+/// its `qlr.name` attribute (qlr-import names every layer after its tensor
+/// in the checkpoint), else the resource name of a constant `weight`, else
+/// "". Passes that rename the weight's constant (for example qlr-fold-norm's
+/// NAME.folded) leave the layer's name alone.
+std::string layerName(Operation *layer, Value weight);
+
+/// Names `layer` (qlr.name) after the resource of its constant `weight`, if
+/// it has one and the layer has no name yet.
+void nameAfterWeight(Operation *layer, Value weight);
+
 /// True for the names the classifier weight has in imported models.
 bool isClassifierName(StringRef name);
 

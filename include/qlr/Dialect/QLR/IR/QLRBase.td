@@ -32,6 +32,13 @@ def QLR_Dialect : Dialect {
     * `qlr.linear` computes `y = x·Wᵀ (+ b)` for any of these weights;
       `qlr.rms_norm`, `qlr.layer_norm` and `qlr.batch_norm` are the
       normalisation layers that norm tweaking tunes and folding removes.
+    * The discardable attribute `qlr.name = "layers.0.attention.wq"` names a
+      layer after its tensor in the checkpoint. `qlr-import` sets it on every
+      linear layer and norm (`qlr-raise-transformer` from the weight's
+      resource name). Passes that rewrite a weight keep the layer and its
+      name, select layers by it (`include=`/`exclude=`) and name the
+      constants they write after it (`NAME.codes`, `NAME.tweaked`, ...),
+      whatever the weight's constant is called by then.
 
     Example:
 
@@ -47,6 +54,7 @@ def QLR_Dialect : Dialect {
   let useDefaultAttributePrinterParser = 1;
   let useDefaultTypePrinterParser = 1;
   let hasCanonicalizer = 0;
+  let hasOperationAttrVerify = 1;
   let extraClassDeclaration = [{
     void registerAttributes();
     void registerTypes();

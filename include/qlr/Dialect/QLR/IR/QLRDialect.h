@@ -15,6 +15,12 @@ namespace mlir::qlr {
 /// The MLIR-free numerics library (lib/Numerics), reachable as
 /// `numerics::` from dialect code.
 namespace numerics = ::qlr::numerics;
+
+/// The discardable attribute that names a layer (a `qlr.linear` or a norm)
+/// after its tensor in the checkpoint, e.g. `qlr.name =
+/// "layers.0.attention.wq"`: weight passes select and name what they write
+/// by it, whatever the weight's constant is called.
+constexpr llvm::StringLiteral kLayerNameAttrName = "qlr.name";
 } // namespace mlir::qlr
 
 #include "qlr/Dialect/QLR/IR/QLRDialect.h.inc"

@@ -102,11 +102,13 @@ def QLRRaiseTransformerPass : Pass<"qlr-raise-transformer", "ModuleOp"> {
 // Options every weight-compressing pass shares: which linear layers to touch.
 defvar QLR_LinearFilterOptions = [
   ListOption<"include", "include", "std::string",
-             "Glob patterns of weight names to compress (default: every "
-             "linear layer with a constant weight). A weight's name is its "
-             "dense_resource key, e.g. layers.3.attention.wq">,
+             "Glob patterns of layer names to compress (default: every "
+             "linear layer with a constant weight). A layer's name is its "
+             "qlr.name attribute (qlr-import names every layer after its "
+             "checkpoint tensor, e.g. layers.3.attention.wq, and renaming "
+             "passes keep it), else its weight's dense_resource key">,
   ListOption<"exclude", "exclude", "std::string",
-             "Glob patterns of weight names to leave alone">,
+             "Glob patterns of layer names to leave alone">,
   Option<"classifier", "classifier", "bool", /*default=*/"false",
          "Also compress the classifier: the linear whose weight is also "
          "the embedding table (tied), or, in a language model (qlr.model), "
@@ -141,7 +143,8 @@ def QLRQuantizeLinearPass : Pass<"qlr-quantize-linear", "ModuleOp"> {
     `qlr.linear` by a quantized weight: `qlr.pack` of packed codes, scales
     and (asymmetric formats) zero points, stored as `dense_resource` blobs
     named `NAME.codes`, `NAME.scales` and `NAME.zero_points` after the
-    weight's own resource name `NAME`. Groups run along `K` (the input
+    layer's name `NAME` (its `qlr.name`, else the weight's resource name).
+    Groups run along `K` (the input
     dimension); `group-size=0` gives one scale per output channel. A group
     size that does not divide `K` leaves a partial last group.
 
