@@ -21,6 +21,7 @@
 
 #include "mlir/Bytecode/BytecodeWriter.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/ExecutionEngine/ExecutionEngine.h"
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/Parser/Parser.h"
@@ -70,6 +71,69 @@ checkModelInterface(func::FuncOp forward, int64_t vocab,
   return failure();
 }
 
+/// Shrinks the cache rows of `forward` (the dimension of each cache argument
+/// equal to the module's max_seq_len, in qlr.model) to `rows`, when the
+/// caches are only written by tensor.insert_slice, read by
+/// tensor.extract_slice and returned: a model imported with an 8192-token
+/// context then needs caches for the calibration sequences only, not 32
+/// full contexts. Leaves `forward` as it is otherwise.
+static void shrinkCacheRows(ModuleOp module, func::FuncOp forward,
+                            int64_t rows) {
+  auto config = module->getAttrOfType<DictionaryAttr>(kModelAttrName);
+  auto maxSeqLen =
+      config ? config.getAs<IntegerAttr>("max_seq_len") : IntegerAttr();
+  if (!maxSeqLen || maxSeqLen.getInt() <= rows)
+    return;
+  // The cache arguments, each with its rows dimension and the values that
+  // carry it (the argument and the insert_slice chain into it).
+  Block &body = forward.getBody().front();
+  SmallVector<std::pair<BlockArgument, unsigned>> caches;
+  SmallVector<Value> carriers;
+  for (unsigned i = 3; i < forward.getNumArguments(); ++i) {
+    auto type = cast<RankedTensorType>(body.getArgument(i).getType());
+    auto dims = llvm::make_filter_range(
+        llvm::seq<unsigned>(0, type.getRank()),
+        [&](unsigned d) { return type.getDimSize(d) == maxSeqLen.getInt(); });
+    if (llvm::range_size(dims) != 1)
+      return;
+    unsigned dim = *dims.begin();
+    caches.emplace_back(body.getArgument(i), dim);
+    SmallVector<Value> worklist{body.getArgument(i)};
+    while (!worklist.empty()) {
+      Value v = worklist.pop_back_val();
+      carriers.push_back(v);
+      for (OpOperand &use : v.getUses()) {
+        Operation *user = use.getOwner();
+        if (isa<func::ReturnOp>(user))
+          continue;
+        // Reads of at most `rows` rows, wherever they start.
+        if (auto read = dyn_cast<tensor::ExtractSliceOp>(user)) {
+          if (!read.isDynamicSize(dim) && read.getStaticSize(dim) > rows)
+            return;
+          continue;
+        }
+        auto insert = dyn_cast<tensor::InsertSliceOp>(user);
+        if (!insert || use.getOperandNumber() !=
+                           insert.getDestMutable().getOperandNumber())
+          return;
+        worklist.push_back(insert.getResult());
+      }
+    }
+  }
+  for (auto [arg, dim] : caches) {
+    auto type = cast<RankedTensorType>(arg.getType());
+    SmallVector<int64_t> shape(type.getShape());
+    shape[dim] = rows;
+    auto smaller = RankedTensorType::get(shape, type.getElementType());
+    for (Value v : carriers)
+      if (v.getType() == type)
+        v.setType(smaller);
+  }
+  forward.setType(FunctionType::get(forward.getContext(),
+                                    body.getArgumentTypes(),
+                                    body.getTerminator()->getOperandTypes()));
+}
+
 namespace {
 /// The batched @forward compiled for the host, in a context of its own (so
 /// that the pass's context needs no LLVM dialects).
@@ -86,13 +150,14 @@ struct CompiledDecoder {
 
 static FailureOr<CompiledDecoder>
 compileDecoder(ModuleOp module, func::FuncOp forward, int64_t batch,
-               llvm::function_ref<InFlightDiagnostic()> error) {
+               int64_t seqLen, llvm::function_ref<InFlightDiagnostic()> error) {
   CompiledDecoder decoder;
   OwningOpRef<ModuleOp> copy = module.clone();
   for (auto func : llvm::make_early_inc_range(copy->getOps<func::FuncOp>()))
     if (func.getSymName() != forward.getSymName())
       func.erase();
   auto single = copy->lookupSymbol<func::FuncOp>(forward.getSymName());
+  shrinkCacheRows(*copy, single, seqLen);
   SmallVector<unsigned> batched{0, 2};
   for (unsigned i = 3; i < single.getNumArguments(); ++i)
     batched.push_back(i);
@@ -214,7 +279,7 @@ mlir::qlr::generateCalibrationTokens(ModuleOp module, StringRef pass,
   FailureOr<CompiledDecoder> decoder;
   {
     ::qlr::Progress compiling(pass, "compiling the batched @forward", 1);
-    decoder = compileDecoder(module, forward, batch, error);
+    decoder = compileDecoder(module, forward, batch, seqLen, error);
     if (failed(decoder))
       return failure();
     compiling.step(llvm::formatv("{0} sequences per call", batch).str());
