@@ -60,3 +60,26 @@ func.func @f(%x: tensor<4xf32>, %n: index) -> tensor<4xf32> {
   } -> tensor<4xf32>
   return %y : tensor<4xf32>
 }
+
+// -----
+
+// Regions inside a generic body are copied as they are, so they must not
+// read batched values.
+#id = affine_map<(d0) -> (d0)>
+func.func @f(%x: tensor<4xf32>, %c: i1) -> tensor<4xf32> {
+  %c0 = arith.constant 0 : index
+  %e = tensor.empty() : tensor<4xf32>
+  %y = linalg.generic {indexing_maps = [#id], iterator_types = ["parallel"]}
+      outs(%e : tensor<4xf32>) {
+  ^bb0(%o: f32):
+    // expected-error @+1 {{'scf.if' op cannot be batched: its regions read a batched value inside a linalg.generic}}
+    %v = scf.if %c -> f32 {
+      %first = tensor.extract %x[%c0] : tensor<4xf32>
+      scf.yield %first : f32
+    } else {
+      scf.yield %o : f32
+    }
+    linalg.yield %v : f32
+  } -> tensor<4xf32>
+  return %y : tensor<4xf32>
+}

@@ -108,3 +108,17 @@ func.func @f(%x: tensor<2x6xf32>) -> (tensor<2x6xf32>, tensor<3x2xf32>, tensor<6
 // CHECK:         %[[E:.*]] = tensor.empty() : tensor<4x6xf32>
 // CHECK:         %[[COPIES:.*]] = linalg.broadcast ins(%[[BIAS]] : tensor<6xf32>) outs(%[[E]] : tensor<4x6xf32>) dimensions = [0]
 // CHECK:         return %[[Y]], %[[M]], %[[COPIES]]
+
+// -----
+
+// Reshapes to and from rank 0 keep the batch in their one group.
+func.func @f(%x: tensor<1x1xf32>) -> tensor<1xf32> {
+  %s = tensor.collapse_shape %x [] : tensor<1x1xf32> into tensor<f32>
+  %v = tensor.expand_shape %s [] output_shape [1] : tensor<f32> into tensor<1xf32>
+  return %v : tensor<1xf32>
+}
+
+// CHECK-LABEL: func.func @f_batched(
+// CHECK-SAME:      %[[X:.*]]: tensor<4x1x1xf32>) -> tensor<4x1xf32>
+// CHECK:         %[[S:.*]] = tensor.collapse_shape %[[X]] {{\[}}[0, 1, 2]] : tensor<4x1x1xf32> into tensor<4xf32>
+// CHECK:         tensor.expand_shape %[[S]] {{\[}}[0, 1]] output_shape [4, 1] : tensor<4xf32> into tensor<4x1xf32>

@@ -60,8 +60,17 @@ AffineMap withBatchLoop(AffineMap map, bool batched) {
                         map.getContext());
 }
 
+/// `groups` of a reshape between rank `highRank` and a lower rank, with the
+/// batch dimension in front (in a group of its own, or, for a reshape to or
+/// from rank 0, in the one group of all dimensions).
 SmallVector<ReassociationIndices>
-withBatchGroup(ArrayRef<ReassociationIndices> groups) {
+withBatchGroup(ArrayRef<ReassociationIndices> groups, int64_t highRank) {
+  if (groups.empty()) {
+    ReassociationIndices all;
+    for (int64_t d = 0; d <= highRank; ++d)
+      all.push_back(d);
+    return {all};
+  }
   SmallVector<ReassociationIndices> result{{0}};
   for (const ReassociationIndices &group : groups) {
     ReassociationIndices shifted;
@@ -237,6 +246,20 @@ Batcher::batchGeneric(linalg::GenericOp op, function_ref<Value(Value)> lookup) {
                   "linalg.generic other than by tensor.extract");
               return;
             }
+          // Nested regions are copied as they are: they must not read
+          // batched values (linalg.index cannot appear in them).
+          bool readsBatchedValue = false;
+          for (Region &region : inner.getRegions())
+            region.walk([&](Operation *nested) {
+              for (Value operand : nested->getOperands())
+                readsBatchedValue |= isBatched(body.lookupOrDefault(operand));
+            });
+          if (readsBatchedValue) {
+            status = inner.emitOpError(
+                "cannot be batched: its regions read a batched value inside a "
+                "linalg.generic");
+            return;
+          }
           b.clone(inner, body);
         }
       });
@@ -339,7 +362,7 @@ LogicalResult Batcher::visit(Operation *op) {
         if (flatten) {
           SmallVector<OpFoldResult> shape =
               tensor::getMixedSizes(builder, loc, *input);
-          shape.back() = builder.getIndexAttr(type.getShape().back());
+          shape.back() = tensor::getMixedSize(builder, loc, result, 1);
           result = tensor::ExpandShapeOp::create(builder, loc, type, result,
                                                  groups, shape);
         }
@@ -361,10 +384,14 @@ LogicalResult Batcher::visit(Operation *op) {
                     Value b0 = args[1];
                     auto to = cast<FloatType>(args[0].getType());
                     auto from = cast<FloatType>(b0.getType());
-                    if (from.getWidth() < to.getWidth())
-                      b0 = arith::ExtFOp::create(b, at, to, b0);
-                    else if (from != to)
+                    if (from != to && from.getWidth() >= to.getWidth()) {
+                      // Narrow, or between f16 and bf16: through f32.
+                      if (from.getWidth() == to.getWidth())
+                        b0 = arith::ExtFOp::create(b, at, b.getF32Type(), b0);
                       b0 = arith::TruncFOp::create(b, at, to, b0);
+                    } else if (from != to) {
+                      b0 = arith::ExtFOp::create(b, at, to, b0);
+                    }
                     linalg::YieldOp::create(
                         b, at,
                         ValueRange{arith::AddFOp::create(b, at, args[0], b0)});
@@ -395,7 +422,8 @@ LogicalResult Batcher::visit(Operation *op) {
         auto now = tensor::ExpandShapeOp::create(
             builder, loc, withBatch(expand.getResultType(), size),
             mapping.lookup(expand.getSrc()),
-            withBatchGroup(expand.getReassociationIndices()),
+            withBatchGroup(expand.getReassociationIndices(),
+                           expand.getResultType().getRank()),
             prepend(batchSize, expand.getMixedOutputShape()));
         mapResult(expand.getResult(), now);
         return success();
@@ -404,7 +432,8 @@ LogicalResult Batcher::visit(Operation *op) {
         auto now = tensor::CollapseShapeOp::create(
             builder, loc, withBatch(collapse.getResultType(), size),
             mapping.lookup(collapse.getSrc()),
-            withBatchGroup(collapse.getReassociationIndices()));
+            withBatchGroup(collapse.getReassociationIndices(),
+                           collapse.getSrcType().getRank()));
         mapResult(collapse.getResult(), now);
         return success();
       })

@@ -22,6 +22,7 @@
 #include "mlir/Bytecode/BytecodeWriter.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/ExecutionEngine/ExecutionEngine.h"
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/Parser/Parser.h"
@@ -106,15 +107,23 @@ static void shrinkCacheRows(ModuleOp module, func::FuncOp forward,
         Operation *user = use.getOwner();
         if (isa<func::ReturnOp>(user))
           continue;
-        // Reads of at most `rows` rows, wherever they start.
+        // Reads and writes that stay within `rows` rows where that is
+        // known (the positions a calibration sequence uses do).
+        auto fits = [&](OpFoldResult offset, OpFoldResult size) {
+          std::optional<int64_t> o = getConstantIntValue(offset);
+          std::optional<int64_t> n = getConstantIntValue(size);
+          return (!n || *n <= rows) && (!o || !n || *o + *n <= rows);
+        };
         if (auto read = dyn_cast<tensor::ExtractSliceOp>(user)) {
-          if (!read.isDynamicSize(dim) && read.getStaticSize(dim) > rows)
+          if (!fits(read.getMixedOffsets()[dim], read.getMixedSizes()[dim]))
             return;
           continue;
         }
         auto insert = dyn_cast<tensor::InsertSliceOp>(user);
-        if (!insert || use.getOperandNumber() !=
-                           insert.getDestMutable().getOperandNumber())
+        if (!insert ||
+            use.getOperandNumber() !=
+                insert.getDestMutable().getOperandNumber() ||
+            !fits(insert.getMixedOffsets()[dim], insert.getMixedSizes()[dim]))
           return;
         worklist.push_back(insert.getResult());
       }
@@ -179,6 +188,12 @@ compileDecoder(ModuleOp module, func::FuncOp forward, int64_t batch,
       externalizeWeights(*batchedFn);
   if (failed(weights))
     return failure();
+  // The tokens and the weights are read only (the weights are the source
+  // module's blobs).
+  auto readOnly = BoolAttr::get(module.getContext(), false);
+  for (unsigned i = 0; i < batchedFn->getNumArguments(); ++i)
+    if (i == 0 || i >= 3 + decoder.caches.size())
+      batchedFn->setArgAttr(i, "bufferization.writable", readOnly);
   decoder.weights = std::move(*weights);
   // The C interface takes one pointer per argument, weights included (with
   // no result pointer when every result was an argument updated in place).
@@ -273,6 +288,17 @@ mlir::qlr::generateCalibrationTokens(ModuleOp module, StringRef pass,
         vocab = logits.getDimSize(1);
   if (failed(checkModelInterface(forward, vocab, error)))
     return failure();
+  // The caches hold max_seq_len rows (the calibration options were checked
+  // against it); without it nothing bounds the positions decoded.
+  auto config = module->getAttrOfType<DictionaryAttr>(kModelAttrName);
+  if (!config || !config.getAs<IntegerAttr>("max_seq_len")) {
+    error() << "data=generate needs the module's context length (max_seq_len "
+               "in the "
+            << kModelAttrName
+            << " attribute qlr-import writes); give a text, .npy or .npz file "
+               "instead";
+    return failure();
+  }
   int64_t samples = spec.samples, seqLen = spec.seqLen;
   int64_t batch = std::min(samples, kGenerateBatch);
 
