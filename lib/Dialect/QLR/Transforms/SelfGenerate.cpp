@@ -335,29 +335,31 @@ mlir::qlr::generateCalibrationTokens(ModuleOp module, StringRef pass,
         elements *= d;
       caches.emplace_back(elements, 0.0f);
     }
+    // The arguments point at the same buffers for every step of the batch:
+    // the packed interface takes a pointer to each argument (memrefs are
+    // pointers to their descriptors; the position an i64).
+    std::vector<SmallVector<int64_t>> descriptors;
+    descriptors.push_back(rowMajorDescriptor(step.data(), {batch, 1}));
+    descriptors.push_back(rowMajorDescriptor(logits.data(), {batch, 1, vocab}));
+    for (auto [cache, shape] : llvm::zip(caches, decoder->caches))
+      descriptors.push_back(rowMajorDescriptor(cache.data(), shape));
+    for (const ExternalWeight &weight : decoder->weights)
+      descriptors.push_back(
+          rowMajorDescriptor(weight.data.data(), weight.shape));
+    std::vector<void *> values;
+    for (SmallVector<int64_t> &d : descriptors)
+      values.push_back(d.data());
+    int64_t position = 0;
+    std::vector<void *> args;
+    args.push_back(&values[0]);
+    args.push_back(&position);
+    for (size_t i = 1; i < values.size(); ++i)
+      args.push_back(&values[i]);
+
     for (int64_t pos = 0; pos + 1 < seqLen; ++pos) {
       for (int64_t s = 0; s < batch; ++s)
         step[s] = s < count ? tokens[(first + s) * seqLen + pos] : 0;
-      std::vector<SmallVector<int64_t>> descriptors;
-      descriptors.push_back(rowMajorDescriptor(step.data(), {batch, 1}));
-      descriptors.push_back(
-          rowMajorDescriptor(logits.data(), {batch, 1, vocab}));
-      for (auto [cache, shape] : llvm::zip(caches, decoder->caches))
-        descriptors.push_back(rowMajorDescriptor(cache.data(), shape));
-      for (const ExternalWeight &weight : decoder->weights)
-        descriptors.push_back(
-            rowMajorDescriptor(weight.data.data(), weight.shape));
-      // The packed interface: a pointer to each argument (memrefs are
-      // pointers to their descriptors; the position an i64).
-      std::vector<void *> values;
-      for (SmallVector<int64_t> &d : descriptors)
-        values.push_back(d.data());
-      int64_t position = pos;
-      std::vector<void *> args;
-      args.push_back(&values[0]);
-      args.push_back(&position);
-      for (size_t i = 1; i < values.size(); ++i)
-        args.push_back(&values[i]);
+      position = pos;
       decoder->forward(args.data());
 
       bool greedy = pos < kGreedyTokens;
