@@ -60,7 +60,14 @@ void mlir::qlr::buildLoopsToLLVM(OpPassManager &pm, bool openmp) {
   pm.addPass(createSCFToControlFlowPass());
   pm.addPass(memref::createExpandStridedMetadataPass());
   pm.addPass(createLowerAffinePass());
-  pm.addPass(createConvertVectorToLLVMPass());
+  // The contraction kernels transpose 16 x 16 blocks of weights when they
+  // pack panels: shuffles rather than one extract and insert per element.
+  ConvertVectorToLLVMPassOptions vectorToLLVM;
+  vectorToLLVM.vectorTransposeLowering =
+      vector::VectorTransposeLowering::Shuffle16x16;
+  pm.addPass(createConvertVectorToLLVMPass(vectorToLLVM));
+  // Other transpose shapes (8 x 8 on AVX2) start from a ub.poison vector.
+  pm.addPass(createUBToLLVMConversionPass());
   pm.addPass(createFinalizeMemRefToLLVMConversionPass());
   pm.addPass(createConvertMathToLLVMPass());
   pm.addPass(createArithToLLVMConversionPass());
@@ -78,7 +85,9 @@ void mlir::qlr::buildCPUPipeline(OpPassManager &pm,
   buildLinalgFrontEnd(pm, /*gpu=*/false);
   buildBufferization(pm, options.dealloc);
 
-  pm.addPass(createQLRLowerContractionsPass());
+  QLRLowerContractionsPassOptions contractions;
+  contractions.vectorWidth = options.vectorWidth;
+  pm.addPass(createQLRLowerContractionsPass(contractions));
   // Bounded functions: LLVM's compile time grows with the square of a
   // function's length.
   pm.addPass(createQLRSplitFunctionsPass());

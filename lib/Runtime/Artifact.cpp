@@ -260,7 +260,7 @@ mlir::qlr::compileArtifact(ModuleOp original, const ArtifactOptions &options,
     gpuOptions.toolkit = r.toolkit;
     if (failed(lowerModelToGPU(*module, gpuOptions)))
       return error("cannot compile " + name + " for the GPU");
-  } else if (failed(lowerModelToLLVM(*module, r.openmp))) {
+  } else if (failed(lowerModelToLLVM(*module, r.level, r.openmp))) {
     return error("cannot lower " + name + " to the LLVM dialect");
   }
 

@@ -40,8 +40,9 @@ LogicalResult mlir::qlr::lowerModelToGPU(ModuleOp module,
   return pm.run(module);
 }
 
-LogicalResult mlir::qlr::lowerModelToLLVM(ModuleOp module, bool openmp,
-                                          bool emulateGPU) {
+LogicalResult mlir::qlr::lowerModelToLLVM(ModuleOp module,
+                                          ::qlr::numerics::SimdLevel level,
+                                          bool openmp, bool emulateGPU) {
   PassManager pm(module.getContext(), ModuleOp::getOperationName());
   if (emulateGPU) {
     GPUPipelineOptions pipelineOptions;
@@ -49,7 +50,7 @@ LogicalResult mlir::qlr::lowerModelToLLVM(ModuleOp module, bool openmp,
     buildGPUPipeline(pm, pipelineOptions);
   } else {
     CPUPipelineOptions pipelineOptions;
-    pipelineOptions.openmp = openmp;
+    configureCPUPipeline(pipelineOptions, level, openmp);
     buildCPUPipeline(pm, pipelineOptions);
   }
   return pm.run(module);

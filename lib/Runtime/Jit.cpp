@@ -82,6 +82,13 @@ mlir::qlr::externalizeWeights(func::FuncOp func, size_t minBytes) {
   return weights;
 }
 
+void mlir::qlr::configureCPUPipeline(CPUPipelineOptions &options,
+                                     ::qlr::numerics::SimdLevel level,
+                                     bool openmp) {
+  options.openmp = openmp;
+  options.vectorWidth = level == ::qlr::numerics::SimdLevel::AVX512 ? 16 : 8;
+}
+
 llvm::CodeGenOptLevel mlir::qlr::codeGenOptLevel(unsigned optLevel) {
   // -O1..-O3 generate code at LLVM's default level (what MLIR's JIT used
   // before the levels were tied together); -O0 at none.
@@ -174,7 +181,11 @@ mlir::qlr::createJitEngine(ModuleOp module, const JitEngineOptions &options,
     sharedLibs.push_back(QLR_OMP_LIBRARY);
 #endif
   engineOptions.sharedLibPaths = sharedLibs;
-  engineOptions.enablePerfNotificationListener = options.perfListener;
+  // QLR_PERF_MAP=1 names every JIT's functions for `perf` (the calibrating
+  // passes' engines included), not only those that ask for it.
+  const char *perfMap = std::getenv("QLR_PERF_MAP");
+  engineOptions.enablePerfNotificationListener =
+      options.perfListener || (perfMap && StringRef(perfMap) == "1");
   engineOptions.enableObjectDump = options.objectDump;
   // Code generation at the level qlr-compile uses for the same -O, so that
   // the JIT and a compiled library run the same machine code.
@@ -347,7 +358,7 @@ JitModule::compile(ModuleOp source, ArrayRef<std::string> functions,
   {
     PassManager pm(impl->context.get(), ModuleOp::getOperationName());
     CPUPipelineOptions pipelineOptions;
-    pipelineOptions.openmp = openmp;
+    configureCPUPipeline(pipelineOptions, ::qlr::numerics::simdLevel(), openmp);
     buildCPUPipeline(pm, pipelineOptions);
     std::string diagnostics;
     llvm::raw_string_ostream os(diagnostics);

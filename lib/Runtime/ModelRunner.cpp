@@ -323,18 +323,14 @@ ModelRunner::load(llvm::StringRef path, const RunnerOptions &options) {
   }
   if (options.emulateGPU)
     openmp = false;
-  if (failed(lowerModelToLLVM(*module, openmp, options.emulateGPU)))
+  ::qlr::numerics::SimdLevel level = ::qlr::numerics::simdLevel();
+  if (failed(lowerModelToLLVM(*module, level, openmp, options.emulateGPU)))
     return error("cannot compile the model");
 
-  ::qlr::numerics::SimdLevel level = ::qlr::numerics::simdLevel();
   JitEngineOptions engineOptions;
   engineOptions.optLevel = options.optLevel;
   engineOptions.openmp = true;
   engineOptions.name = "qlr-model";
-  // QLR_PERF_MAP=1: name the JIT's functions for `perf` (/tmp/perf-PID.map).
-  engineOptions.perfListener =
-      llvm::StringRef(std::getenv("QLR_PERF_MAP") ? std::getenv("QLR_PERF_MAP")
-                                                  : "") == "1";
   // QLR_JIT_OBJECT=FILE: write the JIT's machine code to FILE (to compare it
   // with a qlr-compile'd library's).
   const char *objectDump = std::getenv("QLR_JIT_OBJECT");

@@ -595,7 +595,8 @@ std::unique_ptr<JitFunction> jit(Module &module, const std::string &name,
 
   PassManager pm(context, ModuleOp::getOperationName());
   mlir::qlr::CPUPipelineOptions pipelineOptions;
-  pipelineOptions.openmp = openmp;
+  mlir::qlr::configureCPUPipeline(pipelineOptions, ::qlr::numerics::simdLevel(),
+                                  openmp);
   mlir::qlr::buildCPUPipeline(pm, pipelineOptions);
   auto recorder = std::make_unique<SignatureRecorder>(name);
   SignatureRecorder *record = recorder.get();

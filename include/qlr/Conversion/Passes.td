@@ -138,13 +138,25 @@ def QLRLowerContractionsPass : Pass<"qlr-lower-contractions", "ModuleOp"> {
     becomes a call to a private kernel function, one per `[N, K]`, shared by
     every layer of that shape (a 30-layer model compiles each kernel once).
 
-    A kernel is a register-tiled loop nest in the `vector` dialect: tiles of
-    `rows` tokens x `cols` weight rows keep `rows * cols` accumulators of
-    `vector-width` lanes, so every weight vector loaded is used for `rows`
-    tokens; a single token (decoding) uses a 1 x `cols` tile; leftover rows
-    and columns use smaller tiles and a masked read covers a `K` that is not a
-    multiple of the vector width. Each accumulator is reduced once per
-    output.
+    A kernel is a register-tiled loop nest in the `vector` dialect with two
+    schedules, chosen at run time by the number of tokens:
+
+    - Fewer than `packed-min-tokens` (decoding): dot products. Tiles of
+      `rows` tokens x `cols` weight rows keep `rows * cols` accumulators of
+      `vector-width` lanes along K, so every weight vector loaded is used for
+      `rows` tokens; leftover rows and columns use smaller tiles and a masked
+      read covers a `K` that is not a multiple of the vector width. Each
+      accumulator is reduced across its lanes once per output.
+    - From `packed-min-tokens` on (prefill, calibration): packed panels.
+      Each group of `panel-vectors * vector-width` weight rows is copied,
+      transposed in registers (`vector.transpose` of width x width blocks),
+      into a stack buffer 256 columns of K at a time; tiles of `panel-rows`
+      tokens then accumulate outer products (one token value broadcast
+      against the panel's vectors) and add whole vectors into `y`. Nothing
+      is reduced across lanes, and the panels run in parallel.
+
+    `K` may be dynamic in both operands (the Gram matrix `X^T X` that
+    calibration computes over the tokens); the weight's `N` must be static.
 
     ```mlir
     linalg.generic {..., qlr.contraction} ins(%x, %w : memref<?x576xf32>, memref<1536x576xf32>) ...
@@ -165,11 +177,21 @@ def QLRLowerContractionsPass : Pass<"qlr-lower-contractions", "ModuleOp"> {
   }];
   let options = [
     Option<"vectorWidth", "vector-width", "int64_t", /*default=*/"16",
-           "Lanes per vector (16 f32 lanes fill an AVX-512 register)">,
+           "Lanes per vector (16 f32 lanes fill an AVX-512 register, 8 an "
+           "AVX2 one; qlr-cpu-pipeline's vector-width)">,
     Option<"rows", "rows", "int64_t", /*default=*/"4",
            "Tokens per register tile">,
     Option<"cols", "cols", "int64_t", /*default=*/"4",
-           "Weight rows per register tile">
+           "Weight rows per register tile">,
+    Option<"packedMinTokens", "packed-min-tokens", "int64_t",
+           /*default=*/"8",
+           "Float weights: from this many tokens on, the kernel runs on "
+           "packed weight panels (0: never)">,
+    Option<"panelRows", "panel-rows", "int64_t", /*default=*/"6",
+           "Tokens per packed-panel register tile">,
+    Option<"panelVectors", "panel-vectors", "int64_t", /*default=*/"2",
+           "Vectors of weight rows per packed panel (panel-vectors x "
+           "vector-width rows)">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",

@@ -23,6 +23,12 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
       llvm::cl::desc("Run the linear-layer kernels' parallel loops on OpenMP "
                      "threads; the program then needs libomp at run time"),
       llvm::cl::init(false)};
+  PassOptions::Option<int64_t> vectorWidth{
+      *this, "vector-width",
+      llvm::cl::desc("f32 lanes per vector in the linear-layer kernels: 16 "
+                     "fills an AVX-512 register, 8 an AVX2 one (the JIT and "
+                     "qlr-compile choose by the CPU they compile for)"),
+      llvm::cl::init(16)};
 };
 
 /// qlr (and linalg on tensors) -> LLVM dialect for the host CPU: lowers qlr

@@ -51,10 +51,11 @@ namespace qlr {
 void registerModelDialects(DialectRegistry &registry);
 
 /// Lowers `module` (after externalizeWeights) to the LLVM dialect with
-/// qlr-cpu-pipeline; `openmp` runs the kernels' parallel loops on OpenMP.
-/// `emulateGPU` uses qlr-gpu-pipeline{emulate=true} instead (the GPU
-/// schedule's loop nests on the CPU; `openmp` is ignored).
-LogicalResult lowerModelToLLVM(ModuleOp module, bool openmp,
+/// qlr-cpu-pipeline for a CPU at `level`; `openmp` runs the kernels' parallel
+/// loops on OpenMP. `emulateGPU` uses qlr-gpu-pipeline{emulate=true} instead
+/// (the GPU schedule's loop nests on the CPU; `openmp` is ignored).
+LogicalResult lowerModelToLLVM(ModuleOp module,
+                               ::qlr::numerics::SimdLevel level, bool openmp,
                                bool emulateGPU = false);
 
 /// Lowers `module` (after externalizeWeights) with qlr-gpu-pipeline: the

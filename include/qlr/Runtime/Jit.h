@@ -26,6 +26,7 @@
 #define QLR_RUNTIME_JIT_H
 
 #include "qlr/Numerics/Simd.h"
+#include "qlr/Pipelines/Pipelines.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Support/LLVM.h"
@@ -73,6 +74,13 @@ externalizeWeights(func::FuncOp func, size_t minBytes = kExternalizeBytes);
 /// The code generator's level for an optimisation level 0-3, the same for
 /// the JIT and qlr-compile (their machine code must match).
 llvm::CodeGenOptLevel codeGenOptLevel(unsigned optLevel);
+
+/// Sets qlr-cpu-pipeline's options for code that runs at `level`: the
+/// kernels' vectors fill one register (16 f32 lanes with AVX-512, 8 below
+/// it; a 16-lane kernel on AVX2 needs twice the registers it has and
+/// spills).
+void configureCPUPipeline(CPUPipelineOptions &options,
+                          ::qlr::numerics::SimdLevel level, bool openmp);
 
 /// A TargetMachine for x86-64 at `level`: the host CPU when `level` is the
 /// host's (and `hostCPU`), else the level's generic CPU (x86-64,

@@ -40,10 +40,23 @@ public:
   /// weight operand, writing output columns starting at n.
   void emitTokens(Value n, Value wn, int64_t rows, int64_t cols);
 
+  /// The body of a packed-panel function (arguments: the panel's first
+  /// weight row, x, w, y): the weight rows [n0, n0 + panelCols) are copied,
+  /// transposed, into a [kPanelDepth, panelCols] stack buffer one chunk of
+  /// the depth at a time, and `rows` x panelCols output tiles accumulate
+  /// outer products of token scalars and panel vectors over the chunk.
+  /// Nothing is reduced across vector lanes, and each panel vector loaded
+  /// serves `rows` tokens. `panelCols` is a multiple of the vector width.
+  void emitPanel(Value n0, int64_t rows, int64_t panelCols);
+
+  /// Depth of a packed-panel chunk: 256 x 32 floats fill 32 KiB of L1.
+  static constexpr int64_t kPanelDepth = 256;
+
 private:
   OpBuilder &b;
   Location loc;
   Value x, w, y;
+  /// `depth` is ShapedType::kDynamic when K is known only at run time.
   int64_t numCols, depth, width;
   VectorType vecType;
 
@@ -59,7 +72,6 @@ private:
 
 void KernelBuilder::emitTile(Value m, Value n, Value wn, int64_t rows,
                              int64_t cols) {
-  int64_t mainDepth = depth - depth % width;
   Value zero = arith::ConstantOp::create(
       b, loc, DenseElementsAttr::get(vecType, b.getF32FloatAttr(0.0)));
   SmallVector<Value> init(rows * cols, zero);
@@ -85,19 +97,33 @@ void KernelBuilder::emitTile(Value m, Value n, Value wn, int64_t rows,
     }
     return result;
   };
-  SmallVector<Value> accs = init;
-  if (mainDepth > 0) {
-    auto loop = scf::ForOp::create(
-        b, loc, index(0), index(mainDepth), index(width), init,
+  // Full vectors over [0, mainDepth), then one masked vector for the rest.
+  auto loop = [&](Value from, Value to, ValueRange accs, bool masked) {
+    auto forOp = scf::ForOp::create(
+        b, loc, from, to, index(width), accs,
         [&](OpBuilder &nb, Location, Value k, ValueRange iterArgs) {
           OpBuilder::InsertionGuard guard(b);
           b.setInsertionPointToStart(nb.getInsertionBlock());
-          scf::YieldOp::create(nb, loc, accumulate(b, k, iterArgs, false));
+          scf::YieldOp::create(nb, loc, accumulate(b, k, iterArgs, masked));
         });
-    accs.assign(loop.getResults().begin(), loop.getResults().end());
+    return SmallVector<Value>(forOp.getResults());
+  };
+  SmallVector<Value> accs = init;
+  if (!ShapedType::isDynamic(depth)) {
+    int64_t mainDepth = depth - depth % width;
+    if (mainDepth > 0)
+      accs = loop(index(0), index(mainDepth), accs, /*masked=*/false);
+    if (mainDepth < depth)
+      accs = accumulate(b, index(mainDepth), accs, /*masked=*/true);
+  } else {
+    // A depth known only at run time (a Gram matrix X^T X over the tokens):
+    // the masked step is a loop of zero or one iterations.
+    Value total = memref::DimOp::create(b, loc, x, 1);
+    Value mainDepth = arith::SubIOp::create(
+        b, loc, total, arith::RemUIOp::create(b, loc, total, index(width)));
+    accs = loop(index(0), mainDepth, accs, /*masked=*/false);
+    accs = loop(mainDepth, total, accs, /*masked=*/true);
   }
-  if (mainDepth < depth)
-    accs = accumulate(b, index(mainDepth), accs, /*masked=*/true);
   for (int64_t i = 0; i < rows; ++i)
     for (int64_t j = 0; j < cols; ++j) {
       Value sum = vector::ReductionOp::create(
@@ -152,8 +178,111 @@ void KernelBuilder::build(int64_t rows, int64_t cols) {
                        });
 }
 
+void KernelBuilder::emitPanel(Value n0, int64_t rows, int64_t panelCols) {
+  int64_t vectors = panelCols / width;
+  auto panelType = MemRefType::get({kPanelDepth, panelCols}, b.getF32Type());
+  Value panel =
+      memref::AllocaOp::create(b, loc, panelType, b.getI64IntegerAttr(64));
+  Value tokens = memref::DimOp::create(b, loc, x, 0);
+  Value total = ShapedType::isDynamic(depth)
+                    ? memref::DimOp::create(b, loc, x, 1).getResult()
+                    : index(depth);
+  auto forLoop = [&](Value from, Value to, Value step, ValueRange init,
+                     function_ref<SmallVector<Value>(Value, ValueRange)> body) {
+    auto loop = scf::ForOp::create(
+        b, loc, from, to, step, init,
+        [&](OpBuilder &nb, Location, Value iv, ValueRange iterArgs) {
+          OpBuilder::InsertionGuard guard(b);
+          b.setInsertionPointToStart(nb.getInsertionBlock());
+          scf::YieldOp::create(b, loc, body(iv, iterArgs));
+        });
+    return SmallVector<Value>(loop.getResults());
+  };
+  forLoop(index(0), total, index(kPanelDepth), {}, [&](Value k0, ValueRange) {
+    Value chunk = arith::MinUIOp::create(
+        b, loc, index(kPanelDepth), arith::SubIOp::create(b, loc, total, k0));
+    // Pack: panel[k][j] = w[n0 + j][k0 + k], by width x width blocks
+    // transposed in registers (vector.transpose), then element by element
+    // for the last k % width columns.
+    Value mainChunk = arith::SubIOp::create(
+        b, loc, chunk, arith::RemUIOp::create(b, loc, chunk, index(width)));
+    auto squareType = VectorType::get({width, width}, b.getF32Type());
+    for (int64_t j = 0; j < panelCols; j += width)
+      forLoop(index(0), mainChunk, index(width), {}, [&](Value k, ValueRange) {
+        Value wk = arith::AddIOp::create(b, loc, k0, k);
+        Value square = arith::ConstantOp::create(
+            b, loc, DenseElementsAttr::get(squareType, b.getF32FloatAttr(0)));
+        for (int64_t r = 0; r < width; ++r) {
+          Value row = vector::LoadOp::create(b, loc, vecType, w,
+                                             ValueRange{add(n0, j + r), wk});
+          square = vector::InsertOp::create(b, loc, row, square, r);
+        }
+        Value transposed = vector::TransposeOp::create(b, loc, square,
+                                                       ArrayRef<int64_t>{1, 0});
+        for (int64_t c = 0; c < width; ++c)
+          vector::StoreOp::create(
+              b, loc, vector::ExtractOp::create(b, loc, transposed, c), panel,
+              ValueRange{add(k, c), index(j)});
+        return SmallVector<Value>();
+      });
+    forLoop(index(0), index(panelCols), index(1), {}, [&](Value j, ValueRange) {
+      Value row = arith::AddIOp::create(b, loc, n0, j);
+      forLoop(mainChunk, chunk, index(1), {}, [&](Value k, ValueRange) {
+        Value v = memref::LoadOp::create(
+            b, loc, w, ValueRange{row, arith::AddIOp::create(b, loc, k0, k)});
+        memref::StoreOp::create(b, loc, v, panel, ValueRange{k, j});
+        return SmallVector<Value>();
+      });
+      return SmallVector<Value>();
+    });
+    // Tiles of `tileRows` tokens x panelCols outputs.
+    auto tile = [&](Value m, int64_t tileRows) {
+      Value zero = arith::ConstantOp::create(
+          b, loc, DenseElementsAttr::get(vecType, b.getF32FloatAttr(0.0)));
+      SmallVector<Value> init(tileRows * vectors, zero);
+      SmallVector<Value> accs = forLoop(
+          index(0), chunk, index(1), init, [&](Value k, ValueRange accs) {
+            SmallVector<Value> ws, result(accs.begin(), accs.end());
+            for (int64_t v = 0; v < vectors; ++v)
+              ws.push_back(vector::LoadOp::create(
+                  b, loc, vecType, panel, ValueRange{k, index(v * width)}));
+            Value xk = arith::AddIOp::create(b, loc, k0, k);
+            for (int64_t i = 0; i < tileRows; ++i) {
+              Value xs =
+                  memref::LoadOp::create(b, loc, x, ValueRange{add(m, i), xk});
+              Value xb = vector::BroadcastOp::create(b, loc, vecType, xs);
+              for (int64_t v = 0; v < vectors; ++v)
+                result[i * vectors + v] = vector::FMAOp::create(
+                    b, loc, xb, ws[v], result[i * vectors + v]);
+            }
+            return result;
+          });
+      for (int64_t i = 0; i < tileRows; ++i)
+        for (int64_t v = 0; v < vectors; ++v) {
+          SmallVector<Value> at = {add(m, i), add(n0, v * width)};
+          Value old = vector::LoadOp::create(b, loc, vecType, y, at);
+          vector::StoreOp::create(
+              b, loc, arith::AddFOp::create(b, loc, old, accs[i * vectors + v]),
+              y, at);
+        }
+    };
+    Value mainEnd = arith::SubIOp::create(
+        b, loc, tokens, arith::RemUIOp::create(b, loc, tokens, index(rows)));
+    forLoop(index(0), mainEnd, index(rows), {}, [&](Value m, ValueRange) {
+      tile(m, rows);
+      return SmallVector<Value>();
+    });
+    forLoop(mainEnd, tokens, index(1), {}, [&](Value m, ValueRange) {
+      tile(m, 1);
+      return SmallVector<Value>();
+    });
+    return SmallVector<Value>();
+  });
+}
+
 /// Matches the bufferized contraction qlr-lower-to-linalg creates for a
-/// linear layer with 2-D input: x [M, K], w [N, K] static, y [M, N], f32.
+/// linear layer with 2-D input: x [M, K], w [N, K] with N static, y [M, N],
+/// f32. K may be dynamic in both x and w (a Gram matrix over the tokens).
 static bool isLinearContraction(linalg::GenericOp op) {
   if (!op->hasAttr(mlir::qlr::kContractionAttrName) ||
       !op.hasPureBufferSemantics() || op.getNumDpsInputs() != 2 ||
@@ -163,7 +292,7 @@ static bool isLinearContraction(linalg::GenericOp op) {
   auto w = dyn_cast<MemRefType>(op.getDpsInputs()[1].getType());
   auto y = dyn_cast<MemRefType>(op.getDpsInits()[0].getType());
   if (!x || !w || !y || x.getRank() != 2 || w.getRank() != 2 ||
-      y.getRank() != 2 || !w.hasStaticShape() || !x.getElementType().isF32() ||
+      y.getRank() != 2 || w.isDynamicDim(0) || !x.getElementType().isF32() ||
       !w.getElementType().isF32() || !y.getElementType().isF32())
     return false;
   // Each operand must have unit stride in its last dimension.
@@ -695,11 +824,93 @@ struct QLRLowerContractionsPass
           QLRLowerContractionsPass> {
   using Base::Base;
 
+  /// The kernel of a float weight [n, k]: packed panels when there are at
+  /// least `packedMinTokens` tokens (prefill, calibration, Gram matrices),
+  /// the register-tiled dot products otherwise (decoding).
+  func::FuncOp buildFloatKernel(ModuleOp module, SymbolTable &symbols,
+                                Location loc, StringRef name,
+                                ArrayRef<Type> types, int64_t n, int64_t k) {
+    OpBuilder b(module.getBodyRegion());
+    auto makeFunc = [&](StringRef funcName, ArrayRef<Type> argTypes) {
+      auto func = func::FuncOp::create(b, loc, funcName,
+                                       b.getFunctionType(argTypes, {}));
+      func.setPrivate();
+      symbols.insert(func);
+      return func;
+    };
+    int64_t panelCols = panelVectors * vectorWidth;
+    int64_t mainCols = packedMinTokens > 0 ? n - n % panelCols : 0;
+    func::FuncOp panel;
+    if (mainCols > 0) {
+      // A function per panel: its stack buffer is freed when it returns,
+      // also when the panels run on OpenMP threads.
+      SmallVector<Type> panelTypes = {b.getIndexType()};
+      llvm::append_range(panelTypes, types);
+      panel = makeFunc((name + "_panel").str(), panelTypes);
+      Block *body = panel.addEntryBlock();
+      OpBuilder pb = OpBuilder::atBlockBegin(body);
+      KernelBuilder(pb, loc, body->getArgument(1), body->getArgument(2),
+                    body->getArgument(3), n, k, vectorWidth)
+          .emitPanel(body->getArgument(0), panelRows, panelCols);
+      func::ReturnOp::create(pb, loc);
+    }
+    func::FuncOp kernel = makeFunc(name, types);
+    Block *body = kernel.addEntryBlock();
+    b.setInsertionPointToStart(body);
+    Value x = body->getArgument(0), w = body->getArgument(1),
+          y = body->getArgument(2);
+    auto dot = [&](OpBuilder &nb) {
+      KernelBuilder(nb, loc, x, w, y, n, k, vectorWidth).build(rows, cols);
+    };
+    if (!panel) {
+      dot(b);
+      func::ReturnOp::create(b, loc);
+      return kernel;
+    }
+    auto index = [&](OpBuilder &nb, int64_t v) -> Value {
+      return arith::ConstantIndexOp::create(nb, loc, v);
+    };
+    Value tokens = memref::DimOp::create(b, loc, x, 0);
+    Value many = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge,
+                                       tokens, index(b, packedMinTokens));
+    scf::IfOp::create(
+        b, loc, many,
+        [&](OpBuilder &nb, Location) {
+          scf::ParallelOp::create(
+              nb, loc, ValueRange{index(nb, 0)},
+              ValueRange{index(nb, mainCols)}, ValueRange{index(nb, panelCols)},
+              [&](OpBuilder &pb, Location, ValueRange ivs) {
+                func::CallOp::create(pb, loc, panel,
+                                     ValueRange{ivs[0], x, w, y});
+              });
+          // Weight rows past the last full panel: one at a time.
+          if (mainCols < n) {
+            scf::ForOp::create(
+                nb, loc, index(nb, mainCols), index(nb, n), index(nb, 1),
+                ValueRange{},
+                [&](OpBuilder &fb, Location, Value row, ValueRange) {
+                  KernelBuilder(fb, loc, x, w, y, n, k, vectorWidth)
+                      .emitTokens(row, row, rows, 1);
+                  scf::YieldOp::create(fb, loc);
+                });
+          }
+          scf::YieldOp::create(nb, loc);
+        },
+        [&](OpBuilder &nb, Location) {
+          dot(nb);
+          scf::YieldOp::create(nb, loc);
+        });
+    func::ReturnOp::create(b, loc);
+    return kernel;
+  }
+
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    if (vectorWidth < 1 || rows < 1 || cols < 1) {
-      module.emitError("qlr-lower-contractions: vector-width, rows and cols "
-                       "must be positive");
+    if (vectorWidth < 1 || rows < 1 || cols < 1 || panelRows < 1 ||
+        panelVectors < 1 || packedMinTokens < 0) {
+      module.emitError("qlr-lower-contractions: vector-width, rows, cols, "
+                       "panel-rows and panel-vectors must be positive and "
+                       "packed-min-tokens not negative");
       return signalPassFailure();
     }
     SmallVector<linalg::GenericOp> contractions;
@@ -719,13 +930,16 @@ struct QLRLowerContractionsPass
     for (linalg::GenericOp op : contractions) {
       auto w = cast<MemRefType>(op.getDpsInputs()[1].getType());
       int64_t n = w.getDimSize(0), k = w.getDimSize(1);
+      bool dynamicDepth = ShapedType::isDynamic(k);
       // Kernel operands: unit innermost stride, everything else dynamic.
       auto layout = StridedLayoutAttr::get(ctx, ShapedType::kDynamic,
                                            {ShapedType::kDynamic, 1});
       auto xType = MemRefType::get({ShapedType::kDynamic, k}, f32, layout);
       auto wType = MemRefType::get({n, k}, f32, layout);
       auto yType = MemRefType::get({ShapedType::kDynamic, n}, f32, layout);
-      std::string name = ("qlr_contraction_" + Twine(n) + "x" + Twine(k)).str();
+      std::string name = ("qlr_contraction_" + Twine(n) + "x" +
+                          (dynamicDepth ? Twine("dyn") : Twine(k)))
+                             .str();
       OpBuilder b(op);
       auto castTo = [&](Value value, Type type) -> Value {
         return value.getType() == type
@@ -734,7 +948,10 @@ struct QLRLowerContractionsPass
                          .getResult();
       };
 
-      if (std::optional<Decoder> decoder = matchDecoder(op)) {
+      std::optional<Decoder> decoder;
+      if (!dynamicDepth)
+        decoder = matchDecoder(op);
+      if (decoder) {
         // The kernel decodes the weight block by block: x, y, then what the
         // decoder reads.
         SmallVector<Value> args = {castTo(op.getDpsInputs()[0], xType),
@@ -766,20 +983,9 @@ struct QLRLowerContractionsPass
       }
 
       func::FuncOp &kernel = kernels[name];
-      if (!kernel) {
-        OpBuilder b(module.getBodyRegion());
-        kernel = func::FuncOp::create(
-            b, op.getLoc(), name, b.getFunctionType({xType, wType, yType}, {}));
-        kernel.setPrivate();
-        symbols.insert(kernel);
-        Block *body = kernel.addEntryBlock();
-        b.setInsertionPointToStart(body);
-        KernelBuilder(b, op.getLoc(), body->getArgument(0),
-                      body->getArgument(1), body->getArgument(2), n, k,
-                      vectorWidth)
-            .build(rows, cols);
-        func::ReturnOp::create(b, op.getLoc());
-      }
+      if (!kernel)
+        kernel = buildFloatKernel(module, symbols, op.getLoc(), name,
+                                  {xType, wType, yType}, n, k);
       func::CallOp::create(b, op.getLoc(), kernel,
                            ValueRange{castTo(op.getDpsInputs()[0], xType),
                                       castTo(op.getDpsInputs()[1], wType),

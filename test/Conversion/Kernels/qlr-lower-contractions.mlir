@@ -1,5 +1,6 @@
 // RUN: quant-opt %s --split-input-file --qlr-lower-contractions | FileCheck %s
 // RUN: quant-opt %s --split-input-file --qlr-lower-contractions="vector-width=8 rows=2 cols=3" | FileCheck %s --check-prefix=SMALL
+// RUN: quant-opt %s --split-input-file --qlr-lower-contractions="packed-min-tokens=0" | FileCheck %s --check-prefix=MIN0
 
 #x = affine_map<(m, n, k) -> (m, k)>
 #w = affine_map<(m, n, k) -> (n, k)>
@@ -95,4 +96,79 @@ func.func @not_linear_layers(%x: memref<?x20xf32>, %w: memref<6x20xf32>, %y: mem
     linalg.yield %s : f16
   }
   return %r : tensor<4x6xf32>
+}
+
+// -----
+
+#x = affine_map<(m, n, k) -> (m, k)>
+#w = affine_map<(m, n, k) -> (n, k)>
+#y = affine_map<(m, n, k) -> (m, n)>
+
+// 40 weight rows: one packed panel of 2 x 16 rows, used from 8 tokens on,
+// then the 8 rows left over one at a time; fewer tokens take the register-
+// tiled dot products.
+// CHECK-LABEL: func.func private @qlr_contraction_40x20_panel(
+// CHECK-SAME: %[[N0:.+]]: index, %[[X:.+]]: memref<?x20xf32, strided<[?, 1], offset: ?>>, %[[W:.+]]: memref<40x20xf32, strided<[?, 1], offset: ?>>, %[[Y:.+]]: memref<?x40xf32, strided<[?, 1], offset: ?>>)
+// CHECK: %[[PANEL:.+]] = memref.alloca() {alignment = 64 : i64} : memref<256x32xf32>
+// Packing: 16 x 16 blocks of weights, transposed in registers.
+// CHECK: vector.transpose %{{.+}}, [1, 0] : vector<16x16xf32> to vector<16x16xf32>
+// CHECK: vector.store %{{.+}}, %[[PANEL]]
+// A tile of 6 tokens x 32 rows: 12 accumulators, two panel vectors and one
+// broadcast token value per step of k.
+// CHECK: scf.for {{.+}} iter_args({{.+}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
+// CHECK-COUNT-2: vector.load %[[PANEL]]
+// CHECK: vector.broadcast
+// CHECK-COUNT-2: vector.fma
+// CHECK-NOT: vector.reduction
+// CHECK: func.func private @qlr_contraction_40x20(
+// CHECK: %[[MANY:.+]] = arith.cmpi uge, %{{.+}}, %c8
+// CHECK: scf.if %[[MANY]]
+// CHECK: scf.parallel (%[[P:.+]]) = (%{{.+}}) to (%c32{{.*}}) step (%c32
+// CHECK: call @qlr_contraction_40x20_panel(%[[P]],
+// CHECK: } else {
+// CHECK: vector.reduction <add>
+// CHECK-LABEL: func.func @panels
+// CHECK: call @qlr_contraction_40x20(
+// MIN0-LABEL: func.func private @qlr_contraction_40x20(
+// MIN0-NOT: scf.if
+// MIN0-NOT: _panel
+func.func @panels(%x: memref<?x20xf32>, %w: memref<40x20xf32>, %y: memref<?x40xf32>) {
+  linalg.generic {indexing_maps = [#x, #w, #y], iterator_types = ["parallel", "parallel", "reduction"]}
+      ins(%x, %w : memref<?x20xf32>, memref<40x20xf32>) outs(%y : memref<?x40xf32>) attrs = {qlr.contraction} {
+  ^bb0(%p: f32, %q: f32, %r: f32):
+    %m = arith.mulf %p, %q : f32
+    %s = arith.addf %r, %m : f32
+    linalg.yield %s : f32
+  }
+  return
+}
+
+// -----
+
+#x = affine_map<(m, n, k) -> (m, k)>
+#w = affine_map<(m, n, k) -> (n, k)>
+#y = affine_map<(m, n, k) -> (m, n)>
+
+// A depth known only at run time (the Gram matrix X^T X of calibration, with
+// the tokens as K): the masked step is a loop of zero or one iterations.
+// CHECK-LABEL: func.func private @qlr_contraction_4xdyn(
+// CHECK-SAME: memref<?x?xf32, strided<[?, 1], offset: ?>>, %{{.+}}: memref<4x?xf32, strided<[?, 1], offset: ?>>
+// CHECK: %[[K:.+]] = memref.dim %{{.+}}, %c1
+// CHECK: %[[REM:.+]] = arith.remui %[[K]], %c16
+// CHECK: %[[MAIN:.+]] = arith.subi %[[K]], %[[REM]]
+// CHECK: scf.for %{{.+}} = %c0{{.*}} to %[[MAIN]] step %c16
+// CHECK: vector.load
+// CHECK: scf.for %{{.+}} = %[[MAIN]] to %[[K]] step %c16
+// CHECK: vector.transfer_read
+// CHECK-LABEL: func.func @gram
+// CHECK: call @qlr_contraction_4xdyn(
+func.func @gram(%x: memref<?x?xf32>, %w: memref<4x?xf32>, %y: memref<?x4xf32>) {
+  linalg.generic {indexing_maps = [#x, #w, #y], iterator_types = ["parallel", "parallel", "reduction"]}
+      ins(%x, %w : memref<?x?xf32>, memref<4x?xf32>) outs(%y : memref<?x4xf32>) attrs = {qlr.contraction} {
+  ^bb0(%p: f32, %q: f32, %r: f32):
+    %m = arith.mulf %p, %q : f32
+    %s = arith.addf %r, %m : f32
+    linalg.yield %s : f32
+  }
+  return
 }

@@ -229,7 +229,7 @@ compileDecoder(ModuleOp module, func::FuncOp forward, int64_t batch,
                 module.getContext()->isMultithreadingEnabled();
   PassManager pm(decoder.context.get(), ModuleOp::getOperationName());
   CPUPipelineOptions pipelineOptions;
-  pipelineOptions.openmp = openmp;
+  configureCPUPipeline(pipelineOptions, ::qlr::numerics::simdLevel(), openmp);
   buildCPUPipeline(pm, pipelineOptions);
   if (!decoder.module || failed(pm.run(*decoder.module))) {
     error() << "data=generate: qlr-cpu-pipeline failed on the batched @"
@@ -252,9 +252,6 @@ compileDecoder(ModuleOp module, func::FuncOp forward, int64_t batch,
   engineOptions.optLevel = 1;
   engineOptions.openmp = openmp;
   engineOptions.name = "qlr-generate";
-  // QLR_PERF_MAP=1: name the JIT's functions for `perf`, as qlr-run does.
-  const char *perfMap = std::getenv("QLR_PERF_MAP");
-  engineOptions.perfListener = perfMap && llvm::StringRef(perfMap) == "1";
   auto engine = createJitEngine(*decoder.module, engineOptions);
   if (!engine) {
     error() << "data=generate: " << llvm::toString(engine.takeError());
