@@ -7,7 +7,8 @@ time and peak RSS of the same configurations, run one after the other
         --model MODEL.mlirbc --out results.json [--config NAME ...]
 
 OLD_BUILD and NEW_BUILD are build directories (their bin/quant-opt runs the
-pass; NEW_BUILD's bin/qlr-run measures every output). MODEL is a qlr-import
+pass; NEW_BUILD's bin/qlr-run measures every output); `--previous BUILD`
+adds a third, run between them. MODEL is a qlr-import
 output: SmolLM2-135M (`qlr-import SmolLM2-135M-Instruct.Q4_1.gguf`) or
 stories260K (`qlr-import stories260K.bin --tokenizer tok512.bin`). The
 calibration text is shared/data/tinystories-calib.txt and perplexity is over
@@ -59,6 +60,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--old", required=True, type=pathlib.Path)
     parser.add_argument("--new", required=True, type=pathlib.Path)
+    parser.add_argument("--previous", type=pathlib.Path,
+                        help="a third build, run between OLD and NEW (for example the commit before NEW)")
     parser.add_argument("--model", required=True)
     parser.add_argument("--base", help="the module the passes transform (default --model); "
                                         "a quantized one for norm-tweak-defaults")
@@ -75,7 +78,8 @@ def main() -> None:
             for seed in (args.seed or [0]) if "{seed}" in CONFIGS[name] else [0]:
                 option = CONFIGS[name].format(calib=CALIB, seed=seed, model=args.model)
                 row = {"config": name, "seed": seed, "option": option}
-                for side, build in (("old", args.old), ("new", args.new)):
+                builds = [("old", args.old)] + ([("previous", args.previous)] if args.previous else [])
+                for side, build in builds + [("new", args.new)]:
                     out = pathlib.Path(tmp) / f"{side}.mlirbc"
                     row[side] = run_pass(build / "bin" / "quant-opt", args.base or args.model, option, out)
                     row[side]["ppl"] = perplexity(args.new / "bin" / "qlr-run", out, args.ctx, args.windows)

@@ -88,6 +88,8 @@ void mlir::qlr::buildCPUPipeline(OpPassManager &pm,
   QLRLowerContractionsPassOptions contractions;
   contractions.vectorWidth = options.vectorWidth;
   pm.addPass(createQLRLowerContractionsPass(contractions));
+  if (options.approximateMath)
+    pm.addPass(createQLRApproximateMathPass());
   // Bounded functions: LLVM's compile time grows with the square of a
   // function's length.
   pm.addPass(createQLRSplitFunctionsPass());

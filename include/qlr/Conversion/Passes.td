@@ -202,6 +202,36 @@ def QLRLowerContractionsPass : Pass<"qlr-lower-contractions", "ModuleOp"> {
   ];
 }
 
+def QLRApproximateMathPass : Pass<"qlr-approximate-math", "ModuleOp"> {
+  let summary = "Replace f32 math.exp with a polynomial approximation that "
+                "LLVM can vectorise";
+  let description = [{
+    `math.exp` on f32 (scalars or vectors) becomes upstream MLIR's
+    polynomial approximation (`populateMathPolynomialApproximationPatterns`:
+    range reduction by ln 2, a polynomial, the exponent put back with
+    integer operations): arithmetic only, so a loop of exps is vectorised by
+    LLVM instead of calling libm's `expf` once per element. Selects around
+    it keep the special values that the approximation's input clamp would
+    lose: NaN stays NaN, results above FLT_MAX are +inf and results below
+    FLT_MIN are 0 (`exp(-inf) = 0`, which causal masks rely on; denormal
+    results are flushed). Elsewhere it is within a few ulp of libm
+    (`test/python/test_approximate_math.py` measures it).
+    `qlr-cpu-pipeline` runs it unless `approximate-math=false`. Other ops,
+    and exps of other types, are left alone.
+
+    ```mlir
+    %e = math.exp %x : f32
+    // becomes arith.mulf/math.floor/math.fma/arith.shli/... and a select
+    // for the special cases
+    ```
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::math::MathDialect",
+    "::mlir::vector::VectorDialect"
+  ];
+}
+
 def QLRFuseElementwisePass : Pass<"qlr-fuse-elementwise", "ModuleOp"> {
   let summary = "Fuse element-wise linalg ops, but never into linear layers";
   let description = [{

@@ -23,6 +23,12 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
       llvm::cl::desc("Run the linear-layer kernels' parallel loops on OpenMP "
                      "threads; the program then needs libomp at run time"),
       llvm::cl::init(false)};
+  PassOptions::Option<bool> approximateMath{
+      *this, "approximate-math",
+      llvm::cl::desc("f32 exp as a polynomial LLVM vectorises "
+                     "(qlr-approximate-math) instead of a libm call per "
+                     "element"),
+      llvm::cl::init(true)};
   PassOptions::Option<int64_t> vectorWidth{
       *this, "vector-width",
       llvm::cl::desc("f32 lanes per vector in the linear-layer kernels: 16 "
