@@ -3,10 +3,10 @@
 `qlr-cpu-pipeline` replaces `math.exp` on f32 with upstream MLIR's
 polynomial approximation (vectorised by LLVM) plus selects for the special
 values. These tests compile `exp` over a tensor with the JIT (which runs the
-pipeline), with and without the approximation, and measure both against the
-correctly rounded float64 result, in units in the last place of the f32
-result: over the whole normal range, on the values softmax and SiLU see,
-and at the edges (underflow to 0, overflow to +inf, -inf, +inf, NaN).
+pipeline) and measure it against the float64 result, in units in the last
+place of the f32 result: over the whole normal range, on the values softmax
+and SiLU see, and at the edges (underflow to 0 and overflow to +inf on both
+sides of each threshold, -inf, +inf, NaN).
 """
 
 from __future__ import annotations
@@ -67,11 +67,18 @@ def test_accuracy_over_the_normal_range() -> None:
 
 def test_special_values() -> None:
     inf = np.float32(np.inf)
-    x = np.array([-inf, inf, np.nan, -1e30, 1e30, -104.0, -88.0, 89.0, 0.0, -0.0],
-                 dtype=np.float32)
+    # The thresholds (ln FLT_MIN, ln FLT_MAX rounded to f32) and their
+    # neighbours outside.
+    lo, hi = np.float32(-87.33654), np.float32(88.72283)
+    x = np.array([-inf, inf, np.nan, -1e30, 1e30, -104.0, -88.0, 89.0, 0.0, -0.0,
+                  np.nextafter(lo, -inf), lo, hi, np.nextafter(hi, inf)], dtype=np.float32)
     y = compiled_exp()(x)
     assert y[0] == 0.0 and y[1] == inf and np.isnan(y[2])
     assert y[3] == 0.0 and y[4] == inf
     # Below ln(FLT_MIN) the result is flushed to 0; above ln(FLT_MAX), +inf.
     assert y[5] == 0.0 and y[6] == 0.0 and y[7] == inf
     assert y[8] == 1.0 and y[9] == 1.0
+    # Just past each threshold: 0 and +inf; just inside: finite and close.
+    assert y[10] == 0.0 and y[11] > 0.0 and ulp_error(y[11:12], x[11:12])[0] <= 2.0
+    assert np.isfinite(y[12]) and ulp_error(y[12:13], x[12:13])[0] <= 8.0
+    assert y[13] == inf

@@ -147,7 +147,8 @@ def QLRLowerContractionsPass : Pass<"qlr-lower-contractions", "ModuleOp"> {
       `rows` tokens; leftover rows and columns use smaller tiles and a masked
       read covers a `K` that is not a multiple of the vector width. Each
       accumulator is reduced across its lanes once per output.
-    - From `packed-min-tokens` on (prefill, calibration): packed panels.
+    - From `packed-min-tokens` on (prefill, calibration): packed panels
+      (with a fused decoder, of rows decoded into a stack buffer first).
       Each group of `panel-vectors * vector-width` weight rows is copied,
       transposed in registers (`vector.transpose` of width x width blocks),
       into a stack buffer 256 columns of K at a time; tiles of `panel-rows`
@@ -169,7 +170,8 @@ def QLRLowerContractionsPass : Pass<"qlr-lower-contractions", "ModuleOp"> {
     contractions, the decoder is fused into the kernel instead: the kernel
     takes the codes, scales and zero points, decodes one block of `cols`
     weight rows at a time into a stack buffer and runs the tiles against it,
-    so the float weight is never materialised. Byte-aligned codes (8, 4 and
+    so the float weight is never materialised (with many tokens, one panel
+    of `panel-vectors * vector-width` rows at a time). Byte-aligned codes (8, 4 and
     2 bits) whose scale is constant over `vector-width` columns are decoded
     with vector operations; other formats clone the decoder's body element
     by element. Kernels are shared by layers with the same shape and

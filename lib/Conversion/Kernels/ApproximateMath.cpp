@@ -60,8 +60,12 @@ struct QLRApproximateMathPass
           QLRApproximateMathPass> {
   void runOnOperation() override {
     SmallVector<math::ExpOp> exps;
+    // Scalars and vectors: the patterns (and the selects) do not apply to
+    // tensors, which the pipeline has turned into loops by then.
     getOperation()->walk([&](math::ExpOp op) {
-      if (getElementTypeOrSelf(op.getType()).isF32())
+      Type type = op.getType();
+      if ((isa<FloatType>(type) || isa<VectorType>(type)) &&
+          getElementTypeOrSelf(type).isF32())
         exps.push_back(op);
     });
     if (exps.empty())

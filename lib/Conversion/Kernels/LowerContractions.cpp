@@ -40,14 +40,14 @@ public:
   /// weight operand, writing output columns starting at n.
   void emitTokens(Value n, Value wn, int64_t rows, int64_t cols);
 
-  /// The body of a packed-panel function (arguments: the panel's first
-  /// weight row, x, w, y): the weight rows [n0, n0 + panelCols) are copied,
-  /// transposed, into a [kPanelDepth, panelCols] stack buffer one chunk of
-  /// the depth at a time, and `rows` x panelCols output tiles accumulate
-  /// outer products of token scalars and panel vectors over the chunk.
-  /// Nothing is reduced across vector lanes, and each panel vector loaded
-  /// serves `rows` tokens. `panelCols` is a multiple of the vector width.
-  void emitPanel(Value n0, int64_t rows, int64_t panelCols);
+  /// The body of a packed-panel function: the weight rows [wn0, wn0 +
+  /// panelCols) are copied, transposed, into a [kPanelDepth, panelCols]
+  /// stack buffer one chunk of the depth at a time, and `rows` x panelCols
+  /// tiles of the output columns [n0, n0 + panelCols) accumulate outer
+  /// products of token scalars and panel vectors over the chunk. Nothing is
+  /// reduced across vector lanes, and each panel vector loaded serves `rows`
+  /// tokens. `panelCols` is a multiple of the vector width.
+  void emitPanel(Value n0, Value wn0, int64_t rows, int64_t panelCols);
 
   /// Depth of a packed-panel chunk: 256 x 32 floats fill 32 KiB of L1.
   static constexpr int64_t kPanelDepth = 256;
@@ -178,7 +178,8 @@ void KernelBuilder::build(int64_t rows, int64_t cols) {
                        });
 }
 
-void KernelBuilder::emitPanel(Value n0, int64_t rows, int64_t panelCols) {
+void KernelBuilder::emitPanel(Value n0, Value wn0, int64_t rows,
+                              int64_t panelCols) {
   int64_t vectors = panelCols / width;
   auto panelType = MemRefType::get({kPanelDepth, panelCols}, b.getF32Type());
   Value panel =
@@ -214,7 +215,7 @@ void KernelBuilder::emitPanel(Value n0, int64_t rows, int64_t panelCols) {
             b, loc, DenseElementsAttr::get(squareType, b.getF32FloatAttr(0)));
         for (int64_t r = 0; r < width; ++r) {
           Value row = vector::LoadOp::create(b, loc, vecType, w,
-                                             ValueRange{add(n0, j + r), wk});
+                                             ValueRange{add(wn0, j + r), wk});
           square = vector::InsertOp::create(b, loc, row, square, r);
         }
         Value transposed = vector::TransposeOp::create(b, loc, square,
@@ -226,7 +227,7 @@ void KernelBuilder::emitPanel(Value n0, int64_t rows, int64_t panelCols) {
         return SmallVector<Value>();
       });
     forLoop(index(0), index(panelCols), index(1), {}, [&](Value j, ValueRange) {
-      Value row = arith::AddIOp::create(b, loc, n0, j);
+      Value row = arith::AddIOp::create(b, loc, wn0, j);
       forLoop(mainChunk, chunk, index(1), {}, [&](Value k, ValueRange) {
         Value v = memref::LoadOp::create(
             b, loc, w, ValueRange{row, arith::AddIOp::create(b, loc, k0, k)});
@@ -731,9 +732,11 @@ class FusedKernelBuilder {
 public:
   FusedKernelBuilder(ModuleOp module, SymbolTable &symbols, Decoder &decoder,
                      int64_t n, int64_t k, int64_t width, int64_t rows,
-                     int64_t cols)
+                     int64_t cols, int64_t packedMinTokens, int64_t panelRows,
+                     int64_t panelCols)
       : module(module), symbols(symbols), decoder(decoder), n(n), k(k),
-        width(width), rows(rows), cols(cols) {}
+        width(width), rows(rows), cols(cols), packedMinTokens(packedMinTokens),
+        panelRows(panelRows), panelCols(panelCols) {}
 
   func::FuncOp build(StringRef name, TypeRange types);
 
@@ -742,13 +745,19 @@ private:
   SymbolTable &symbols;
   Decoder &decoder;
   int64_t n, k, width, rows, cols;
+  int64_t packedMinTokens, panelRows, panelCols;
 
-  func::FuncOp buildBlock(StringRef name, TypeRange types, int64_t blockRows);
+  /// A function (row0, x, y, decoder operands...) that decodes weight rows
+  /// [row0, row0 + blockRows) into a stack buffer and runs every token
+  /// against them: dot-product tiles, or (`panel`) a packed panel of
+  /// blockRows = panelCols rows.
+  func::FuncOp buildBlock(StringRef name, TypeRange types, int64_t blockRows,
+                          bool panel = false);
 };
 } // namespace
 
 func::FuncOp FusedKernelBuilder::buildBlock(StringRef name, TypeRange types,
-                                            int64_t blockRows) {
+                                            int64_t blockRows, bool panel) {
   Location loc = decoder.generic.getLoc();
   OpBuilder b(module.getBodyRegion());
   SmallVector<Type> argTypes = {b.getIndexType()};
@@ -769,10 +778,13 @@ func::FuncOp FusedKernelBuilder::buildBlock(StringRef name, TypeRange types,
   Value row0 = body->getArgument(0);
   DecodeBuilder(b, loc, decoder, mapping, k, width)
       .build(row0, blockRows, scratch);
-  KernelBuilder(b, loc, body->getArgument(1), scratch, body->getArgument(2), n,
-                k, width)
-      .emitTokens(row0, arith::ConstantIndexOp::create(b, loc, 0), rows,
-                  blockRows);
+  KernelBuilder kernel(b, loc, body->getArgument(1), scratch,
+                       body->getArgument(2), n, k, width);
+  Value zero = arith::ConstantIndexOp::create(b, loc, 0);
+  if (panel)
+    kernel.emitPanel(row0, zero, panelRows, blockRows);
+  else
+    kernel.emitTokens(row0, zero, rows, blockRows);
   func::ReturnOp::create(b, loc);
   return func;
 }
@@ -785,35 +797,68 @@ func::FuncOp FusedKernelBuilder::build(StringRef name, TypeRange types) {
   kernel.setPrivate();
   symbols.insert(kernel);
   StringRef kernelName = kernel.getSymName();
-  int64_t mainRows = n - n % cols;
-  func::FuncOp block, tail;
-  if (mainRows > 0)
+  // Many tokens: panels of decoded rows first, then the rows left over as
+  // below. Few tokens: blocks of `cols` rows, then rows one at a time.
+  int64_t panelEnd = packedMinTokens > 0 ? n - n % panelCols : 0;
+  func::FuncOp panel, block, tail;
+  if (panelEnd > 0)
+    panel = buildBlock((kernelName + "_panel").str(), types, panelCols,
+                       /*panel=*/true);
+  if (n >= cols)
     block = buildBlock((kernelName + "_block").str(), types, cols);
-  if (mainRows < n)
+  if (n % cols != 0 || (n - panelEnd) % cols != 0)
     tail = buildBlock((kernelName + "_row").str(), types, 1);
   Block *body = kernel.addEntryBlock();
   b.setInsertionPointToStart(body);
-  auto index = [&](int64_t v) -> Value {
-    return arith::ConstantIndexOp::create(b, loc, v);
+  auto index = [&](OpBuilder &nb, int64_t v) -> Value {
+    return arith::ConstantIndexOp::create(nb, loc, v);
   };
   auto call = [&](OpBuilder &nb, func::FuncOp callee, Value row) {
     SmallVector<Value> args = {row};
     llvm::append_range(args, body->getArguments());
     func::CallOp::create(nb, loc, callee, args);
   };
-  if (block)
-    scf::ParallelOp::create(
-        b, loc, ValueRange{index(0)}, ValueRange{index(mainRows)},
-        ValueRange{index(cols)}, [&](OpBuilder &nb, Location, ValueRange ivs) {
-          call(nb, block, ivs[0]);
+  // Rows [from, n) in parallel blocks of `cols`, then one at a time.
+  auto dotRows = [&](OpBuilder &nb, int64_t from) {
+    int64_t mainRows = from + (n - from) - (n - from) % cols;
+    if (mainRows > from)
+      scf::ParallelOp::create(nb, loc, ValueRange{index(nb, from)},
+                              ValueRange{index(nb, mainRows)},
+                              ValueRange{index(nb, cols)},
+                              [&](OpBuilder &pb, Location, ValueRange ivs) {
+                                call(pb, block, ivs[0]);
+                              });
+    if (mainRows < n)
+      scf::ForOp::create(nb, loc, index(nb, mainRows), index(nb, n),
+                         index(nb, 1), ValueRange{},
+                         [&](OpBuilder &fb, Location, Value iv, ValueRange) {
+                           call(fb, tail, iv);
+                           scf::YieldOp::create(fb, loc);
+                         });
+  };
+  if (panel) {
+    Value tokens = memref::DimOp::create(b, loc, body->getArgument(0), 0);
+    Value many = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge,
+                                       tokens, index(b, packedMinTokens));
+    scf::IfOp::create(
+        b, loc, many,
+        [&](OpBuilder &nb, Location) {
+          scf::ParallelOp::create(nb, loc, ValueRange{index(nb, 0)},
+                                  ValueRange{index(nb, panelEnd)},
+                                  ValueRange{index(nb, panelCols)},
+                                  [&](OpBuilder &pb, Location, ValueRange ivs) {
+                                    call(pb, panel, ivs[0]);
+                                  });
+          dotRows(nb, panelEnd);
+          scf::YieldOp::create(nb, loc);
+        },
+        [&](OpBuilder &nb, Location) {
+          dotRows(nb, 0);
+          scf::YieldOp::create(nb, loc);
         });
-  if (tail)
-    scf::ForOp::create(b, loc, index(mainRows), index(n), index(1),
-                       ValueRange{},
-                       [&](OpBuilder &nb, Location, Value iv, ValueRange) {
-                         call(nb, tail, iv);
-                         scf::YieldOp::create(nb, loc);
-                       });
+  } else {
+    dotRows(b, 0);
+  }
   func::ReturnOp::create(b, loc);
   return kernel;
 }
@@ -851,7 +896,8 @@ struct QLRLowerContractionsPass
       OpBuilder pb = OpBuilder::atBlockBegin(body);
       KernelBuilder(pb, loc, body->getArgument(1), body->getArgument(2),
                     body->getArgument(3), n, k, vectorWidth)
-          .emitPanel(body->getArgument(0), panelRows, panelCols);
+          .emitPanel(body->getArgument(0), body->getArgument(0), panelRows,
+                     panelCols);
       func::ReturnOp::create(pb, loc);
     }
     func::FuncOp kernel = makeFunc(name, types);
@@ -971,7 +1017,8 @@ struct QLRLowerContractionsPass
           }
         if (!kernel) {
           kernel = FusedKernelBuilder(module, symbols, *decoder, n, k,
-                                      vectorWidth, rows, cols)
+                                      vectorWidth, rows, cols, packedMinTokens,
+                                      panelRows, panelVectors * vectorWidth)
                        .build(name, ValueRange(args).getTypes());
           candidates.emplace_back(*decoder, kernel);
         }

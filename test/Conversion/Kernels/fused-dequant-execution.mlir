@@ -8,6 +8,8 @@
 // reference's magnitudes (exact: inputs, scales and, outside nf4, decoded
 // weights are short binary fractions) shows that it is not trivially zero.
 // RUN: quant-opt %s --qlr-cpu-pipeline | mlir-runner -e main -entry-point-result=void -shared-libs=%mlir_runner_utils,%mlir_c_runner_utils | FileCheck %s
+// The 8-lane kernels (AVX2 hosts and the portable level).
+// RUN: quant-opt %s --qlr-cpu-pipeline=vector-width=8 | mlir-runner -e main -entry-point-result=void -shared-libs=%mlir_runner_utils,%mlir_c_runner_utils | FileCheck %s
 // RUN: %if openmp %{ quant-opt %s --pass-pipeline="builtin.module(qlr-cpu-pipeline{openmp=true})" | env OMP_NUM_THREADS=2 mlir-runner -e main -entry-point-result=void -shared-libs=%mlir_runner_utils,%mlir_c_runner_utils,%libomp | FileCheck %s %}
 // Every packed weight is decoded inside a kernel, with or without buffer
 // deallocation: no float weight buffer (6x40, 5x24, 2x40 or 6x2) is

@@ -124,3 +124,37 @@ func.func @escaping(%x: tensor<?x64xf32>, %c: tensor<4x32xi8>, %s: tensor<4x2xf3
   %y = qlr.linear %x, %d : tensor<?x64xf32>, tensor<4x64xf32> -> tensor<?x4xf32>
   return %y, %d : tensor<?x4xf32>, tensor<4x64xf32>
 }
+
+// -----
+
+// 40 rows: from 8 tokens on, one panel of 32 decoded rows (decoded into a
+// [32, K] buffer, then packed and run as outer products), then the 8 rows
+// left over in blocks of 4; fewer tokens take blocks of 4 throughout.
+// CHECK-LABEL: func.func private @qlr_contraction_40x64_int4_g32_f16_block(
+// CHECK: memref.alloca() {alignment = 64 : i64} : memref<4x64xf32>
+// CHECK-LABEL: func.func private @qlr_contraction_40x64_int4_g32_f16_panel(
+// CHECK: %[[ROWS:.+]] = memref.alloca() {alignment = 64 : i64} : memref<32x64xf32>
+// CHECK: vector.interleave
+// CHECK: vector.store %{{.+}}, %[[ROWS]]
+// CHECK: %[[PANEL:.+]] = memref.alloca() {alignment = 64 : i64} : memref<256x32xf32>
+// CHECK: vector.load %{{.+}} : memref<32x64xf32>, vector<16xf32>
+// CHECK: vector.transpose
+// CHECK: vector.load %[[PANEL]]
+// CHECK: vector.broadcast
+// CHECK: vector.fma
+// CHECK-LABEL: func.func private @qlr_contraction_40x64_int4_g32_f16(
+// CHECK: arith.cmpi uge, %{{.+}}, %c8
+// CHECK: scf.if
+// CHECK: scf.parallel (%[[P:.+]]) = (%c0{{.*}}) to (%c32{{.*}}) step (%c32
+// CHECK: func.call @qlr_contraction_40x64_int4_g32_f16_panel(%[[P]],
+// CHECK: scf.parallel (%[[B:.+]]) = (%c32{{.*}}) to (%c40{{.*}}) step (%c4
+// CHECK: func.call @qlr_contraction_40x64_int4_g32_f16_block(%[[B]],
+// CHECK: } else {
+// CHECK: scf.parallel (%[[C:.+]]) = (%c0{{.*}}) to (%c40{{.*}}) step (%c4
+// CHECK: func.call @qlr_contraction_40x64_int4_g32_f16_block(%[[C]],
+!w4p = !qlr.qtensor<40x64xf32, #qlr.format<int4, group = 32, scale = f16>>
+func.func @panels(%x: tensor<?x64xf32>, %c: tensor<40x32xi8>, %s: tensor<40x2xf16>) -> tensor<?x40xf32> {
+  %q = qlr.pack %c, %s : tensor<40x32xi8>, tensor<40x2xf16> -> !w4p
+  %y = qlr.linear %x, %q : tensor<?x64xf32>, !w4p -> tensor<?x40xf32>
+  return %y : tensor<?x40xf32>
+}

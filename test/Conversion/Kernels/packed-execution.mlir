@@ -2,9 +2,11 @@
 // 23 tokens (three tiles of 6 + 5 one by one), 70 weight rows (two panels of
 // 32 + 6 rows left over with 16 lanes; four panels of 16 + 6 with 8 lanes),
 // K = 300 (a 256-column chunk, then 44 = 2 x 16 + 12 with 16 lanes). x[m, k]
-// = m + 1 and w[n, k] = n + 1 + (k mod 4) / 4, so y[m, n] = (m + 1)
-// (300 (n + 1) + 112.5): every value is an exact float, and the test prints
-// the largest difference from that closed form (0) and one element.
+// = (m + 1) (1 + k mod 3) and w[n, k] = n + 1 + (k mod 4) / 4 (periods that
+// do not divide the chunk, so a wrong column of x or w, or a lost chunk
+// offset, changes the sums), so y[m, n] = (m + 1) (600 (n + 1) + 225):
+// every value is an exact float, and the test prints the largest difference
+// from that closed form (0) and one element.
 // RUN: quant-opt %s --qlr-cpu-pipeline | mlir-runner -e main -entry-point-result=void -shared-libs=%mlir_runner_utils,%mlir_c_runner_utils | FileCheck %s
 // 8 lanes (the AVX2 kernels: 8 x 8 transposes, panels of 16 rows).
 // RUN: quant-opt %s --qlr-cpu-pipeline=vector-width=8 | mlir-runner -e main -entry-point-result=void -shared-libs=%mlir_runner_utils,%mlir_c_runner_utils | FileCheck %s
@@ -17,10 +19,16 @@
 func.func @main() {
   %x = tensor.generate {
   ^bb0(%m: index, %k: index):
+    %c3 = arith.constant 3 : index
+    %r = arith.remui %k, %c3 : index
+    %ri = arith.index_cast %r : index to i32
+    %rf = arith.sitofp %ri : i32 to f32
     %i = arith.index_cast %m : index to i32
     %f = arith.sitofp %i : i32 to f32
     %one = arith.constant 1.0 : f32
-    %v = arith.addf %f, %one : f32
+    %row = arith.addf %f, %one : f32
+    %col = arith.addf %rf, %one : f32
+    %v = arith.mulf %row, %col : f32
     tensor.yield %v : f32
   } : tensor<23x300xf32>
   %w = tensor.generate {
@@ -54,8 +62,8 @@ func.func @main() {
     %mf = arith.sitofp %mi : i32 to f32
     %nf = arith.sitofp %ni : i32 to f32
     %one = arith.constant 1.0 : f32
-    %c300 = arith.constant 300.0 : f32
-    %c112 = arith.constant 112.5 : f32
+    %c300 = arith.constant 600.0 : f32
+    %c112 = arith.constant 225.0 : f32
     %m1 = arith.addf %mf, %one : f32
     %n1 = arith.addf %nf, %one : f32
     %t = arith.mulf %n1, %c300 : f32
@@ -75,5 +83,5 @@ func.func @main() {
   return
 }
 // CHECK: {{^}}0{{$}}
-// 23 * (300 * 70 + 112.5) = 485587.5
-// CHECK-NEXT: {{^}}485588{{$}}
+// 23 * (600 * 70 + 225) = 971175
+// CHECK-NEXT: {{^}}971175{{$}}
