@@ -25,6 +25,7 @@
 #include "llvm/ADT/SetVector.h"
 #include "llvm/Support/FormatVariadic.h"
 
+#include <map>
 #include <mutex>
 
 using namespace mlir;
@@ -573,23 +574,38 @@ FailureOr<CompiledFunctions> CompiledFunctions::compile(
     Operation *anchor, ModuleOp module, ArrayRef<std::string> names,
     const JitOptions &options, StringRef pass, StringRef noun) {
   CompiledFunctions result;
+  result.isThreaded = options.openmp && JitModule::supportsThreads();
   if (names.empty())
     return result;
   // The module's context: JitModule::compile creates attributes in it, so
   // it is compiled on that context's threads (one part when it has none).
   MLIRContext *context = module->getContext();
-  size_t parts = std::min<size_t>(names.size(),
+  // Functions that differ only in their weights (the layers of a model)
+  // compile once: a group goes whole into one part, and the groups are
+  // spread over the parts.
+  std::vector<std::vector<std::string>> groups;
+  {
+    std::map<std::string, size_t> groupOf;
+    for (const std::string &name : names) {
+      auto [it, inserted] = groupOf.try_emplace(
+          JitModule::structuralKey(module, name), groups.size());
+      if (inserted)
+        groups.emplace_back();
+      groups[it->second].push_back(name);
+    }
+  }
+  size_t parts = std::min<size_t>(groups.size(),
                                   context->isMultithreadingEnabled()
                                       ? std::max(1u, context->getNumThreads())
                                       : 1);
+  std::vector<std::vector<std::string>> partNames(parts);
+  for (auto [g, group] : llvm::enumerate(groups))
+    llvm::append_range(partNames[g % parts], group);
   result.modules.resize(parts);
   ::qlr::Progress progress(pass, "compiling calibration stages", 1);
   std::vector<std::string> errors(parts);
   parallelFor(context, 0, parts, [&](size_t part) {
-    size_t begin = names.size() * part / parts;
-    size_t end = names.size() * (part + 1) / parts;
-    std::vector<std::string> group(names.begin() + begin, names.begin() + end);
-    auto compiled = JitModule::compile(module, group, options);
+    auto compiled = JitModule::compile(module, partNames[part], options);
     if (!compiled)
       errors[part] = llvm::toString(compiled.takeError());
     else
@@ -600,11 +616,11 @@ FailureOr<CompiledFunctions> CompiledFunctions::compile(
       return anchor->emitOpError("cannot compile its calibration stages: ")
              << error;
   for (size_t part = 0; part < parts; ++part)
-    for (size_t i = names.size() * part / parts,
-                e = names.size() * (part + 1) / parts;
-         i < e; ++i)
-      result.moduleOf[names[i]] = part;
-  progress.step(llvm::formatv("{0} {1}", names.size(), noun).str());
+    for (const std::string &name : partNames[part])
+      result.moduleOf[name] = part;
+  progress.step(
+      llvm::formatv("{0} {1}, {2} compiled", names.size(), noun, groups.size())
+          .str());
   return result;
 }
 

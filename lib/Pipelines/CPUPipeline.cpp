@@ -53,6 +53,7 @@ void mlir::qlr::buildLoopsToLLVM(OpPassManager &pm, bool openmp) {
   pm.addPass(createConvertVectorToSCFPass());
   if (openmp) {
     pm.addPass(createConvertSCFToOpenMPPass());
+    pm.addPass(createQLRSerializeSingleChunksPass());
     // Inlines the memref.alloca_scope around loop bodies that allocate
     // nothing; a scope must keep a single block through SCF->CF lowering.
     pm.addPass(createCanonicalizerPass());
@@ -90,11 +91,14 @@ void mlir::qlr::buildCPUPipeline(OpPassManager &pm,
   pm.addPass(createQLRLowerContractionsPass(contractions));
   if (options.approximateMath)
     pm.addPass(createQLRApproximateMathPass());
+  // The element-wise, norm and attention ops left after the contraction
+  // kernels: in chunks across the threads when they are large (a decode
+  // step's stay whole and on the calling thread).
+  if (options.openmp)
+    pm.addPass(createQLRParallelizeLinalgPass());
   // Bounded functions: LLVM's compile time grows with the square of a
   // function's length.
   pm.addPass(createQLRSplitFunctionsPass());
-  // Only the linear-layer kernels run in parallel: the other linalg ops of a
-  // decode step are too small to pay for a parallel region each.
   pm.addNestedPass<func::FuncOp>(createConvertLinalgToLoopsPass());
   buildLoopsToLLVM(pm, options.openmp);
 }

@@ -34,6 +34,7 @@
 #include "llvm/TargetParser/SubtargetFeature.h"
 
 #include <chrono>
+#include <map>
 #include <mutex>
 
 using namespace mlir;
@@ -259,6 +260,41 @@ JitModule::~JitModule() = default;
 
 double JitModule::compileSeconds() const { return impl->compileSeconds; }
 
+/// Discardable attributes that name or number an op without changing the
+/// code compiled for it (qlr-import's layer names, the calibration ids the
+/// calibrating passes put on the linears they tap).
+static constexpr llvm::StringLiteral kCodeNeutralAttrs[] = {
+    kLayerNameAttrName, "qlr.calibration_id"};
+
+/// The structural key of `func`, whose large weights are already arguments.
+static std::string keyOfExternalized(func::FuncOp func) {
+  func.walk([](Operation *op) {
+    for (StringRef name : kCodeNeutralAttrs)
+      op->removeAttr(name);
+  });
+  std::string name = func.getSymName().str();
+  func.setSymName("__qlr_structural_key");
+  std::string key;
+  llvm::raw_string_ostream os(key);
+  func->print(os, OpPrintingFlags().printGenericOpForm().useLocalScope());
+  func.setSymName(name);
+  return key;
+}
+
+std::string JitModule::structuralKey(ModuleOp source, StringRef function) {
+  auto func = source.lookupSymbol<func::FuncOp>(function);
+  if (!func || func.isExternal())
+    return "";
+  auto clone = cast<func::FuncOp>(func->clone());
+  std::string key;
+  if (succeeded(externalizeWeights(clone, /*minBytes=*/0)))
+    key = keyOfExternalized(clone);
+  else
+    key = "\0" + function.str(); // unique: compiled on its own
+  clone->erase();
+  return key;
+}
+
 bool JitModule::supportsThreads() {
 #ifdef QLR_OMP_LIBRARY
   return true;
@@ -311,11 +347,28 @@ JitModule::compile(ModuleOp source, ArrayRef<std::string> functions,
           llvm::divideCeil(tensor.getElementTypeBitWidth(), 8));
     }
     func->setAttr("llvm.emit_c_interface", UnitAttr::get(sourceContext));
-    FailureOr<std::vector<ExternalWeight>> weights = externalizeWeights(func);
+    // Every weight, however small, so that functions that differ only in
+    // their weights (a model's layers) compile to the same code.
+    FailureOr<std::vector<ExternalWeight>> weights =
+        externalizeWeights(func, /*minBytes=*/0);
     if (failed(weights))
       return fail("cannot read the weights of @" + name);
     signature.weights = std::move(*weights);
     impl->functions[name] = std::move(signature);
+  }
+  // Functions that differ only in their weights (a model's layers) share
+  // the code of the first.
+  llvm::StringMap<std::string> representativeOf;
+  {
+    std::map<std::string, std::string> byKey;
+    for (const std::string &name : functions) {
+      auto func = copy->lookupSymbol<func::FuncOp>(name);
+      auto [it, inserted] = byKey.try_emplace(keyOfExternalized(func), name);
+      if (!inserted) {
+        representativeOf[name] = it->second;
+        func.erase();
+      }
+    }
   }
 
   // Move the copy into a context of its own (which may then load the LLVM
@@ -342,6 +395,8 @@ JitModule::compile(ModuleOp source, ArrayRef<std::string> functions,
   // Every result in a fresh buffer the caller owns.
   impl->context->loadDialect<bufferization::BufferizationDialect>();
   for (const std::string &name : functions) {
+    if (representativeOf.count(name))
+      continue;
     auto func = impl->module->lookupSymbol<func::FuncOp>(name);
     func.walk([&](func::ReturnOp ret) {
       OpBuilder b(ret);
@@ -379,7 +434,11 @@ JitModule::compile(ModuleOp source, ArrayRef<std::string> functions,
     return engine.takeError();
   impl->engine = std::move(*engine);
   for (auto &[name, signature] : impl->functions) {
-    auto entry = impl->engine->lookupPacked(("_mlir_ciface_" + name).str());
+    auto alias = representativeOf.find(name);
+    StringRef compiled = alias == representativeOf.end()
+                             ? StringRef(name)
+                             : StringRef(alias->second);
+    auto entry = impl->engine->lookupPacked(("_mlir_ciface_" + compiled).str());
     if (!entry)
       return fail("the compiled module has no _mlir_ciface_" + name + ": " +
                   llvm::toString(entry.takeError()));

@@ -106,8 +106,9 @@ using StageCallback = llvm::function_ref<LogicalResult(
 void forEachUsedValue(Operation *op, llvm::function_ref<void(Value)> fn);
 
 /// Functions of one module compiled for the host into several JitModules
-/// side by side (consecutive runs of the functions, one module per thread of
-/// the context: LLVM compiles a module on one thread).
+/// side by side (one module per thread of the context: LLVM compiles a
+/// module on one thread). Functions that differ only in their weights (the
+/// layers of a model; JitModule::structuralKey) are compiled once.
 class CompiledFunctions {
 public:
   /// Compiles `names` of `module` (which must outlive the result) on the
@@ -120,8 +121,12 @@ public:
   /// Calls `name` (see JitModule::call).
   llvm::Expected<std::vector<JitBuffer>> call(StringRef name,
                                               ArrayRef<JitTensor> args) const;
+  /// Whether the functions run on the OpenMP threads themselves (callers
+  /// then run them one at a time).
+  bool threaded() const { return isThreaded; }
 
 private:
+  bool isThreaded = false;
   std::vector<std::unique_ptr<JitModule>> modules;
   llvm::StringMap<unsigned> moduleOf;
 };

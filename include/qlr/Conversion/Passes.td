@@ -249,6 +249,79 @@ def QLRFuseElementwisePass : Pass<"qlr-fuse-elementwise", "ModuleOp"> {
   let dependentDialects = ["::mlir::linalg::LinalgDialect"];
 }
 
+def QLRParallelizeLinalgPass : Pass<"qlr-parallelize-linalg", "ModuleOp"> {
+  let summary = "Split large linalg ops on buffers across the OpenMP threads "
+                "(scf.parallel over one parallel dimension)";
+  let description = [{
+    The element-wise, normalisation and attention work that is left as
+    `linalg` ops after `qlr-lower-contractions` runs on one thread. With many
+    tokens (prefill, calibration, the gradients of norm tweaking) it is a
+    large share of the time and the other cores wait. This pass tiles every
+    linalg op on buffers that is not already inside a parallel loop, and
+    that has a parallel dimension, along one such dimension into
+    `scf.parallel` (upstream `linalg::tileLinalgOp`), which
+    `convert-scf-to-openmp` then runs on the OpenMP threads:
+
+    - the dimension is the outermost parallel one with a dynamic size (the
+      tokens or the cache rows in a model), otherwise the parallel one with
+      the largest static size;
+    - it is cut into `omp_get_max_threads()` chunks, but no chunk does less
+      than `min-work` iterations of the whole op (counted at run time, with
+      the sizes of the other dimensions), so a decode step's small ops run
+      as one chunk (`qlr-serialize-single-chunks` then keeps them on the
+      calling thread);
+    - ops with a static size below `min-work` iterations are left alone.
+
+    Every chunk writes a disjoint slice of the outputs (only parallel
+    dimensions are cut), and each chunk's reductions run in the original
+    order, so the results are bit-identical to the serial op's.
+
+    ```mlir
+    linalg.generic {iterator_types = ["parallel", "parallel"]}
+        ins(%x : memref<?x576xf32>) outs(%y : memref<?x576xf32>) {...}
+    // becomes, with %chunk = max(ceildiv(%T, threads), ceildiv(min-work, 576))
+    // computed before the loop
+    scf.parallel (%i) = (%c0) to (%T) step (%chunk) {
+      %n = affine.min ...
+      %xs = memref.subview %x[%i, 0] [%n, 576] [1, 1] ...
+      %ys = memref.subview %y[%i, 0] [%n, 576] [1, 1] ...
+      linalg.generic ... ins(%xs ...) outs(%ys ...) {...}
+    }
+    ```
+
+    `qlr-cpu-pipeline` runs it when `openmp` is on.
+  }];
+  let options = [
+    Option<"minWork", "min-work", "int64_t", /*default=*/"32768",
+           "Fewest iterations of an op per chunk (>= 1)">
+  ];
+  let dependentDialects = [
+    "::mlir::affine::AffineDialect",
+    "::mlir::arith::ArithDialect",
+    "::mlir::func::FuncDialect",
+    "::mlir::memref::MemRefDialect",
+    "::mlir::scf::SCFDialect"
+  ];
+}
+
+def QLRSerializeSingleChunksPass
+    : Pass<"qlr-serialize-single-chunks", "ModuleOp"> {
+  let summary = "Run an omp.parallel region whose loop has one iteration on "
+                "the calling thread (sets its if clause)";
+  let description = [{
+    After `convert-scf-to-openmp`, an `omp.parallel` whose only content is
+    one `omp.wsloop` over a one-dimensional `omp.loop_nest` with bounds
+    defined outside the region gets `if(ub - lb > step)`: a loop with a
+    single iteration (a decode step's chunk, see `qlr-parallelize-linalg`)
+    then runs on the calling thread without waking the team. Regions that
+    already have an if clause, or other shapes, are left alone.
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::omp::OpenMPDialect"
+  ];
+}
+
 def QLRSplitFunctionsPass : Pass<"qlr-split-functions", "ModuleOp"> {
   let summary = "Split long functions into calls of bounded pieces, so that "
                 "LLVM compiles them in linear time";

@@ -173,10 +173,19 @@ public:
 
   /// Compiles `functions` of `source` (which stays unchanged and must
   /// outlive the result: large weights are read from its blobs in place).
-  /// Every function must take and return ranked tensors only.
+  /// Every function must take and return ranked tensors only. Functions
+  /// with equal structuralKey (the layers of a model) are compiled once and
+  /// called with their own weights.
   static llvm::Expected<std::unique_ptr<JitModule>>
   compile(ModuleOp source, llvm::ArrayRef<std::string> functions,
           const JitOptions &options = {});
+
+  /// A text equal for two functions of `source` exactly when they compile
+  /// to the same code once their large weights are arguments: the generic
+  /// form of the function, renamed, with its weights externalized and the
+  /// layer names and calibration ids dropped. Empty when `function` is not
+  /// a function of `source`.
+  static std::string structuralKey(ModuleOp source, llvm::StringRef function);
 
   /// Calls `function` on `args` (its declared arguments, without the
   /// externalized weights). Checks the count, the ranks and the static

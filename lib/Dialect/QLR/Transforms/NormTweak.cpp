@@ -492,9 +492,11 @@ private:
   numerics::NormTweakLoss kind = numerics::NormTweakLoss::Distribution;
 
   LogicalResult checkOptions(ModuleOp module);
-  /// Runs `fn(s)` for every sample, in parallel; the first error wins.
+  /// Runs `fn(s)` for every sample, in parallel unless `serial` (functions
+  /// that run on the OpenMP threads themselves); the first error wins.
   LogicalResult forEachSample(size_t samples,
-                              function_ref<llvm::Error(size_t)> fn);
+                              function_ref<llvm::Error(size_t)> fn,
+                              bool serial);
   /// Calls `name` of `compiled` on every sample: the previous activations
   /// (if any), the sample's arguments `args`, then `extra`.
   FailureOr<Activations> runAll(const CompiledFunctions &compiled,
@@ -536,12 +538,11 @@ LogicalResult QLRNormTweakPass::checkOptions(ModuleOp module) {
   return success();
 }
 
-LogicalResult
-QLRNormTweakPass::forEachSample(size_t samples,
-                                function_ref<llvm::Error(size_t)> fn) {
+LogicalResult QLRNormTweakPass::forEachSample(
+    size_t samples, function_ref<llvm::Error(size_t)> fn, bool serial) {
   std::mutex mutex;
   std::string error;
-  parallelFor(&getContext(), 0, samples, [&](size_t s) {
+  auto body = [&](size_t s) {
     if (llvm::Error e = fn(s)) {
       std::lock_guard<std::mutex> lock(mutex);
       if (error.empty())
@@ -549,7 +550,12 @@ QLRNormTweakPass::forEachSample(size_t samples,
       else
         llvm::consumeError(std::move(e));
     }
-  });
+  };
+  if (serial)
+    for (size_t s = 0; s < samples && error.empty(); ++s)
+      body(s);
+  else
+    parallelFor(&getContext(), 0, samples, body);
   if (error.empty())
     return success();
   return emitError(getOperation().getLoc())
@@ -561,8 +567,9 @@ FailureOr<Activations> QLRNormTweakPass::runAll(
     ArrayRef<unsigned> args, ArrayRef<std::vector<JitTensor>> samples,
     ArrayRef<std::vector<float> *> extra, ArrayRef<Operation *> norms) {
   Activations out(samples.size());
-  LogicalResult status =
-      forEachSample(samples.size(), [&](size_t s) -> llvm::Error {
+  LogicalResult status = forEachSample(
+      samples.size(),
+      [&](size_t s) -> llvm::Error {
         std::vector<JitTensor> callArgs = stageArguments(
             input ? &(*input)[s] : nullptr, samples[s], args, extra, norms);
         auto results = compiled.call(name, callArgs);
@@ -570,7 +577,8 @@ FailureOr<Activations> QLRNormTweakPass::runAll(
           return results.takeError();
         out[s] = std::move(results->front());
         return llvm::Error::success();
-      });
+      },
+      compiled.threaded());
   if (failed(status))
     return failure();
   return out;
@@ -782,9 +790,16 @@ void QLRNormTweakPass::runOnOperation() {
         << pass << ": reference=" << reference << messages;
     return signalPassFailure();
   }
+  // The training loop runs one sample at a time: the quantized model's
+  // functions use the cores through OpenMP (the kernels, and the large
+  // linalg ops in chunks). The float model's run only over all samples at
+  // once, which is parallel across samples.
+  JitOptions threaded;
+  threaded.openmp =
+      getContext().isMultithreadingEnabled() && JitModule::supportsThreads();
   FailureOr<CompiledFunctions> qcompiled = CompiledFunctions::compile(
       module, *qfunctions->module, functionNames(*qfunctions, numStages, true),
-      {}, pass, "functions of the quantized model");
+      threaded, pass, "functions of the quantized model");
   if (failed(qcompiled))
     return signalPassFailure();
   FailureOr<CompiledFunctions> fcompiled = CompiledFunctions::compile(
@@ -932,15 +947,15 @@ void QLRNormTweakPass::runOnOperation() {
     std::vector<SampleStats> stats(numSamples);
     const int32_t *tokens = spec.tokens.data();
     std::mutex progressMutex;
-    LogicalResult compared =
-        forEachSample(numSamples, [&](size_t s) -> llvm::Error {
+    LogicalResult compared = forEachSample(
+        numSamples,
+        [&](size_t s) -> llvm::Error {
           std::vector<JitTensor> fargs = stageArguments(
               &(*xf)[s], fsamples[s], ffunctions->tailArgs, {}, {});
           auto lf = fcompiled->call(ffunctions->tail(), fargs);
           if (!lf)
             return lf.takeError();
           const Activations *states[2] = {&*xq, &*xu};
-          std::vector<double> logQ, logF;
           for (int which = 0; which < 2; ++which) {
             std::vector<JitTensor> qargs =
                 stageArguments(&(*states[which])[s], qsamples[s],
@@ -951,22 +966,34 @@ void QLRNormTweakPass::runOnOperation() {
             auto [rows, vocab] = rowsAndChannels(lq->front().getShape());
             const float *q = lq->front().as<float>();
             const float *f = lf->front().as<float>();
-            for (int64_t t = 0; t + 1 < rows; ++t) {
+            // Each position's KL and NLL on the context's threads (the
+            // samples may run one at a time), summed in position order.
+            int64_t positions = std::max<int64_t>(rows - 1, 0);
+            std::vector<double> rowKl(positions, 0.0), rowNll(positions, 0.0);
+            parallelFor(&getContext(), 0, positions, [&](size_t t) {
+              std::vector<double> logQ, logF;
               logSoftmax(ArrayRef<float>(q + t * vocab, vocab), logQ);
               logSoftmax(ArrayRef<float>(f + t * vocab, vocab), logF);
+              double kl = 0;
               for (int64_t v = 0; v < vocab; ++v)
-                stats[s].kl[which] += std::exp(logF[v]) * (logF[v] - logQ[v]);
+                kl += std::exp(logF[v]) * (logF[v] - logQ[v]);
+              rowKl[t] = kl;
               int32_t next = tokens[s * seqLen + t + 1];
               if (next >= 0 && next < vocab)
-                stats[s].nll[which] -= logQ[next];
+                rowNll[t] = -logQ[next];
+            });
+            for (int64_t t = 0; t < positions; ++t) {
+              stats[s].kl[which] += rowKl[t];
+              stats[s].nll[which] += rowNll[t];
             }
             if (which == 0)
-              stats[s].positions = rows - 1;
+              stats[s].positions = positions;
           }
           std::lock_guard<std::mutex> lock(progressMutex);
           progress.step();
           return llvm::Error::success();
-        });
+        },
+        qcompiled->threaded());
     if (failed(compared))
       return signalPassFailure();
     double kl[2] = {0, 0}, nll[2] = {0, 0};
