@@ -290,7 +290,9 @@ std::string JitModule::structuralKey(ModuleOp source, StringRef function) {
   if (succeeded(externalizeWeights(clone, /*minBytes=*/0)))
     key = keyOfExternalized(clone);
   else
-    key = "\0" + function.str(); // unique: compiled on its own
+    // Never equal to a printed function: compiled on its own (and the
+    // error reported when it is compiled).
+    key = "unkeyed function @" + function.str();
   clone->erase();
   return key;
 }
