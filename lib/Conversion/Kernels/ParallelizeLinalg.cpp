@@ -78,8 +78,8 @@ struct QLRParallelizeLinalgPass
   void runOnOperation() override {
     ModuleOp module = getOperation();
     if (minWork < 1) {
-      module.emitError() << "qlr-parallelize-linalg: min-work=" << int64_t(minWork)
-                         << " must be at least 1";
+      module.emitError() << "qlr-parallelize-linalg: min-work="
+                         << int64_t(minWork) << " must be at least 1";
       return signalPassFailure();
     }
     SmallVector<std::pair<linalg::LinalgOp, unsigned>> candidates;
@@ -136,8 +136,8 @@ struct QLRParallelizeLinalgPass
             // rest the iterations of the other loops (at run time).
             SmallVector<Range> ranges =
                 cast<linalg::LinalgOp>(target).createLoopRanges(b, loc);
-            Value size = getValueOrCreateConstantIndexOp(b, loc,
-                                                         ranges[chosen].size);
+            Value size =
+                getValueOrCreateConstantIndexOp(b, loc, ranges[chosen].size);
             Value rest = one;
             for (auto [d, range] : llvm::enumerate(ranges))
               if (d != chosen)
@@ -147,11 +147,10 @@ struct QLRParallelizeLinalgPass
             rest = arith::MaxSIOp::create(b, loc, rest, one);
             Value minChunk = arith::CeilDivSIOp::create(
                 b, loc, arith::ConstantIndexOp::create(b, loc, work), rest);
-            Value threads =
-                func::CallOp::create(b, loc, declared, ValueRange{})
-                    .getResult(0);
-            Value threadsIndex = arith::IndexCastOp::create(
-                b, loc, b.getIndexType(), threads);
+            Value threads = func::CallOp::create(b, loc, declared, ValueRange{})
+                                .getResult(0);
+            Value threadsIndex =
+                arith::IndexCastOp::create(b, loc, b.getIndexType(), threads);
             threadsIndex = arith::MaxSIOp::create(b, loc, threadsIndex, one);
             Value perThread =
                 arith::CeilDivSIOp::create(b, loc, size, threadsIndex);
