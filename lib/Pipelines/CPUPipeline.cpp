@@ -83,6 +83,9 @@ void mlir::qlr::buildLoopsToLLVM(OpPassManager &pm, bool openmp) {
 
 void mlir::qlr::buildCPUPipeline(OpPassManager &pm,
                                  const CPUPipelineOptions &options) {
+  // One function for the layers that repeat, lowered and compiled once.
+  if (options.outlineLayers)
+    pm.addPass(createQLROutlineLayersPass());
   buildLinalgFrontEnd(pm, /*gpu=*/false);
   buildBufferization(pm, options.dealloc);
 

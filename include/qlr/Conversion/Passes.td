@@ -322,6 +322,59 @@ def QLRSerializeSingleChunksPass
   ];
 }
 
+def QLROutlineLayersPass : Pass<"qlr-outline-layers", "ModuleOp"> {
+  let summary = "Outline the repeated layers of a function into one shared "
+                "function, so that each layer's code is generated once";
+  let description = [{
+    A model's `@forward` repeats the same layer dozens of times with other
+    weights, and every later pass and LLVM would otherwise lower and compile
+    each copy. This pass finds, in every function with one block, the
+    longest stretch of top-level operations that repeats with some period
+    (at least `min-ops` operations; constants do not count): operations
+    match when they have the same name and operand and result types. The
+    stretch is cut into pieces of one period each, at the phase where the
+    fewest values are live across the cut (between layers, in a model), and
+    every piece moves into a private function (`@forward_layer0`, ...,
+    marked `no_inline`) that a call replaces. The values a piece reads from
+    before become arguments, and so do the constants it reads that hold
+    data (weights, tables: any elements attribute that is not a splat);
+    scalar and splat constants are repeated inside.
+
+    Pieces that differ only in the static offsets of `tensor.extract_slice`
+    and `tensor.insert_slice` (a layer's position in a shared KV cache) get
+    those offsets as `index` arguments instead, passed as constants by the
+    calls. Pieces that are then equal (ignoring the `qlr.name` and
+    `qlr.calibration_id` attributes, which generate no code) become one
+    function that every call uses; a piece equal to no other is put back
+    where it was. The function computes exactly what it computed before,
+    with the same operations in the same order.
+
+    Runs on tensors, before bufferization: one-shot bufferization across
+    function boundaries then updates the caches a piece writes in place.
+
+    ```mlir
+    func.func @forward(%x: tensor<?x64xf32>, %cache: tensor<2x8x64xf32>) {
+      // layer 0: weights %w0..., writes %cache[0, ...]
+      // layer 1: weights %w1..., writes %cache[1, ...]
+    }
+    // becomes
+    func.func private @forward_layer0(%x, %cache, %w..., %layer: index)
+        attributes {no_inline}
+    func.func @forward(...) {
+      %y:2 = call @forward_layer0(%x, %cache, %w0..., %c0)
+      %z:2 = call @forward_layer0(%y#0, %y#1, %w1..., %c1)
+    }
+    ```
+  }];
+  let options = [
+    Option<"minOps", "min-ops", "int64_t", /*default=*/"16",
+           "Fewest top-level operations (constants not counted) in a "
+           "repeated piece (>= 1)">
+  ];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::func::FuncDialect"];
+}
+
 def QLRSplitFunctionsPass : Pass<"qlr-split-functions", "ModuleOp"> {
   let summary = "Split long functions into calls of bounded pieces, so that "
                 "LLVM compiles them in linear time";

@@ -35,6 +35,12 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
                      "fills an AVX-512 register, 8 an AVX2 one (the JIT and "
                      "qlr-compile choose by the CPU they compile for)"),
       llvm::cl::init(16)};
+  PassOptions::Option<bool> outlineLayers{
+      *this, "outline-layers",
+      llvm::cl::desc("Generate the code of a model's repeated layers once "
+                     "(qlr-outline-layers): the JIT and qlr-compile then "
+                     "lower and compile one layer instead of all of them"),
+      llvm::cl::init(true)};
 };
 
 /// qlr (and linalg on tensors) -> LLVM dialect for the host CPU: lowers qlr
