@@ -12,6 +12,8 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "Outlining.h"
+
 #include "qlr/Conversion/Passes.h"
 #include "qlr/Dialect/QLR/IR/QLRDialect.h"
 
@@ -21,7 +23,6 @@
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/SymbolTable.h"
-#include "llvm/ADT/DenseSet.h"
 #include "llvm/ADT/Hashing.h"
 #include "llvm/ADT/MapVector.h"
 #include "llvm/ADT/SetVector.h"
@@ -34,6 +35,7 @@ namespace mlir::qlr {
 } // namespace mlir::qlr
 
 using namespace mlir;
+namespace outlining = mlir::qlr::outlining;
 
 namespace {
 /// Attributes that generate no code: equal pieces may differ in them.
@@ -182,25 +184,9 @@ struct QLROutlineLayersPass
     if (!period)
       return;
 
-    // crossing[i]: values defined before op i and used at or after it (the
-    // arguments and results of a cut before op i; constants not counted).
-    llvm::DenseMap<Operation *, int64_t> position;
-    for (auto [index, op] : llvm::enumerate(ops))
-      position[op] = index;
-    std::vector<int64_t> crossing(n + 2, 0);
-    for (int64_t i = 0; i < n; ++i)
-      for (Value result : ops[i]->getResults()) {
-        int64_t last = i;
-        for (Operation *user : result.getUsers()) {
-          Operation *top = body.findAncestorOpInBlock(*user);
-          auto it = position.find(top);
-          last = std::max(last, it == position.end() ? n : it->second);
-        }
-        ++crossing[i + 1];
-        --crossing[last + 1];
-      }
-    for (int64_t i = 1; i <= n; ++i)
-      crossing[i] += crossing[i - 1];
+    // crossing[i]: the values a cut before op i passes on (constants not
+    // counted).
+    std::vector<int64_t> crossing = outlining::liveAcrossCuts(body, ops);
     // The phase: the first cut where the fewest values are live.
     int64_t phase = 0;
     for (int64_t j = 1; j < period; ++j)
@@ -214,11 +200,11 @@ struct QLROutlineLayersPass
       return;
 
     for (int64_t cut : cuts) {
-      auto [inputs, outputs] = boundary(body, ArrayRef(ops).slice(cut, period));
-      if (!llvm::all_of(inputs.getArrayRef(),
-                        [](Value v) { return crossesCalls(v.getType()); }) ||
-          !llvm::all_of(outputs.getArrayRef(),
-                        [](Value v) { return crossesCalls(v.getType()); }))
+      outlining::ChunkBoundary boundary =
+          outlining::chunkBoundary(body, ArrayRef(ops).slice(cut, period));
+      auto crosses = [](Value v) { return crossesCalls(v.getType()); };
+      if (!llvm::all_of(boundary.inputs.getArrayRef(), crosses) ||
+          !llvm::all_of(boundary.outputs.getArrayRef(), crosses))
         return;
     }
 
@@ -231,39 +217,9 @@ struct QLROutlineLayersPass
       op->moveBefore(&body.front());
     SmallVector<Piece> pieces;
     for (auto [index, cut] : llvm::enumerate(cuts))
-      pieces.push_back(outline(func, body, ArrayRef(ops).slice(cut, period),
-                               index, symbols));
+      pieces.push_back(
+          outline(func, ArrayRef(ops).slice(cut, period), index, symbols));
     merge(pieces, symbols);
-  }
-
-  /// The values `chunk` (consecutive operations of `body`) reads from
-  /// before it, and those it defines that are read after it.
-  static std::pair<llvm::SetVector<Value>, llvm::SetVector<Value>>
-  boundary(Block &body, ArrayRef<Operation *> chunk) {
-    llvm::DenseSet<Operation *> inChunk(chunk.begin(), chunk.end());
-    auto insideChunk = [&](Operation *user) {
-      Operation *top = body.findAncestorOpInBlock(*user);
-      return top && inChunk.contains(top);
-    };
-    llvm::SetVector<Value> inputs, outputs;
-    for (Operation *op : chunk) {
-      op->walk([&](Operation *nested) {
-        for (Value operand : nested->getOperands()) {
-          if (auto arg = dyn_cast<BlockArgument>(operand)) {
-            if (arg.getOwner() == &body)
-              inputs.insert(operand);
-            continue;
-          }
-          if (!insideChunk(operand.getDefiningOp()))
-            inputs.insert(operand);
-        }
-      });
-      for (Value result : op->getResults())
-        if (llvm::any_of(result.getUsers(),
-                         [&](Operation *user) { return !insideChunk(user); }))
-          outputs.insert(result);
-    }
-    return {std::move(inputs), std::move(outputs)};
   }
 
   /// Types a function boundary can carry through the rest of the pipeline
@@ -277,55 +233,15 @@ struct QLROutlineLayersPass
     return type.isIntOrIndexOrFloat();
   }
 
-  /// Moves `chunk` into a new function called in its place.
-  Piece outline(func::FuncOp func, Block &body, ArrayRef<Operation *> chunk,
-                int64_t index, SymbolTable &symbols) {
-    auto [inputs, outputs] = boundary(body, chunk);
-    SmallVector<Value> passed;
-    SmallVector<Operation *> cloned;
-    for (Value v : inputs) {
-      Operation *def = v.getDefiningOp();
-      if (isConstant(def) && !isData(def))
-        cloned.push_back(def);
-      else
-        passed.push_back(v);
-    }
-
-    OpBuilder b(chunk.front());
-    Location loc = chunk.front()->getLoc();
-    OpBuilder moduleBuilder(func);
-    auto callee = func::FuncOp::create(
-        moduleBuilder, loc, (func.getSymName() + "_layer" + Twine(index)).str(),
-        b.getFunctionType(ValueRange(passed).getTypes(),
-                          ValueRange(outputs.getArrayRef()).getTypes()));
-    callee.setPrivate();
-    callee->setAttr("no_inline", moduleBuilder.getUnitAttr());
-    symbols.insert(callee); // renames on a clash
-    Block *entry = callee.addEntryBlock();
-    auto call = func::CallOp::create(b, loc, callee, passed);
-
-    OpBuilder inner = OpBuilder::atBlockEnd(entry);
-    auto ret = func::ReturnOp::create(inner, loc, outputs.getArrayRef());
-    for (Operation *op : chunk)
-      op->moveBefore(ret);
-    auto usedInCallee = [&](OpOperand &use) {
-      return callee->isProperAncestor(use.getOwner()) &&
-             use.getOwner() != ret.getOperation();
-    };
-    inner.setInsertionPointToStart(entry);
-    for (Operation *op : cloned) {
-      Operation *copy = inner.clone(*op);
-      op->getResult(0).replaceUsesWithIf(copy->getResult(0), usedInCallee);
-    }
-    for (auto [value, arg] : llvm::zip(passed, entry->getArguments()))
-      value.replaceUsesWithIf(arg, usedInCallee);
-    for (auto [index, value] : llvm::enumerate(outputs.getArrayRef())) {
-      Value output = value;
-      output.replaceUsesWithIf(call.getResult(index), [&](OpOperand &use) {
-        return !callee->isAncestor(use.getOwner());
-      });
-    }
-    return {callee, call};
+  /// Moves `chunk` into a new function called in its place; constants
+  /// that hold data become its arguments, the others are cloned into it.
+  Piece outline(func::FuncOp func, ArrayRef<Operation *> chunk, int64_t index,
+                SymbolTable &symbols) {
+    outlining::OutlinedChunk outlined = outlining::outlineChunk(
+        func, chunk, (func.getSymName() + "_layer" + Twine(index)).str(),
+        [](Operation *def) { return isConstant(def) && !isData(def); },
+        symbols);
+    return {outlined.callee, outlined.call};
   }
 
   /// Makes the static offsets in which the pieces of `group` differ index

@@ -12,6 +12,8 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "Outlining.h"
+
 #include "qlr/Conversion/Passes.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -29,6 +31,7 @@ namespace mlir::qlr {
 } // namespace mlir::qlr
 
 using namespace mlir;
+namespace outlining = mlir::qlr::outlining;
 
 namespace {
 /// Operations cheaper to repeat in a piece than to pass into it: constants
@@ -72,26 +75,9 @@ struct QLRSplitFunctionsPass
       return;
     for (Operation *op : llvm::reverse(kept))
       op->moveBefore(&body.front());
-    llvm::DenseMap<Operation *, int64_t> position;
-    for (auto [index, op] : llvm::enumerate(ops))
-      position[op] = index;
-    // crossing[i]: values defined before op i and used at or after it, that
-    // is, the arguments and results a cut before op i would need (values
-    // every piece re-creates, such as constants, do not count).
-    std::vector<int64_t> crossing(n + 2, 0);
-    for (int64_t i = 0; i < n; ++i)
-      for (Value result : ops[i]->getResults()) {
-        int64_t last = i;
-        for (Operation *user : result.getUsers()) {
-          Operation *top = body.findAncestorOpInBlock(*user);
-          auto it = position.find(top);
-          last = std::max(last, it == position.end() ? n : it->second);
-        }
-        ++crossing[i + 1];
-        --crossing[last + 1];
-      }
-    for (int64_t i = 1; i <= n; ++i)
-      crossing[i] += crossing[i - 1];
+    // crossing[i]: the arguments and results a cut before op i would need
+    // (values every piece re-creates, such as constants, do not count).
+    std::vector<int64_t> crossing = outlining::liveAcrossCuts(body, ops);
     // Pieces of opsPerFunction / 2 .. 3 * opsPerFunction / 2 operations, each
     // cut where the fewest values cross it (between layers, typically).
     SmallVector<int64_t> cuts = {0};
@@ -106,8 +92,8 @@ struct QLRSplitFunctionsPass
     }
     cuts.push_back(n);
     for (size_t p = 0; p + 1 < cuts.size(); ++p)
-      outline(func, body, ArrayRef(ops).slice(cuts[p], cuts[p + 1] - cuts[p]),
-              p, symbols);
+      outline(func, ArrayRef(ops).slice(cuts[p], cuts[p + 1] - cuts[p]), p,
+              symbols);
   }
 
   /// The buffer a memref value views: through view-like ops and through the
@@ -125,54 +111,11 @@ struct QLRSplitFunctionsPass
 
   llvm::DenseMap<Value, Value> rootOverride;
 
-  void outline(func::FuncOp func, Block &body, ArrayRef<Operation *> chunk,
-               int piece, SymbolTable &symbols) {
-    llvm::DenseSet<Operation *> inChunk(chunk.begin(), chunk.end());
-    // Is `user` (possibly nested) inside the chunk?
-    auto insideChunk = [&](Operation *user) {
-      Operation *top = body.findAncestorOpInBlock(*user);
-      return top && inChunk.contains(top);
-    };
-    // Values the chunk reads from outside, and values it defines that are
-    // read after it.
-    llvm::SetVector<Value> inputs, outputs;
-    for (Operation *op : chunk) {
-      op->walk([&](Operation *nested) {
-        for (Value operand : nested->getOperands()) {
-          if (auto arg = dyn_cast<BlockArgument>(operand)) {
-            if (arg.getOwner() == &body)
-              inputs.insert(operand);
-            continue;
-          }
-          if (!insideChunk(operand.getDefiningOp()))
-            inputs.insert(operand);
-        }
-      });
-      for (Value result : op->getResults())
-        if (llvm::any_of(result.getUsers(),
-                         [&](Operation *user) { return !insideChunk(user); }))
-          outputs.insert(result);
-    }
-
-    OpBuilder b(chunk.front());
-    Location loc = chunk.front()->getLoc();
-    SmallVector<Value> passed;
-    SmallVector<Operation *> cloned;
-    for (Value v : inputs) {
-      if (isRematerializable(v.getDefiningOp()))
-        cloned.push_back(v.getDefiningOp());
-      else
-        passed.push_back(v);
-    }
-    auto type = b.getFunctionType(ValueRange(passed).getTypes(),
-                                  ValueRange(outputs.getArrayRef()).getTypes());
-    OpBuilder moduleBuilder(func);
-    auto callee = func::FuncOp::create(
-        moduleBuilder, loc, (func.getSymName() + "_part" + Twine(piece)).str(),
-        type);
-    callee.setPrivate();
-    callee->setAttr("no_inline", moduleBuilder.getUnitAttr());
-    symbols.insert(callee); // renames on a clash
+  void outline(func::FuncOp func, ArrayRef<Operation *> chunk, int piece,
+               SymbolTable &symbols) {
+    outlining::OutlinedChunk outlined = outlining::outlineChunk(
+        func, chunk, (func.getSymName() + "_part" + Twine(piece)).str(),
+        isRematerializable, symbols);
     // A passed buffer that no other argument can reach (its root is an
     // allocation of this function, not shared with another argument) is
     // noalias, as it was to LLVM before the split: without that LLVM could
@@ -180,7 +123,7 @@ struct QLRSplitFunctionsPass
     // while reading another.
     SmallVector<Value> roots;
     llvm::DenseMap<Value, int> rootCount;
-    for (Value v : passed) {
+    for (Value v : outlined.passed) {
       roots.push_back(isa<BaseMemRefType>(v.getType()) ? rootOf(v) : Value());
       if (roots.back())
         ++rootCount[roots.back()];
@@ -189,37 +132,12 @@ struct QLRSplitFunctionsPass
       if (root && rootCount[root] == 1 &&
           isa_and_present<memref::AllocOp, memref::AllocaOp>(
               root.getDefiningOp()))
-        callee.setArgAttr(index, "llvm.noalias", moduleBuilder.getUnitAttr());
+        outlined.callee.setArgAttr(index, "llvm.noalias",
+                                   UnitAttr::get(func.getContext()));
     }
-    Block *entry = callee.addEntryBlock();
-    // The call goes where the chunk starts, before the chunk moves away.
-    auto call = func::CallOp::create(b, loc, callee, passed);
-
-    // Move the chunk, then point its uses of outside values at the
-    // arguments (or at clones of constants).
-    OpBuilder inner = OpBuilder::atBlockEnd(entry);
-    auto ret = func::ReturnOp::create(inner, loc, outputs.getArrayRef());
-    for (Operation *op : chunk)
-      op->moveBefore(ret);
-    auto usedInCallee = [&](OpOperand &use) {
-      return callee->isProperAncestor(use.getOwner()) &&
-             use.getOwner() != ret.getOperation();
-    };
-    inner.setInsertionPointToStart(entry);
-    for (Operation *op : cloned) {
-      Operation *copy = inner.clone(*op);
-      op->getResult(0).replaceUsesWithIf(copy->getResult(0), usedInCallee);
-    }
-    for (auto [value, arg] : llvm::zip(passed, entry->getArguments()))
-      value.replaceUsesWithIf(arg, usedInCallee);
-
-    for (auto [index, result] : llvm::enumerate(call.getResults())) {
-      Value value = outputs[index];
+    for (auto [result, value] :
+         llvm::zip(outlined.call.getResults(), outlined.outputs))
       rootOverride[result] = rootOf(value);
-      value.replaceUsesWithIf(result, [&](OpOperand &use) {
-        return !callee->isAncestor(use.getOwner());
-      });
-    }
   }
 };
 } // namespace
