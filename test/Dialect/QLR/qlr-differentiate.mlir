@@ -142,3 +142,37 @@ func.func @f(%x: tensor<?x4x8xf32>, %pos: index, %cache: tensor<16x32xf32>, %i: 
   %r = tensor.insert_slice %flat into %cache[%pos, 0] [%n, 32] [1, 1] : tensor<?x32xf32> into tensor<16x32xf32>
   return %r, %i : tensor<16x32xf32>, tensor<2xi32>
 }
+
+// -----
+
+// y = exp(x - b), the shifted exponentials of a softmax: dx = dy · y reads
+// the primal result instead of computing exp again (one exp per element,
+// in the forward generic); db sums -dy · y over the rows the same way.
+// CHECK-LABEL: func.func @f_grad(
+// CHECK-SAME:    %[[X:.*]]: tensor<?x8xf32>, %[[B:.*]]: tensor<8xf32>, %[[DY:.*]]: tensor<?x8xf32>)
+// CHECK:         %[[Y:.*]] = linalg.generic {{.*}}ins(%[[X]], %[[B]] :
+// CHECK:           math.exp
+// CHECK:         %[[DX:.*]] = linalg.generic {{.*}}iterator_types = ["parallel", "parallel"]} ins(%[[X]], %[[B]], %[[DY]], %[[Y]] :
+// CHECK-NEXT:    ^bb0(%{{.*}}: f32, %{{.*}}: f32, %[[D:.*]]: f32, %[[E:.*]]: f32, %{{.*}}: f32):
+// CHECK-NOT:       math.exp
+// CHECK:           arith.mulf %{{.*}}, %[[E]]
+// CHECK:           linalg.yield
+// CHECK:         %[[DB:.*]] = linalg.generic {{.*}}iterator_types = ["reduction", "parallel"]} ins(%[[X]], %[[B]], %[[DY]], %[[Y]] :
+// CHECK-NOT:       math.exp
+// CHECK:           linalg.yield
+// CHECK:         return %[[DX]], %[[DB]]
+#id = affine_map<(d0, d1) -> (d0, d1)>
+#col = affine_map<(d0, d1) -> (d1)>
+func.func @f(%x: tensor<?x8xf32>, %b: tensor<8xf32>) -> tensor<?x8xf32> {
+  %c0 = arith.constant 0 : index
+  %n = tensor.dim %x, %c0 : tensor<?x8xf32>
+  %e = tensor.empty(%n) : tensor<?x8xf32>
+  %y = linalg.generic {indexing_maps = [#id, #col, #id], iterator_types = ["parallel", "parallel"]}
+      ins(%x, %b : tensor<?x8xf32>, tensor<8xf32>) outs(%e : tensor<?x8xf32>) {
+  ^bb0(%u: f32, %w: f32, %out: f32):
+    %s = arith.subf %u, %w : f32
+    %p = math.exp %s : f32
+    linalg.yield %p : f32
+  } -> tensor<?x8xf32>
+  return %y : tensor<?x8xf32>
+}

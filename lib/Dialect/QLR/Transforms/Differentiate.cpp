@@ -486,6 +486,21 @@ GenericAdjoint::operandAdjointByGeneric(ArrayRef<unsigned> indices) {
     inputs.push_back(op->getResult(0));
     maps.push_back(outputMap());
   }
+  // Without reductions the result's element at each point is the yielded
+  // value. When that value's tangent rule reads it (exp, sqrt, rsqrt, tanh,
+  // a quotient), the adjoint reads the result instead of replaying the op
+  // (softmax's exp, for example): bit for bit the same value, one
+  // transcendental fewer per element.
+  Operation *yielder = form.value.getDefiningOp();
+  bool readsResult = form.kind == BodyForm::None &&
+                     outputMap().isPermutation() &&
+                     isa_and_present<math::ExpOp, math::SqrtOp, math::RsqrtOp,
+                                     math::TanhOp, arith::DivFOp>(yielder) &&
+                     yielder->getBlock() == &body();
+  if (readsResult) {
+    inputs.push_back(op->getResult(0));
+    maps.push_back(outputMap());
+  }
   Value target = operand(index);
   AffineMap targetMap = map(index);
   maps.push_back(targetMap);
@@ -519,11 +534,18 @@ GenericAdjoint::operandAdjointByGeneric(ArrayRef<unsigned> indices) {
           mapping.map(blockArgument(numInputs), args[next++]);
         Value resultAdjoint = args[next++];
         Value result = minMax ? args[next++] : Value();
+        Value primal = readsResult ? args[next++] : Value();
         Value accumulator = args.back();
         SmallVector<Operation *> replayed = replay(mapping, {});
         FailureOr<Value> c =
             contribution(mapping, replayed, seedsOf(mapping, indices),
                          resultAdjoint, result);
+        if (primal && succeeded(c)) {
+          Operation *replayedYielder =
+              mapping.lookup(form.value).getDefiningOp();
+          replayedYielder->getResult(0).replaceAllUsesWith(primal);
+          replayedYielder->erase();
+        }
         Value sum = accumulator;
         if (failed(c))
           status = failure();
