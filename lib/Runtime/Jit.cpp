@@ -3,7 +3,9 @@
 //===----------------------------------------------------------------------===//
 
 #include "qlr/Runtime/Jit.h"
+
 #include "qlr/Dialect/QLR/IR/QLR.h"
+#include "qlr/Dialect/QLR/Utils/CodeKey.h"
 #include "qlr/Pipelines/Pipelines.h"
 
 #include "mlir/Bytecode/BytecodeWriter.h"
@@ -260,27 +262,6 @@ JitModule::~JitModule() = default;
 
 double JitModule::compileSeconds() const { return impl->compileSeconds; }
 
-/// Discardable attributes that name or number an op without changing the
-/// code compiled for it (qlr-import's layer names, the calibration ids the
-/// calibrating passes put on the linears they tap).
-static constexpr llvm::StringLiteral kCodeNeutralAttrs[] = {
-    kLayerNameAttrName, "qlr.calibration_id"};
-
-/// The structural key of `func`, whose large weights are already arguments.
-static std::string keyOfExternalized(func::FuncOp func) {
-  func.walk([](Operation *op) {
-    for (StringRef name : kCodeNeutralAttrs)
-      op->removeAttr(name);
-  });
-  std::string name = func.getSymName().str();
-  func.setSymName("__qlr_structural_key");
-  std::string key;
-  llvm::raw_string_ostream os(key);
-  func->print(os, OpPrintingFlags().printGenericOpForm().useLocalScope());
-  func.setSymName(name);
-  return key;
-}
-
 std::string JitModule::structuralKey(ModuleOp source, StringRef function) {
   auto func = source.lookupSymbol<func::FuncOp>(function);
   if (!func || func.isExternal())
@@ -288,7 +269,7 @@ std::string JitModule::structuralKey(ModuleOp source, StringRef function) {
   auto clone = cast<func::FuncOp>(func->clone());
   std::string key;
   if (succeeded(externalizeWeights(clone, /*minBytes=*/0)))
-    key = keyOfExternalized(clone);
+    key = codeKey(clone);
   else
     // Never equal to a printed function: compiled on its own (and the
     // error reported when it is compiled).
@@ -365,7 +346,7 @@ JitModule::compile(ModuleOp source, ArrayRef<std::string> functions,
     std::map<std::string, std::string> byKey;
     for (const std::string &name : functions) {
       auto func = copy->lookupSymbol<func::FuncOp>(name);
-      auto [it, inserted] = byKey.try_emplace(keyOfExternalized(func), name);
+      auto [it, inserted] = byKey.try_emplace(codeKey(func), name);
       if (!inserted) {
         representativeOf[name] = it->second;
         func.erase();

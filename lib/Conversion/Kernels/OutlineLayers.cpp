@@ -15,7 +15,7 @@
 #include "Outlining.h"
 
 #include "qlr/Conversion/Passes.h"
-#include "qlr/Dialect/QLR/IR/QLRDialect.h"
+#include "qlr/Dialect/QLR/Utils/CodeKey.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -38,15 +38,7 @@ using namespace mlir;
 namespace outlining = mlir::qlr::outlining;
 
 namespace {
-/// Attributes that generate no code: equal pieces may differ in them.
-constexpr llvm::StringLiteral kCodeNeutralAttrs[] = {
-    mlir::qlr::kLayerNameAttrName, "qlr.calibration_id"};
-
-/// Constants, cheap to repeat in a piece (or, for data, to pass to it).
-bool isConstant(Operation *op) {
-  return op && op->getNumOperands() == 0 && op->getNumRegions() == 0 &&
-         op->hasTrait<OpTrait::ConstantLike>();
-}
+using outlining::isConstant;
 
 /// A constant that holds data (a weight, a table) rather than one value:
 /// pieces take it as an argument, so that repeats with other weights are
@@ -93,32 +85,24 @@ ArrayRef<int64_t> staticOffsets(Operation *op) {
   return cast<tensor::InsertSliceOp>(op).getStaticOffsets();
 }
 
-/// A text equal for two functions exactly when they generate the same code:
-/// the generic form, renamed, without code-neutral attributes. With
-/// `maskOffsets`, the static offsets of slices all read as 0.
+/// codeKey of `func`, with the static offsets of slices all read as 0 when
+/// `maskOffsets`.
 std::string key(func::FuncOp func, bool maskOffsets) {
+  if (!maskOffsets)
+    return mlir::qlr::codeKey(func);
   auto clone = cast<func::FuncOp>(func->clone());
-  clone.walk([](Operation *op) {
-    for (StringRef name : kCodeNeutralAttrs)
-      op->removeAttr(name);
-  });
-  if (maskOffsets) {
-    for (Operation *op : sliceOps(clone)) {
-      SmallVector<int64_t> offsets(staticOffsets(op));
-      for (int64_t &offset : offsets)
-        if (!ShapedType::isDynamic(offset))
-          offset = 0;
-      auto attr = DenseI64ArrayAttr::get(op->getContext(), offsets);
-      if (auto extract = dyn_cast<tensor::ExtractSliceOp>(op))
-        extract.setStaticOffsetsAttr(attr);
-      else
-        cast<tensor::InsertSliceOp>(op).setStaticOffsetsAttr(attr);
-    }
+  for (Operation *op : sliceOps(clone)) {
+    SmallVector<int64_t> offsets(staticOffsets(op));
+    for (int64_t &offset : offsets)
+      if (!ShapedType::isDynamic(offset))
+        offset = 0;
+    auto attr = DenseI64ArrayAttr::get(op->getContext(), offsets);
+    if (auto extract = dyn_cast<tensor::ExtractSliceOp>(op))
+      extract.setStaticOffsetsAttr(attr);
+    else
+      cast<tensor::InsertSliceOp>(op).setStaticOffsetsAttr(attr);
   }
-  clone.setSymName("__qlr_layer");
-  std::string text;
-  llvm::raw_string_ostream os(text);
-  clone->print(os, OpPrintingFlags().printGenericOpForm().useLocalScope());
+  std::string text = mlir::qlr::codeKey(clone);
   clone->erase();
   return text;
 }
@@ -264,10 +248,7 @@ struct QLROutlineLayersPass
         continue;
       }
       func::FuncOp shared = group.front().callee;
-      shared.walk([](Operation *op) {
-        for (StringRef name : kCodeNeutralAttrs)
-          op->removeAttr(name);
-      });
+      mlir::qlr::removeCodeNeutralAttrs(shared);
       for (Piece piece : ArrayRef(group).drop_front()) {
         piece.call.setCallee(shared.getSymName());
         symbols.erase(piece.callee);

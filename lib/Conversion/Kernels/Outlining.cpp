@@ -12,6 +12,11 @@ namespace outlining = mlir::qlr::outlining;
 using outlining::ChunkBoundary;
 using outlining::OutlinedChunk;
 
+bool outlining::isConstant(Operation *op) {
+  return op && op->getNumOperands() == 0 && op->getNumRegions() == 0 &&
+         op->hasTrait<OpTrait::ConstantLike>();
+}
+
 std::vector<int64_t> outlining::liveAcrossCuts(Block &body,
                                                ArrayRef<Operation *> ops) {
   int64_t n = ops.size();

@@ -21,6 +21,10 @@
 
 namespace mlir::qlr::outlining {
 
+/// A constant: no operands, no regions, ConstantLike (cheaper to repeat in
+/// a piece than to pass into it).
+bool isConstant(Operation *op);
+
 /// crossing[i], for i in [0, ops.size()]: the results of ops[0..i) that an
 /// op at or after ops[i] (or anything after the last of `ops`) reads, that
 /// is, the values a cut before ops[i] must pass on. `ops` are top-level

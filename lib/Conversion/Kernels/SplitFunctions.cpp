@@ -37,9 +37,7 @@ namespace {
 /// Operations cheaper to repeat in a piece than to pass into it: constants
 /// and references to globals (their values stay visible to LLVM).
 bool isRematerializable(Operation *op) {
-  return op && op->getNumOperands() == 0 && op->getNumRegions() == 0 &&
-         (op->hasTrait<OpTrait::ConstantLike>() ||
-          isa<memref::GetGlobalOp>(op));
+  return outlining::isConstant(op) || isa_and_present<memref::GetGlobalOp>(op);
 }
 
 struct QLRSplitFunctionsPass
